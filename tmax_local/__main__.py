@@ -1,0 +1,3 @@
+from tmax_local.cli import main
+
+raise SystemExit(main())
