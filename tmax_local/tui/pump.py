@@ -1,0 +1,102 @@
+"""Thread → UI hand-offs: an event pump that collapses bursts, and the approver bridge.
+
+The agent runs in a worker thread and calls its event callback for every token. Posting
+one Textual message per token would flood the message queue, so `EventPump.put` appends
+to a deque and posts a single `Drain` message until the UI thread has emptied it: events
+stay in order, a burst costs one message.
+
+`ApprovalBridge` is the agent's approver callback: it posts the request to the UI and
+blocks the agent thread on a `concurrent.futures.Future` until the user answers (or the
+run is stopped, which answers for the user).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.message import Message
+from textual.message_pump import MessagePump
+
+
+@dataclass
+class Drain(Message):
+    """Events wait in the pump (posted from a worker thread)."""
+
+    pump: EventPump
+
+
+class EventPump:
+    """Collects events from any thread; the UI drains them in order."""
+
+    def __init__(self, target: MessagePump) -> None:
+        self._target = target
+        self._lock = threading.Lock()
+        self._events: deque[Any] = deque()
+        self._posted = False
+        self.messages_posted = 0
+
+    def put(self, event: Any) -> None:
+        with self._lock:
+            self._events.append(event)
+            if self._posted:
+                return
+            self._posted = True
+            self.messages_posted += 1
+        self._target.post_message(Drain(self))
+
+    def drain(self) -> list[Any]:
+        with self._lock:
+            events = list(self._events)
+            self._events.clear()
+            self._posted = False
+        return events
+
+
+@dataclass
+class ApprovalNeeded(Message):
+    """The agent thread waits for the user's answer to `request`."""
+
+    request: Any
+    future: Future = field(repr=False)
+
+
+class ApprovalBridge:
+    """The approver callback given to the agent: blocks its thread until the UI answers."""
+
+    def __init__(self, target: MessagePump, on_cancel: Callable[[Any], Any]) -> None:
+        self._target = target
+        self._on_cancel = on_cancel
+        self._lock = threading.Lock()
+        self._pending: Future | None = None
+        self._pending_request: Any = None
+
+    def __call__(self, request: Any) -> Any:
+        future: Future = Future()
+        with self._lock:
+            self._pending = future
+            self._pending_request = request
+        self._target.post_message(ApprovalNeeded(request, future))
+        try:
+            return future.result()
+        finally:
+            with self._lock:
+                if self._pending is future:
+                    self._pending = None
+                    self._pending_request = None
+
+    @property
+    def waiting(self) -> bool:
+        with self._lock:
+            return self._pending is not None and not self._pending.done()
+
+    def cancel(self) -> None:
+        """Answer a pending request for the user (the run is being stopped)."""
+        with self._lock:
+            future, request = self._pending, self._pending_request
+        if future is not None and not future.done():
+            future.set_result(self._on_cancel(request))
