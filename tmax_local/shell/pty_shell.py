@@ -1,0 +1,601 @@
+"""A persistent interactive bash in a pseudo-terminal that never hangs the caller.
+
+How a command runs
+------------------
+bash starts as ``bash --rcfile <ours> --noprofile --noediting -i``: the user's
+start-up files are not read, so behaviour is the same on every machine, and
+there is no line editor (readline would echo and redraw what we type).  Our rc
+file defines a ``PROMPT_COMMAND`` that, every time bash is about to read a new
+command, writes an invisible marker to the terminal::
+
+    ESC ] 6973 ; <nonce> ; <exit status> ; <shell flags> BEL
+
+``run()`` writes the command to a private file, turns terminal echo off and
+types one short line: ``__tmax_pre <nonce>; builtin . <file>``.  The command is
+therefore never echoed and can have any shape (several lines, heredocs,
+comments, unbalanced quotes are reported by bash as a syntax error).  The
+nonce is fresh and random for every command, so output that merely prints a
+marker-looking string cannot end a command early.  ``__tmax_pre`` points the
+shell's stdin/stdout/stderr back at the terminal (a previous ``exec 1>&-``
+cannot break the next command) and restores sane terminal modes with echo on,
+so a program that prompts the user behaves as in a normal terminal.
+
+Timeouts interrupt, terminate, then kill the terminal's foreground process
+group; a shell that dies or is replaced (``exit``, ``exec``, ``kill -9 $$``,
+``set -e`` with a failing command) is restarted in the same directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import tempfile
+import termios
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import ptyprocess
+
+from tmax_local.errors import TmaxError
+from tmax_local.shell import procs
+from tmax_local.shell.env import shell_environment
+from tmax_local.shell.events import (
+    AltScreenChanged,
+    CommandFinished,
+    CommandResult,
+    CommandStarted,
+    InputWaitSuspected,
+    Output,
+    ShellEvent,
+    ShellRestarted,
+)
+from tmax_local.shell.text import DEFAULT_HEAD_CHARS, DEFAULT_TAIL_CHARS, TextCollector
+
+TIMEOUT_EXIT_CODE = 124
+
+_MARK_INTRO = b"\x1b]6973;"
+_MARK = re.compile(rb"\x1b\]6973;([0-9a-f]{16});(\d{1,3});([a-zA-Z]*)\x07")
+_MARK_TAIL = re.compile(rb"[0-9a-f]{0,16}(?:;\d{0,3}(?:;[a-zA-Z]{0,20})?)?")
+_ALT_SCREEN = re.compile(rb"\x1b\[\?(?:1049|1047|47)([hl])")
+_SHELL_NAMES = {"bash", "sh", "dash", "zsh", "ksh", "mksh", "fish", "busybox", "ash"}
+
+_RCFILE = r"""
+unset HISTFILE
+set +H
+PS1='' PS2='' PS0='' PS4='+ '
+__tmax_n={init_nonce}
+__tmax_prompt() {{
+    local __tmax_s=$? __tmax_f=
+    case $- in *x*) __tmax_f+=x ;; esac
+    case $- in *v*) __tmax_f+=v ;; esac
+    set +xv
+    printf '\033]6973;%s;%s;%s\007' "$__tmax_n" "$__tmax_s" "$__tmax_f" >/dev/tty
+}}
+__tmax_pre() {{
+    __tmax_n=$1
+    exec </dev/tty >/dev/tty 2>/dev/tty
+    command stty sane </dev/tty 2>/dev/null || :
+}}
+PROMPT_COMMAND='{{ __tmax_prompt; }} 2>/dev/null'
+readonly PROMPT_COMMAND
+readonly -f __tmax_prompt __tmax_pre
+"""
+
+
+class ShellClosed(TmaxError):
+    title = "Shell closed"
+
+
+@dataclass
+class _Running:
+    """Book-keeping for the command in flight."""
+
+    command: str
+    nonce: str
+    collector: TextCollector
+    started: float
+    exit_code: int | None = None
+    finished: bool = False  # no more output is attributed to it
+    waiting: bool = False
+    wait_reported: bool = False
+    alt_used: bool = False
+
+
+@dataclass
+class _Bash:
+    """One bash process and its reader thread."""
+
+    proc: ptyprocess.PtyProcess
+    cmdline: bytes | None
+    reader: threading.Thread | None = None
+    eof: bool = False
+    pending: bytes = b""
+    alt_tail: bytes = b""
+    ready: bool = False
+    killed: bool = False
+    flags: str = ""
+    nonces: set[str] = field(default_factory=set)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def fd(self) -> int:
+        return self.proc.fd
+
+
+class PtyShell:
+    """A persistent bash in a PTY.  See the package docstring for usage."""
+
+    def __init__(
+        self,
+        cwd: str | os.PathLike[str] | None = None,
+        *,
+        timeout: float = 120.0,
+        rows: int = 40,
+        cols: int = 120,
+        env: Mapping[str, str] | None = None,
+        allow_secrets: bool = False,
+        head_chars: int = DEFAULT_HEAD_CHARS,
+        tail_chars: int = DEFAULT_TAIL_CHARS,
+        kill_grace: float = 1.0,
+        input_wait_after: float = 0.5,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.cwd = str(Path(cwd if cwd is not None else os.getcwd()).resolve())
+        self._home_cwd = self.cwd
+        self.timeout = timeout
+        self.rows, self.cols = rows, cols
+        self.env, self.withheld_env = shell_environment(env, allow_secrets=allow_secrets)
+        self.head_chars, self.tail_chars = head_chars, tail_chars
+        self.kill_grace = kill_grace
+        self.input_wait_after = input_wait_after
+        self.start_timeout = start_timeout
+        self._cond = threading.Condition()
+        self._run_lock = threading.Lock()
+        self._subscribers: list[Callable[[ShellEvent], None]] = []
+        self._bash: _Bash | None = None
+        self._current: _Running | None = None
+        self._last_output = time.monotonic()
+        self._alt_active = False
+        self._closed = False
+        self._workdir: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> PtyShell:
+        """Start bash (idempotent).  Raises TmaxError if it cannot start."""
+        with self._run_lock:
+            if self._closed:
+                raise ShellClosed("the shell has been closed")
+            if self._bash is None:
+                self._spawn(self.cwd)
+        return self
+
+    def close(self) -> None:
+        """Stop bash and every process left in its session."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        bash = self._bash
+        if bash is not None:
+            self._kill_bash(bash)
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def __enter__(self) -> PtyShell:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int | None:
+        """Pid of the current bash (it changes when the shell is restarted)."""
+        return self._bash.pid if self._bash else None
+
+    @property
+    def alt_screen(self) -> bool:
+        return self._alt_active
+
+    # -- events ----------------------------------------------------------------
+    def subscribe(self, callback: Callable[[ShellEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
+        with self._cond:
+            self._subscribers = [*self._subscribers, callback]
+
+        def unsubscribe() -> None:
+            with self._cond:
+                self._subscribers = [s for s in self._subscribers if s is not callback]
+
+        return unsubscribe
+
+    def _publish(self, event: ShellEvent) -> None:
+        for callback in self._subscribers:
+            callback(event)
+
+    # -- user interaction ------------------------------------------------------
+    def send_input(self, data: bytes) -> None:
+        """Type ``data`` into the terminal (answer a prompt, quit ``less``...)."""
+        bash = self._require_bash()
+        view = memoryview(data)
+        while view:
+            written = os.write(bash.fd, view)
+            view = view[written:]
+
+    def interrupt(self) -> None:
+        """Send SIGINT to the terminal's foreground process group (like Ctrl-C)."""
+        bash = self._require_bash()
+        try:
+            os.killpg(os.tcgetpgrp(bash.fd), signal.SIGINT)
+        except OSError:
+            pass
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Change the terminal size (the foreground program gets SIGWINCH)."""
+        self.rows, self.cols = rows, cols
+        bash = self._bash
+        if bash is not None:
+            try:
+                bash.proc.setwinsize(rows, cols)
+            except OSError:
+                pass
+
+    def _require_bash(self) -> _Bash:
+        if self._closed or self._bash is None:
+            raise ShellClosed("the shell is not running")
+        return self._bash
+
+    # -- running commands ------------------------------------------------------
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run ``command`` and block until it finishes, times out or kills the shell."""
+        limit = self.timeout if timeout is None else timeout
+        with self._run_lock:
+            if self._closed:
+                raise ShellClosed("the shell has been closed")
+            restarted = False
+            if self._bash is None:
+                self._spawn(self.cwd)
+            elif not self._alive(self._bash):
+                self._restart("the shell had exited")
+            bash = self._bash
+            assert bash is not None
+            nonce = secrets.token_hex(8)
+            bash.nonces.add(nonce)
+            script = command if command.endswith("\n") else command + "\n"
+            if bash.flags:
+                script = f"{{ set -{bash.flags}; }} 2>/dev/null\n{script}"
+            path = self._script_path()
+            Path(path).write_text(script, encoding="utf-8", errors="surrogateescape")
+            running = _Running(command, nonce, TextCollector(self.head_chars, self.tail_chars),
+                               time.monotonic())
+            with self._cond:
+                self._current = running
+                self._last_output = time.monotonic()
+            self._publish(CommandStarted(command))
+            self._prepare_tty(bash)
+            quoted = "'" + path.replace("'", "'\\''") + "'"
+            self.send_input(f" __tmax_pre {nonce}; builtin . {quoted}\n".encode())
+
+            timed_out = False
+            exit_code: int | None = None
+            deadline = running.started + limit
+            next_probe = 0.0
+            while True:
+                with self._cond:
+                    if self._closed:
+                        raise ShellClosed("the shell was closed while a command ran")
+                    if running.exit_code is not None:
+                        exit_code = running.exit_code
+                        break
+                    self._cond.wait(0.05)
+                    if running.exit_code is not None:
+                        continue
+                if not self._alive(bash):
+                    exit_code = self._shell_died(bash)
+                    restarted = True
+                    break
+                now = time.monotonic()
+                if now >= deadline:
+                    timed_out = True
+                    exit_code, restarted = self._stop_foreground(bash, running)
+                    break
+                if now >= next_probe and now - self._last_output >= self.input_wait_after:
+                    next_probe = now + 0.2
+                    if self._probe_input_wait(bash, running):
+                        exit_code = 0
+                        restarted = True
+                        self._restart("the shell was replaced by an interactive shell (exec)")
+                        break
+
+            with self._cond:
+                running.finished = True
+                if self._current is running:
+                    self._current = None
+            running.collector.finish()
+            if not restarted and self._bash is bash:
+                self.cwd = procs.cwd_of(bash.pid) or self.cwd
+            result = CommandResult(
+                command=command,
+                exit_code=TIMEOUT_EXIT_CODE if timed_out else exit_code,
+                output=running.collector.text(),
+                timed_out=timed_out,
+                restarted=restarted,
+                waiting_for_input=running.waiting,
+                alt_screen_used=running.alt_used,
+                duration_s=time.monotonic() - running.started,
+                dropped_chars=running.collector.total_dropped(),
+            )
+        self._publish(CommandFinished(result))
+        return result
+
+    def _script_path(self) -> str:
+        if self._workdir is None or not os.path.isdir(self._workdir):
+            self._workdir = tempfile.mkdtemp(prefix="tmax-shell-")
+        return os.path.join(self._workdir, "command.sh")
+
+    @staticmethod
+    def _prepare_tty(bash: _Bash) -> None:
+        """Canonical mode, echo off: the line we type is read whole and never shown."""
+        try:
+            attrs = termios.tcgetattr(bash.fd)
+        except termios.error:
+            return
+        attrs[0] |= termios.ICRNL
+        attrs[3] |= termios.ICANON | termios.ISIG | termios.IEXTEN
+        attrs[3] &= ~(termios.ECHO | termios.ECHONL)
+        termios.tcsetattr(bash.fd, termios.TCSANOW, attrs)
+
+    # -- watching a running command ------------------------------------------
+    def _probe_input_wait(self, bash: _Bash, running: _Running) -> bool:
+        """Flag a terminal read; return True if bash itself was replaced by another shell."""
+        try:
+            pgrp = os.tcgetpgrp(bash.fd)
+        except OSError:
+            return False
+        members = procs.group_members(pgrp, bash.pid)
+        if not any(procs.blocked_on_tty_read(pid) for pid in members):
+            return False
+        if procs.cmdline(bash.pid) != bash.cmdline:
+            try:
+                name = psutil.Process(bash.pid).name()
+            except psutil.Error:
+                name = ""
+            if name in _SHELL_NAMES:
+                return True
+        running.waiting = True
+        if not running.wait_reported:
+            running.wait_reported = True
+            self._publish(InputWaitSuspected(running.command))
+        return False
+
+    def _stop_foreground(self, bash: _Bash, running: _Running) -> tuple[int, bool]:
+        """Interrupt, terminate, then kill the foreground job.  Returns (exit code, restarted)."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            try:
+                pgrp = os.tcgetpgrp(bash.fd)
+            except OSError:
+                pgrp = -1
+            if pgrp > 0:
+                if pgrp == bash.pid:  # bash leads its own process group
+                    # bash itself is in the foreground (a builtin, a loop, `read`):
+                    # an interactive bash survives SIGINT and ignores SIGTERM.
+                    if sig == signal.SIGKILL:
+                        for pid in procs.group_members(pgrp, bash.pid):
+                            if pid != bash.pid:
+                                _signal(pid, sig)
+                    else:
+                        _signal_group(pgrp, sig)
+                else:
+                    _signal_group(pgrp, sig)
+            if self._wait_finished(bash, running, self.kill_grace):
+                break
+        with self._cond:
+            code = running.exit_code
+        if code is not None:
+            return code, False
+        if self._alive(bash):
+            self._kill_bash(bash)
+            self._restart("the shell did not recover from a timeout")
+            return TIMEOUT_EXIT_CODE, True
+        code = self._shell_died(bash)
+        return code, True
+
+    def _wait_finished(self, bash: _Bash, running: _Running, seconds: float) -> bool:
+        end = time.monotonic() + seconds
+        with self._cond:
+            while running.exit_code is None:
+                left = end - time.monotonic()
+                if left <= 0 or not self._alive(bash):
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    # -- shell processes -------------------------------------------------------
+    def _spawn(self, cwd: str) -> None:
+        bash_path = shutil.which("bash", path=self.env.get("PATH")) or shutil.which("bash")
+        if bash_path is None:
+            raise TmaxError("bash was not found on PATH; the agent's shell needs it")
+        init = secrets.token_hex(8)
+        rcfile = os.path.join(os.path.dirname(self._script_path()), "bashrc")
+        Path(rcfile).write_text(_RCFILE.format(init_nonce=init), encoding="utf-8")
+        argv = [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
+        try:
+            proc = ptyprocess.PtyProcess.spawn(
+                argv, cwd=cwd, env=self.env, dimensions=(self.rows, self.cols), echo=False
+            )
+        except OSError as err:
+            raise TmaxError(f"could not start bash in {cwd}: {err}") from err
+        bash = _Bash(proc=proc, cmdline=procs.cmdline(proc.pid))
+        bash.nonces.add(init)
+        bash.reader = threading.Thread(
+            target=self._read_loop, args=(bash,), name=f"pty-reader-{proc.pid}", daemon=True
+        )
+        self._bash = bash
+        bash.reader.start()
+        end = time.monotonic() + self.start_timeout
+        with self._cond:
+            while not bash.ready:
+                left = end - time.monotonic()
+                if bash.eof or left <= 0 or self._closed:
+                    break
+                self._cond.wait(min(left, 0.1))
+        if not bash.ready:
+            self._kill_bash(bash)
+            self._bash = None
+            raise TmaxError(f"bash did not start in {cwd} within {self.start_timeout:.0f} s")
+        self.cwd = cwd
+
+    @staticmethod
+    def _alive(bash: _Bash) -> bool:
+        try:
+            return bash.proc.isalive()
+        except ptyprocess.PtyProcessError:
+            return False
+
+    def _shell_died(self, bash: _Bash) -> int:
+        """bash has exited: collect its status, clean up, start a new one."""
+        proc = bash.proc
+        if proc.exitstatus is not None:
+            code = proc.exitstatus
+        elif proc.signalstatus is not None:
+            code = 128 + proc.signalstatus
+        else:
+            code = 1
+        self._kill_bash(bash)
+        self._restart(f"the shell exited (status {code})")
+        return code
+
+    def _restart(self, reason: str) -> None:
+        old = self._bash
+        if old is not None:
+            self._kill_bash(old)
+        self._bash = None
+        cwd = self.cwd if os.path.isdir(self.cwd) else self._home_cwd
+        if not os.path.isdir(cwd):
+            cwd = os.path.expanduser("~")
+        self._alt_active = False
+        self._spawn(cwd)
+        self._publish(ShellRestarted(reason))
+
+    def _kill_bash(self, bash: _Bash) -> None:
+        """Kill bash and everything left in its session, then reap it."""
+        if bash.killed:
+            return
+        bash.killed = True
+        sid = bash.pid
+        _signal(bash.pid, signal.SIGHUP)
+        procs.kill_session(sid, signal.SIGKILL)
+        _signal(bash.pid, signal.SIGKILL)
+        try:
+            bash.proc.wait()
+        except ptyprocess.PtyProcessError:
+            pass
+        # A process that ignored everything above is found again here.
+        procs.kill_session(sid, signal.SIGKILL)
+        if bash.reader is not None and bash.reader is not threading.current_thread():
+            bash.reader.join(timeout=5)
+        try:
+            bash.proc.close(force=True)
+        except (OSError, ptyprocess.PtyProcessError):
+            pass
+
+    # -- reader thread -----------------------------------------------------------
+    def _read_loop(self, bash: _Bash) -> None:
+        fd = bash.fd
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self._last_output = time.monotonic()
+            bash.pending = self._consume(bash, bash.pending + chunk)
+        if bash.pending:
+            self._emit(bash, bash.pending)
+            bash.pending = b""
+        with self._cond:
+            bash.eof = True
+            self._cond.notify_all()
+
+    def _consume(self, bash: _Bash, buf: bytes) -> bytes:
+        """Split ``buf`` into output and our markers; return bytes held back."""
+        pos = 0
+        for match in _MARK.finditer(buf):
+            nonce = match.group(1).decode()
+            if nonce not in bash.nonces:
+                continue  # looks like a marker, but not one of ours: it is output
+            self._emit(bash, buf[pos : match.start()])
+            pos = match.end()
+            with self._cond:
+                bash.ready = True
+                bash.flags = match.group(3).decode()
+                running = self._current
+                if running is not None and running.nonce == nonce and not running.finished:
+                    running.exit_code = int(match.group(2))
+                    running.finished = True
+                self._cond.notify_all()
+        rest = buf[pos:]
+        hold = _marker_prefix_start(rest)
+        self._emit(bash, rest[:hold])
+        return rest[hold:]
+
+    def _emit(self, bash: _Bash, data: bytes) -> None:
+        if not data:
+            return
+        scan = bash.alt_tail + data
+        for match in _ALT_SCREEN.finditer(scan):
+            if match.end() <= len(bash.alt_tail):
+                continue
+            active = match.group(1) == b"h"
+            if active != self._alt_active:
+                self._alt_active = active
+                self._publish(AltScreenChanged(active))
+            if active:
+                with self._cond:
+                    if self._current is not None:
+                        self._current.alt_used = True
+        bash.alt_tail = scan[-7:]
+        self._publish(Output(data))
+        with self._cond:
+            running = self._current
+            if running is not None and not running.finished:
+                running.collector.feed(data)
+                running.wait_reported = False
+
+
+def _marker_prefix_start(buf: bytes) -> int:
+    """Index where an unfinished marker may start at the end of ``buf`` (else len)."""
+    start = buf.rfind(b"\x1b", max(0, len(buf) - 64))
+    if start < 0:
+        return len(buf)
+    tail = buf[start:]
+    if len(tail) <= len(_MARK_INTRO):
+        return start if _MARK_INTRO.startswith(tail) else len(buf)
+    if tail.startswith(_MARK_INTRO) and _MARK_TAIL.fullmatch(tail, len(_MARK_INTRO)):
+        return start
+    return len(buf)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def _signal_group(pgrp: int, sig: int) -> None:
+    try:
+        os.killpg(pgrp, sig)
+    except OSError:
+        pass
