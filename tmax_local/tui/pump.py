@@ -94,6 +94,13 @@ class ApprovalBridge:
         with self._lock:
             return self._pending is not None and not self._pending.done()
 
+    def answer(self, value: Any) -> None:
+        """Deliver the user's answer to the waiting agent thread (UI thread)."""
+        with self._lock:
+            future = self._pending
+        if future is not None and not future.done():
+            future.set_result(value)
+
     def cancel(self) -> None:
         """Answer a pending request for the user (the run is being stopped)."""
         with self._lock:

@@ -124,6 +124,25 @@ class EmulatorScreen(pyte.Screen):
         self._saved_cursor = None
         self.dirty.update(range(self.lines))
 
+    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+        """Shrink like xterm: drop blank rows below the cursor first, then from the top."""
+        lines = lines or self.lines
+        if lines < self.lines:
+            drop_bottom = min(self.lines - lines, self.lines - 1 - self.cursor.y)
+            for y in range(self.lines - drop_bottom, self.lines):
+                self.buffer.pop(y, None)
+            shift = self.lines - drop_bottom - lines
+            if shift > 0:
+                kept = {y - shift: line for y, line in self.buffer.items() if y >= shift}
+                self.buffer.clear()
+                self.buffer.update(kept)
+                self.cursor.y = max(self.cursor.y - shift, 0)
+            self.lines = lines
+            self.cursor.y = min(self.cursor.y, lines - 1)
+        super().resize(lines, columns)
+        self.set_margins()
+        self.dirty.update(range(self.lines))
+
     @property
     def app_cursor_keys(self) -> bool:
         return (_DECCKM << 5) in self.mode

@@ -1,0 +1,372 @@
+"""The tmax-local app: reasoning on the left, the live terminal on the right.
+
+`make_app(options)` is the one factory used by the CLI (`tmax_local.tui.launch`) and the
+tests. The app is a view: the agent (`tmax_local.agent`) runs in a worker thread and
+reports through its event callback (collected by `EventPump`), asks through its approver
+callback (`ApprovalBridge`, which blocks that thread until the user answers in the
+approval bar), and runs commands in the `PtyShell` whose raw bytes the terminal pane
+renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input, Static
+from textual.worker import Worker, WorkerState
+
+from tmax_local.agent import events as ev
+from tmax_local.errors import TmaxError
+from tmax_local.tui import bridge
+from tmax_local.tui.approval_bar import ApprovalBar, ApprovalView
+from tmax_local.tui.pump import ApprovalBridge, ApprovalNeeded, Drain, EventPump
+from tmax_local.tui.reasoning import ReasoningPane
+from tmax_local.tui.screens import EditCommandScreen, HelpScreen, ReasonScreen, RuleScreen
+from tmax_local.tui.status import StatusBar
+from tmax_local.tui.terminal import TerminalPane
+
+MODES = ("ask", "auto", "never-run")
+
+
+@dataclass
+class TuiOptions:
+    """Everything the app needs, resolved by the CLI (or a test)."""
+
+    model: str | None = None
+    """Model spec: a name (tmax-2b), a .gguf path, or `script:PATH` (scripted model)."""
+    mode: str = "ask"
+    """Approval mode: ask | auto | never-run."""
+    cwd: Path | None = None
+    """Working directory of the shell (default: the current directory)."""
+    resume: bool = False
+    """Reopen the last session (read-only; Enter on a new instruction continues it)."""
+    session: Path | None = None
+    """A specific transcript to reopen (implies resume)."""
+    sessions_dir: Path | None = None
+    """Where transcripts go (default: tmax_local.paths.sessions_dir())."""
+    export_dir: Path | None = None
+    """Where Ctrl+E writes the Markdown and .cast (default: the shell's working dir)."""
+    max_steps: int = 64
+    context_limit: int = 65536
+    n_gpu_layers: int | None = None
+    theme: str | None = None
+    ram_probe: Callable[[], str] | None = None
+    """Injectable RAM figure (snapshots use a fixed one)."""
+    shell_env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for the shell (tests set a fixed prompt)."""
+    start_shell: bool = True
+    """Start the PTY shell on mount (snapshot tests of pure layout may skip it)."""
+    task: str | None = None
+    """Start on this task at once (the CLI's `--task`)."""
+    autoload: bool = True
+    """Load the model on mount (snapshot tests of fixed states turn it off)."""
+    deterministic: bool = False
+    """No cursor blink, no animation, no clock-driven refresh: for snapshot tests."""
+
+
+class TmaxApp(App[int]):
+    """tmax-local's terminal app."""
+
+    TITLE = "tmax-local"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = False
+
+    BINDINGS = [
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
+        Binding("ctrl+t", "takeover", "Terminal"),
+        Binding("ctrl+x", "stop", "Stop agent", priority=True),
+        Binding("f3", "cycle_mode", "Mode"),
+        Binding("ctrl+e", "export", "Export"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, options: TuiOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.mode = options.mode
+        self.pump = EventPump(self)
+        self.approver = ApprovalBridge(self, on_cancel=bridge.stop_answer)
+        self.session = bridge.Session(options, self.pump.put, self.approver)
+        self.events_seen: list[Any] = []
+        self.agent_running = False
+        self.finished: ev.AgentFinished | None = None
+        self.last_error: TmaxError | None = None
+        self._context_warned = False
+        if options.theme:
+            self.theme = options.theme
+
+    # -- layout ------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="panes"):
+            with Vertical(id="left"):
+                yield Static("Reasoning", classes="pane-title")
+                yield ReasoningPane(id="reasoning")
+            with Vertical(id="right"):
+                yield Static("Terminal", classes="pane-title", id="term-title")
+                yield TerminalPane(id="terminal")
+        yield ApprovalBar(id="approval")
+        yield Input(placeholder="Describe a task and press Enter", id="task")
+        yield StatusBar(self.options.ram_probe, id="status")
+        yield Footer()
+
+    @property
+    def reasoning(self) -> ReasoningPane:
+        return self.query_one(ReasoningPane)
+
+    @property
+    def terminal(self) -> TerminalPane:
+        return self.query_one(TerminalPane)
+
+    @property
+    def approval_bar(self) -> ApprovalBar:
+        return self.query_one(ApprovalBar)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    def on_mount(self) -> None:
+        if self.options.deterministic:
+            self.animation_level = "none"
+            self.query_one("#task", Input).cursor_blink = False
+        self.status.update_info(
+            mode=self.mode, max_steps=self.options.max_steps,
+            context_limit=self.options.context_limit,
+        )
+        self.query_one("#task", Input).focus()
+        if self.options.start_shell:
+            self.start_shell()
+        if self.options.resume or self.options.session:
+            self.load_resumed()
+        if self.options.autoload:
+            self.load_model()
+
+    # -- shell -------------------------------------------------------------------------
+    def start_shell(self) -> None:
+        pane = self.terminal
+        shell = self.session.start_shell(
+            rows=pane.screen_model.lines, cols=pane.screen_model.columns,
+            on_output=pane.feed_threadsafe, on_event=self.pump.put,
+        )
+        pane.backend = shell
+        pane.resize_terminal(pane.size)
+
+    # -- model loading -----------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="model", exit_on_error=False)
+    def load_model(self) -> None:
+        self.call_from_thread(self.status.update_info, loading="loading model…")
+        try:
+            info = self.session.load_model(
+                progress=lambda text: self.call_from_thread(
+                    self.status.update_info, loading=text
+                )
+            )
+        except TmaxError as err:
+            self.call_from_thread(self.show_model_error, err)
+            return
+        self.call_from_thread(self.model_loaded, info)
+
+    def model_loaded(self, info: bridge.ModelInfo) -> None:
+        self.status.update_info(
+            model=info.name, quant=info.quant, backend=info.backend,
+            layers_offloaded=info.layers, loading="",
+            context_limit=info.context_limit or self.options.context_limit,
+        )
+        if self.options.task and not self.agent_running:
+            task, self.options.task = self.options.task, None
+            self.start_task(task)
+
+    def show_model_error(self, err: TmaxError) -> None:
+        self.last_error = err
+        self.status.update_info(loading="no model", state="error")
+        self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
+        hint = bridge.missing_model_hint(err)
+        if hint:
+            self.reasoning.add_note(hint, level="warning")
+
+    # -- the agent ---------------------------------------------------------------------
+    @on(Input.Submitted, "#task")
+    def task_submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text:
+            return
+        event.input.value = ""
+        if self.agent_running:
+            self.session.queue_instruction(text)
+            self.reasoning.add_note(f"queued for the next turn: {text}")
+            return
+        self.start_task(text)
+
+    def start_task(self, text: str) -> None:
+        if not self.session.model_ready:
+            self.reasoning.add_note("The model is not loaded yet; the task waits for it.")
+            self.options.task = text
+            return
+        self.reasoning.add_task(text)
+        self.agent_running = True
+        self.finished = None
+        self.status.update_info(state="thinking")
+        self.run_agent(text)
+
+    @work(thread=True, exclusive=True, group="agent", exit_on_error=False)
+    def run_agent(self, task: str) -> None:
+        self.session.run_task(task)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "agent" and event.state in (
+            WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
+        ):
+            self.agent_running = False
+            if event.state == WorkerState.ERROR:
+                err = event.worker.error
+                message = str(err) if isinstance(err, TmaxError) else repr(err)
+                self.reasoning.add_note(f"agent error: {message}", level="error")
+                self.status.update_info(state="error")
+
+    def on_drain(self, message: Drain) -> None:
+        for event in message.pump.drain():
+            self.handle_event(event)
+
+    def handle_event(self, event: Any) -> None:
+        self.events_seen.append(event)
+        bridge.apply_event(self, event)
+
+    def note_context(self, used: int, limit: int) -> None:
+        self.status.update_info(context_used=used, context_limit=limit)
+        if self.status.info.context_warning and not self._context_warned:
+            self._context_warned = True
+            pct = int(100 * used / limit)
+            self.notify(
+                f"Context {pct}% full ({used}/{limit} tokens): old output will be thinned soon.",
+                title="Context filling up", severity="warning", timeout=8,
+            )
+            self.reasoning.add_note(f"context {pct}% full", level="warning")
+
+    # -- approval ----------------------------------------------------------------------
+    def on_approval_needed(self, message: ApprovalNeeded) -> None:
+        view = bridge.approval_view(message.request)
+        self.status.update_info(state="waiting for approval")
+        self.approval_bar.show(view, self.mode)
+
+    def _answer(self, answer: Any) -> None:
+        self.approval_bar.hide()
+        self.approver.answer(answer)
+        self.status.update_info(state="running")
+        self.query_one("#task", Input).focus()
+
+    @on(ApprovalBar.Chosen)
+    def approval_chosen(self, event: ApprovalBar.Chosen) -> None:
+        view = event.view
+        if event.choice == "approve":
+            self._answer(bridge.approve(view))
+        elif event.choice == "edit":
+            self.push_screen(EditCommandScreen(view.command), self._edited)
+        elif event.choice == "reject":
+            self.push_screen(ReasonScreen(view.command), self._rejected)
+        elif event.choice == "always":
+            self.push_screen(
+                RuleScreen(view.command, view.rule, view.rule_explanation), self._always
+            )
+        elif event.choice == "mode":
+            self.action_cycle_mode()
+            self.approval_bar.mode = self.mode
+            self.approval_bar.refresh()
+
+    def _edited(self, command: object) -> None:
+        view = self.approval_bar.view
+        if isinstance(command, str) and view is not None:
+            self._answer(bridge.edit(view, command))
+        else:
+            self.approval_bar.focus()
+
+    def _rejected(self, reason: object) -> None:
+        view = self.approval_bar.view
+        if isinstance(reason, str) and view is not None:
+            self._answer(bridge.reject(view, reason))
+        else:
+            self.approval_bar.focus()
+
+    def _always(self, result: object) -> None:
+        view = self.approval_bar.view
+        if isinstance(result, tuple) and view is not None:
+            rule, scope = result
+            self._answer(bridge.allow_rule(view, rule, scope))
+        else:
+            self.approval_bar.focus()
+
+    # -- actions -----------------------------------------------------------------------
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_takeover(self) -> None:
+        self.terminal.takeover = True
+
+    def on_terminal_pane_takeover_changed(self, message: TerminalPane.TakeoverChanged) -> None:
+        self.update_terminal_title()
+        if not message.takeover:
+            if self.approval_bar.active:
+                self.approval_bar.focus()
+            else:
+                self.query_one("#task", Input).focus()
+
+    def on_terminal_pane_alt_screen(self, message: TerminalPane.AltScreen) -> None:
+        self.update_terminal_title(alt=message.active)
+
+    def update_terminal_title(self, *, alt: bool | None = None, waiting: bool = False) -> None:
+        title = self.query_one("#term-title", Static)
+        if self.terminal.takeover:
+            title.update("Terminal — keys go to the shell (Ctrl+] hands back)")
+        elif waiting:
+            title.update("Terminal — waiting for input? Ctrl+T to type")
+        elif alt if alt is not None else self.terminal.screen_model.in_alt_screen:
+            title.update("Terminal — full-screen program: Ctrl+T to take over")
+        else:
+            title.update("Terminal")
+
+    def action_stop(self) -> None:
+        if not self.agent_running:
+            self.notify("The agent is not running.", timeout=3)
+            return
+        self.session.stop()
+        self.approval_bar.hide()
+        self.status.update_info(state="stopping")
+
+    def action_cycle_mode(self) -> None:
+        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+        self.session.set_mode(self.mode)
+        self.status.update_info(mode=self.mode)
+        self.notify(f"Approval mode: {self.mode}", timeout=3)
+
+    def action_export(self) -> None:
+        try:
+            paths = self.session.export(self.options.export_dir)
+        except TmaxError as err:
+            self.notify(err.message, title=err.title, severity="error")
+            return
+        self.notify("Exported " + ", ".join(p.name for p in paths), title="Export", timeout=6)
+
+    def load_resumed(self) -> None:
+        try:
+            bridge.show_resumed(self)
+        except TmaxError as err:
+            self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
+
+    async def action_quit(self) -> None:
+        self.session.stop()
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.session.close()
+
+
+def make_app(options: TuiOptions | None = None) -> TmaxApp:
+    """The app factory used by `tmax-local` and by the tests."""
+    return TmaxApp(options or TuiOptions())

@@ -1,0 +1,48 @@
+"""`tmax-local` with no subcommand: open the app.
+
+Only argparse here at import time; Textual is imported inside `run`, so `tmax-local --help`
+stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("app")
+    group.add_argument(
+        "--model", "-m", default=None,
+        help="model: a name (tmax-2b), a .gguf file, or script:PATH (a scripted model for demos "
+        "and tests: a JSON list of raw model outputs)",
+    )
+    group.add_argument(
+        "--mode", choices=("ask", "auto", "never-run"), default="ask",
+        help="approval mode (default: ask)",
+    )
+    group.add_argument("--cwd", type=Path, default=None, help="working directory of the shell")
+    group.add_argument("--resume", action="store_true", help="reopen the last session")
+    group.add_argument("--session", type=Path, default=None, help="reopen this session file")
+    group.add_argument("--n-gpu-layers", type=int, default=None,
+                       help="layers to offload to the GPU (default: all when a GPU build)")
+    group.add_argument("--theme", default=None, help="Textual theme, e.g. textual-light")
+    group.add_argument("--task", default=None, help="start on this task at once")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tmax_local.tui.app import TuiOptions, make_app
+
+    options = TuiOptions(
+        model=args.model,
+        mode=args.mode,
+        cwd=args.cwd,
+        resume=args.resume,
+        session=args.session,
+        n_gpu_layers=args.n_gpu_layers,
+        theme=args.theme,
+        task=args.task,
+    )
+    app = make_app(options)
+    result = app.run()
+    return int(result or 0)

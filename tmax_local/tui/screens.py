@@ -1,0 +1,169 @@
+"""Modal screens: help, edit a command, reason for a rejection, confirm an allow rule."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Markdown, RadioButton, RadioSet, TextArea
+
+HELP_TEXT = """\
+# tmax-local
+
+The agent reasons on the **left**; its commands run in the live terminal on the **right**.
+Every command waits for you unless a rule or the approval mode allows it.
+
+| Key | Where | Does |
+|---|---|---|
+| Enter | task box | start the agent, or queue a follow-up for its next turn |
+| a | approval bar | approve: run the command as shown |
+| e | approval bar | edit the command first (what you approve is what runs) |
+| r | approval bar | reject, with a reason the model will read |
+| A | approval bar | always allow: shows the rule before saving it |
+| m / F3 | anywhere | switch approval mode (ask → auto → never-run) |
+| Ctrl+T | anywhere | take over the terminal: keys go to the shell |
+| Ctrl+] | terminal | hand control back to the app |
+| Ctrl+C | terminal | interrupt the running command (take-over mode) |
+| Ctrl+X | anywhere | stop the agent (its generation and any pending request) |
+| Ctrl+E | anywhere | export the session (Markdown) and the terminal recording (.cast) |
+| F1 / ? | anywhere | this help |
+| Ctrl+Q | anywhere | quit |
+
+Modes: **ask** asks for anything not covered by a rule; **auto** runs commands without
+risk labels and asks for the rest; **never-run** rejects every command (read-only session).
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 90%; max-width: 100; height: 90%; border: round $accent; background: $surface;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Markdown(HELP_TEXT)
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)
+
+
+class _Dialog(ModalScreen[object]):
+    DEFAULT_CSS = """
+    _Dialog { align: center middle; }
+    _Dialog > Vertical {
+        width: 90%; max-width: 100; height: auto; max-height: 90%;
+        border: round $accent; background: $surface; padding: 0 1;
+    }
+    _Dialog Label.title { text-style: bold; }
+    _Dialog Label.hint { color: $text-muted; }
+    _Dialog Horizontal { height: auto; }
+    _Dialog Button { margin: 0 1 0 0; min-width: 10; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class EditCommandScreen(_Dialog):
+    """An editor pre-filled with the proposed command; returns the edited text or None."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "submit", "Approve edited", priority=True),
+    ]
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Edit the command — what you approve is what runs", classes="title")
+            yield TextArea(self.command, language=None, id="editor", soft_wrap=True)
+            yield Label("Ctrl+S approve the edited command · Esc cancel", classes="hint")
+            with Horizontal():
+                yield Button("Approve edited", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        editor = self.query_one(TextArea)
+        editor.styles.height = min(12, max(3, self.command.count("\n") + 3))
+        editor.focus()
+
+    def action_submit(self) -> None:
+        text = self.query_one(TextArea).text.strip("\n")
+        self.dismiss(text if text.strip() else None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self.action_submit()
+        else:
+            self.dismiss(None)
+
+
+class ReasonScreen(_Dialog):
+    """Asks why a command is rejected; the reason goes back to the model."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Reject — tell the model why (Enter sends, Esc cancels)", classes="title")
+            yield Label(Text("$ " + self.command), classes="hint")
+            yield Input(placeholder="reason (optional)", id="reason")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+
+class RuleScreen(_Dialog):
+    """Shows the rule an "always allow" would save; returns (rule, scope) or None."""
+
+    def __init__(self, command: str, rule: str, explanation: str = "") -> None:
+        super().__init__()
+        self.command = command
+        self.rule = rule
+        self.explanation = explanation
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Always allow — this rule will be saved:", classes="title")
+            yield Input(self.rule, id="rule")
+            if self.explanation:
+                yield Label(Text(self.explanation), classes="hint")
+            with RadioSet(id="scope"):
+                yield RadioButton("this session", value=True, id="session")
+                yield RadioButton("always (saved to config)", id="global")
+            yield Label("Enter saves the rule and runs the command · Esc cancels", classes="hint")
+            with Horizontal():
+                yield Button("Save rule & run", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#rule", Input).focus()
+
+    def _result(self) -> tuple[str, str] | None:
+        rule = self.query_one("#rule", Input).value.strip()
+        if not rule:
+            return None
+        pressed = self.query_one(RadioSet).pressed_button
+        scope = "global" if pressed is not None and pressed.id == "global" else "session"
+        return rule, scope
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(self._result())
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(self._result() if event.button.id == "ok" else None)
