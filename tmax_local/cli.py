@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 # Module providing the default action (the TUI) when no subcommand is given.
-DEFAULT_MODULE: str | None = None
+DEFAULT_MODULE: str | None = "tmax_local.tui.launch"
 
 
 def build_parser() -> argparse.ArgumentParser:
