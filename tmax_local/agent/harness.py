@@ -182,12 +182,16 @@ def format_error(error: str = FORMAT_ERROR_NO_CALL) -> str:
     return prompts().format_error_template.replace("{{error}}", error).strip()
 
 
-def truncate_output(output: str, config: HarnessConfig = HarnessConfig()) -> str:
-    """mini-swe-agent's head/tail cut with the too-long hint, for outputs over the limit."""
-    if len(output) <= config.observation_max_chars:
+def truncate_output(output: str, config: HarnessConfig = HarnessConfig(), *,
+                    dropped: int = 0) -> str:
+    """mini-swe-agent's head/tail cut with the too-long hint, for outputs over the limit.
+
+    ``dropped`` counts characters already removed from the middle of ``output`` upstream
+    (the shell caps what it keeps); they count as elided."""
+    if len(output) + dropped <= config.observation_max_chars:
         return output
     head, tail = config.observation_head_chars, config.observation_tail_chars
-    elided = len(output) - head - tail
+    elided = len(output) + dropped - head - tail
     return (
         f"{prompts().too_long_hint}\n\n"
         f"---- HEAD ({head} chars) ----\n{output[:head]}\n"
@@ -197,7 +201,7 @@ def truncate_output(output: str, config: HarnessConfig = HarnessConfig()) -> str
 
 
 def format_observation(output: str, exit_code: int | None, *, stderr: str = "",
-                       config: HarnessConfig = HarnessConfig()) -> str:
+                       config: HarnessConfig = HarnessConfig(), dropped: int = 0) -> str:
     """The text the model reads after a command.
 
     ``output`` is stdout (our PTY merges stderr into it, so ``stderr`` is usually empty);
@@ -206,7 +210,7 @@ def format_observation(output: str, exit_code: int | None, *, stderr: str = "",
     text = output
     if stderr:
         text = f"{text}\n{stderr}" if text else stderr
-    body = truncate_output(text, config) if text else "(no output)"
+    body = truncate_output(text, config, dropped=dropped) if text else "(no output)"
     return f"{body}\n\n(exit_code={exit_code if exit_code is not None else -1})"
 
 
