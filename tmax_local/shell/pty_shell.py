@@ -27,6 +27,7 @@ group; a shell that dies or is replaced (``exit``, ``exec``, ``kill -9 $$``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -64,6 +65,12 @@ _MARK_INTRO = b"\x1b]6973;"
 _MARK = re.compile(rb"\x1b\]6973;([0-9a-f]{16});(\d{1,3});([a-zA-Z]*)\x07")
 _MARK_TAIL = re.compile(rb"[0-9a-f]{0,16}(?:;\d{0,3}(?:;[a-zA-Z]{0,20})?)?")
 _ALT_SCREEN = re.compile(rb"\x1b\[\?(?:1049|1047|47)([hl])")
+# bash's job-control notices ("[1]+  Done   sleep 1"): shell chatter, not command output.
+_JOB_NOTICE = re.compile(
+    r"^\[\d+\][+-]? +(?:Done|Exit \d+|Running|Stopped|Killed|Terminated|Hangup|Interrupt|Quit"
+    r"|Aborted|Broken pipe|Segmentation fault)(?: \(core dumped\))?(?: +|\(\w+\) +).*\n?",
+    re.MULTILINE,
+)
 _SHELL_NAMES = {"bash", "sh", "dash", "zsh", "ksh", "mksh", "fish", "busybox", "ash"}
 
 _RCFILE = r"""
@@ -76,6 +83,7 @@ __tmax_prompt() {{
     case $- in *x*) __tmax_f+=x ;; esac
     case $- in *v*) __tmax_f+=v ;; esac
     set +xv
+    exec </dev/tty >/dev/tty
     printf '\033]6973;%s;%s;%s\007' "$__tmax_n" "$__tmax_s" "$__tmax_f" >/dev/tty
 }}
 __tmax_pre() {{
@@ -84,6 +92,7 @@ __tmax_pre() {{
     command stty sane </dev/tty 2>/dev/null || :
 }}
 PROMPT_COMMAND='{{ __tmax_prompt; }} 2>/dev/null'
+trap 'builtin printf "%s" "$PWD" >{cwd_file}' EXIT
 readonly PROMPT_COMMAND
 readonly -f __tmax_prompt __tmax_pre
 """
@@ -304,6 +313,7 @@ class PtyShell:
                     exit_code = self._shell_died(bash)
                     restarted = True
                     break
+                self.cwd = procs.cwd_of(bash.pid) or self.cwd
                 now = time.monotonic()
                 if now >= deadline:
                     timed_out = True
@@ -324,10 +334,17 @@ class PtyShell:
             running.collector.finish()
             if not restarted and self._bash is bash:
                 self.cwd = procs.cwd_of(bash.pid) or self.cwd
+            if self._alt_active:
+                # The program died without leaving the alternate screen.
+                self._alt_active = False
+                self._publish(AltScreenChanged(False))
+            # bash names our script file in its messages; show them as `bash -c` would.
+            output = running.collector.text().replace(f"{path}: ", "")
+            output = _JOB_NOTICE.sub("", output)
             result = CommandResult(
                 command=command,
                 exit_code=TIMEOUT_EXIT_CODE if timed_out else exit_code,
-                output=running.collector.text(),
+                output=output,
                 timed_out=timed_out,
                 restarted=restarted,
                 waiting_for_input=running.waiting,
@@ -337,6 +354,10 @@ class PtyShell:
             )
         self._publish(CommandFinished(result))
         return result
+
+    def _cwd_file(self) -> str:
+        """Where bash's EXIT trap leaves its last directory (for a restart)."""
+        return os.path.join(os.path.dirname(self._script_path()), "cwd")
 
     def _script_path(self) -> str:
         if self._workdir is None or not os.path.isdir(self._workdir):
@@ -427,7 +448,13 @@ class PtyShell:
             raise TmaxError("bash was not found on PATH; the agent's shell needs it")
         init = secrets.token_hex(8)
         rcfile = os.path.join(os.path.dirname(self._script_path()), "bashrc")
-        Path(rcfile).write_text(_RCFILE.format(init_nonce=init), encoding="utf-8")
+        cwd_file = self._cwd_file()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(cwd_file)
+        quoted_cwd_file = "'" + cwd_file.replace("'", "'\\''") + "'"
+        Path(rcfile).write_text(
+            _RCFILE.format(init_nonce=init, cwd_file=quoted_cwd_file), encoding="utf-8"
+        )
         argv = [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
         try:
             proc = ptyprocess.PtyProcess.spawn(
@@ -480,6 +507,10 @@ class PtyShell:
         if old is not None:
             self._kill_bash(old)
         self._bash = None
+        try:
+            self.cwd = Path(self._cwd_file()).read_text(encoding="utf-8") or self.cwd
+        except OSError:
+            pass
         cwd = self.cwd if os.path.isdir(self.cwd) else self._home_cwd
         if not os.path.isdir(cwd):
             cwd = os.path.expanduser("~")
