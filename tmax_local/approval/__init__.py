@@ -1,0 +1,99 @@
+"""Approval: decide whether a model-proposed bash command may run, and ask the user if not.
+
+Pure core: no UI, no model, nothing executed. The agent loop uses it like this::
+
+    from tmax_local.approval import Gate, Approve, Edit, Reject, AllowRule
+
+    gate = Gate.load(cwd=workdir, mode="ask")        # saved + project rules
+    verdict = gate.review(command, ask=approver, cwd=shell_cwd)
+    if verdict.run:
+        result = shell.run(verdict.command)          # EXACTLY this string
+    else:
+        observation = verdict.observation            # rejection reason / dry run
+
+``approver`` is any callable ``(ApprovalRequest) -> Answer`` (see `Approver`); it is only
+called when the policy says ``ask``. Answers: ``Approve()``, ``Edit(new_command)`` (runs
+the edit as typed, without asking again: the user wrote it), ``Reject(reason)`` (the
+reason is what the model sees), ``AllowRule(rules, scope="session"|"saved")`` (runs the
+command and remembers the rules; ``request.suggested_rules`` proposes one per part).
+
+Modes: ``ask`` (default; runs without asking only when every part is covered by an allow
+rule), ``auto`` (runs unless a part has a high-risk label no rule covers), ``never-run``
+(dry run). In every mode a deny rule, a parse failure, or anything we cannot analyse
+(``eval``, a command name known only at run time, code piped into a shell, control
+characters…) means "ask". Rules and labels apply to each simple command of a compound
+one; see `rules` for the pattern syntax and `labels` for the risk labels.
+
+The pieces, usable on their own: `analyze` (parse + label), `decide` (the policy),
+`RuleSet`/`Rule` (matching), `store` (``rules.toml`` / ``.tmax-local.toml``).
+
+The shell running approved commands should disable history expansion (``set +H``) and
+aliases it did not define, so that the bytes approved mean what they meant when reviewed.
+"""
+
+from tmax_local.approval.analysis import Analysis, analyze
+from tmax_local.approval.gate import (
+    DRY_RUN_OBSERVATION,
+    AllowRule,
+    Answer,
+    ApprovalRequest,
+    Approve,
+    Approver,
+    Edit,
+    Gate,
+    Reject,
+    Scope,
+    Verdict,
+    rejection_observation,
+    suggest_rules,
+)
+from tmax_local.approval.labels import HIGH_RISK, NEVER_BY_RULE, Label
+from tmax_local.approval.policy import MODES, Decision, Mode, PartDecision, decide
+from tmax_local.approval.rules import Rule, RuleMatch, RuleSet, explain, suggest_rule
+from tmax_local.approval.store import (
+    PROJECT_FILE,
+    load_project_rules,
+    load_saved_rules,
+    rules_path,
+    save_rule,
+)
+from tmax_local.approval.syntax import Part, Redirect, Word
+
+__all__ = [
+    "DRY_RUN_OBSERVATION",
+    "HIGH_RISK",
+    "MODES",
+    "NEVER_BY_RULE",
+    "PROJECT_FILE",
+    "AllowRule",
+    "Analysis",
+    "Answer",
+    "ApprovalRequest",
+    "Approve",
+    "Approver",
+    "Decision",
+    "Edit",
+    "Gate",
+    "Label",
+    "Mode",
+    "Part",
+    "PartDecision",
+    "Redirect",
+    "Reject",
+    "Rule",
+    "RuleMatch",
+    "RuleSet",
+    "Scope",
+    "Verdict",
+    "Word",
+    "analyze",
+    "decide",
+    "explain",
+    "load_project_rules",
+    "load_saved_rules",
+    "rejection_observation",
+    "rules_path",
+    "save_rule",
+    "suggest_rule",
+    "suggest_rules",
+]

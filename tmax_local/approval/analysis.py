@@ -1,0 +1,82 @@
+"""`analyze`: a command line → its parts, where each runs, and the risks of each."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tmax_local.approval.labels import Label, label_part, path_of
+from tmax_local.approval.syntax import Part, parse_parts
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything we could tell about a command without running it."""
+
+    command: str
+    """The command exactly as given."""
+    cwd: Path
+    """The working directory it was judged against."""
+    parts: tuple[Part, ...]
+    """Every simple command it runs, in (roughly) execution order."""
+    problems: tuple[str, ...]
+    """Why the command as a whole cannot be trusted to be analysed (syntax errors, control
+    characters…). Part-level problems are on each part."""
+    labels: tuple[Label, ...]
+
+    @property
+    def parsed(self) -> bool:
+        """True when bash syntax parsed cleanly and every part could be analysed."""
+        return not self.problems and not any(p.problems for p in self.parts)
+
+    @property
+    def all_problems(self) -> tuple[str, ...]:
+        out = list(self.problems)
+        for p in self.parts:
+            out += [f"{p.display}: {why}" for why in p.problems]
+        return tuple(dict.fromkeys(out))
+
+    def labels_of(self, index: int) -> tuple[Label, ...]:
+        return tuple(label for label in self.labels if label.part == index)
+
+    @property
+    def high_risk(self) -> tuple[Label, ...]:
+        return tuple(label for label in self.labels if label.high_risk)
+
+
+def analyze(command: str, cwd: Path | str, *, home: Path | None = None) -> Analysis:
+    """Parse ``command`` (as bash would) and label each part.
+
+    ``cwd`` is the directory the command will start in (pass the shell's current directory);
+    writes are "outside" when they leave it. ``home`` defaults to the user's home (for ``~``).
+    Pure: reads nothing but symlinks under the paths involved; runs nothing.
+    """
+    root = Path(os.path.abspath(cwd))
+    home = home if home is not None else Path(os.path.expanduser("~"))
+    raw_parts, problems = parse_parts(command)
+    parts: list[Part] = []
+    base: Path | None = root
+    for part in raw_parts:
+        part = replace(part, cwd=base)
+        parts.append(part)
+        base = _after(part, base, home)
+    labels: list[Label] = []
+    for i, part in enumerate(parts):
+        labels += label_part(i, part, root, home)
+    return Analysis(command, root, tuple(parts), tuple(problems), tuple(labels))
+
+
+def _after(part: Part, base: Path | None, home: Path) -> Path | None:
+    """The directory after ``part`` ran (following ``cd``/``pushd``; None when unknown)."""
+    if part.kind != "command" or part.program not in ("cd", "pushd", "popd"):
+        return base
+    if part.program == "popd":
+        return None
+    operands = [w for w in part.words[1:] if not (w.value.startswith("-") and w.static)]
+    if not operands:
+        return home if part.program == "cd" else None
+    target = operands[0]
+    if target.value == "-" and target.static:
+        return None
+    return path_of(target, base, home)

@@ -1,0 +1,660 @@
+"""What a bash command line will run, read with a real bash parser (tree-sitter-bash).
+
+`parse_parts(command)` walks the syntax tree and returns every *simple command* bash
+would execute — the parts of lists, pipelines, subshells, ``$(…)``, backticks, process
+substitutions, function bodies, loops and branches — each with its words (as written and
+unquoted), its redirections, and the reasons it cannot be analysed, if any.
+
+The parser is tolerant, bash is not, and the two disagree in corners. Where we know they
+can disagree (line continuations inside a word, backslashes inside backticks, control
+and invisible characters, syntax errors) the command is flagged as a *problem*, which the
+policy turns into "always ask". Nothing here runs anything.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import tree_sitter_bash
+from tree_sitter import Language, Node, Parser
+
+MAX_COMMAND_CHARS = 100_000
+"""Longer commands are not analysed (always asked)."""
+
+MAX_DEPTH = 150
+"""Deeper syntax trees are not analysed (always asked)."""
+
+MAX_NESTED_CODE = 4
+"""How many levels of code-in-a-string (``bash -c '…'``, ``trap '…'``) we follow."""
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Parser:
+    return Parser(Language(tree_sitter_bash.language()))
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Word:
+    """One shell word.
+
+    ``text`` is the word as written; ``value`` is our best guess of what bash passes after
+    quote removal; ``static`` is True only when ``value`` is certain (no expansion,
+    substitution, globbing, brace or tilde expansion).
+    """
+
+    text: str
+    value: str
+    static: bool
+
+    @staticmethod
+    def literal(value: str) -> Word:
+        return Word(value, value, True)
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """A redirection such as ``> out``, ``2>&1``, ``<<EOF`` or ``<<< text``."""
+
+    op: str
+    """The operator as written: ``>``, ``>>``, ``&>``, ``>&``, ``<``, ``<<``, ``<<-``, ``<<<``…"""
+    target: Word | None
+    """The file (or fd number, or here-string); None for here-documents."""
+    fd: str = ""
+    """An explicit file descriptor before the operator (``2`` in ``2>err``)."""
+    heredoc: str | None = None
+    """A here-document's body (as written)."""
+    heredoc_static: bool = True
+    """False when the here-document body is expanded by bash (unquoted delimiter + ``$``)."""
+
+    @property
+    def writes(self) -> bool:
+        """True when this redirection opens ``target`` for writing."""
+        if self.op in {">", ">>", "&>", "&>>", ">|", "<>"}:
+            return True
+        if self.op == ">&" and self.target is not None:
+            return not re.fullmatch(r"\d+|-|\d+-", self.target.value)
+        return False
+
+    @property
+    def feeds_stdin(self) -> bool:
+        """True for here-documents and here-strings (text handed to the command's stdin)."""
+        return self.op in {"<<", "<<-", "<<<"}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One simple command of a (possibly compound) command line."""
+
+    text: str
+    """The source text of this part (for display)."""
+    words: tuple[Word, ...]
+    """argv: the command name then its arguments (empty for a bare assignment/redirection)."""
+    assignments: tuple[Word, ...] = ()
+    """``NAME=value`` words that prefix the command (or make up a bare assignment)."""
+    redirects: tuple[Redirect, ...] = ()
+    """Redirections that apply to this command, including those of enclosing blocks."""
+    kind: str = "command"
+    """``command``, ``assignment`` (``X=1``), ``redirection`` (``> f``) or ``function``
+    (a function definition; ``words`` holds its name)."""
+    via: str = ""
+    """Empty when written directly; otherwise what runs it (``sudo``, ``bash -c``,
+    ``find -exec``, ``timeout 5``, ``trap``…)."""
+    piped: bool = False
+    """True when its stdin is a pipe from another command."""
+    problems: tuple[str, ...] = ()
+    """Why this part cannot be analysed (it is then always asked)."""
+    cwd: Path | None = None
+    """The directory relative paths resolve in when it runs; None after a ``cd`` we could
+    not follow. Filled in by `analyze`."""
+    span: tuple[int, int] = (0, 0)
+    """Character offsets of ``text`` in the top-level command (for highlighting)."""
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return tuple(w.value for w in self.words)
+
+    @property
+    def name(self) -> str:
+        """The command name as bash would look it up ('' when there is none)."""
+        return self.words[0].value if self.words else ""
+
+    @property
+    def program(self) -> str:
+        """The basename of the command name (``/usr/bin/rm`` → ``rm``)."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def display(self) -> str:
+        """The words of this part as written, joined by spaces."""
+        words = [w.text for w in self.assignments + self.words]
+        return " ".join(words) if words else self.text
+
+
+@dataclass
+class _Ctx:
+    src: bytes
+    text_of: dict[int, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
+    char_starts: list[int] | None = None
+    nested: int = 0
+
+    def text(self, node: Node) -> str:
+        return _decode(self.src[node.start_byte : node.end_byte])
+
+    def span(self, node: Node) -> tuple[int, int]:
+        """Character offsets of ``node`` in the command (tree-sitter counts bytes)."""
+        if self.char_starts is None:
+            starts, pos = [], 0
+            for ch in self.src.decode("utf-8", "surrogatepass"):
+                starts.append(pos)
+                pos += len(ch.encode("utf-8", "surrogatepass"))
+            starts.append(pos)
+            self.char_starts = starts
+        return (
+            bisect.bisect_left(self.char_starts, node.start_byte),
+            bisect.bisect_left(self.char_starts, node.end_byte),
+        )
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- words
+
+_GLOB_CHARS = set("*?[")
+_DQ_ESCAPABLE = set('$`"\\\n')
+
+
+def _unquoted_piece(text: str) -> tuple[str, bool]:
+    """Quote removal for an unquoted word piece; static is False on glob/brace/tilde."""
+    out: list[str] = []
+    static = True
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt != "\n":
+                out.append(nxt)
+            i += 2
+            continue
+        if ch in _GLOB_CHARS or ch in "{}~":
+            static = False
+        out.append(ch)
+        i += 1
+    return "".join(out), static
+
+
+def _dq_piece(text: str) -> str:
+    """Backslash handling inside double quotes."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in _DQ_ESCAPABLE:
+            if text[i + 1] != "\n":
+                out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+_DYNAMIC = {
+    "simple_expansion",
+    "expansion",
+    "command_substitution",
+    "process_substitution",
+    "arithmetic_expansion",
+    "translated_string",
+    "brace_expression",
+    "array",
+}
+
+
+def _eval(ctx: _Ctx, node: Node) -> tuple[str, bool]:
+    """(value, static) of a word-like node."""
+    kind = node.type
+    text = ctx.text(node)
+    if not node.is_named:  # a keyword such as `export` or `local`
+        return text, True
+    if kind in ("word", "number", "variable_name", "test_operator", "extglob_pattern"):
+        if kind == "number":
+            return text, True
+        return _unquoted_piece(text)
+    if kind == "raw_string":
+        return text[1:-1], True
+    if kind == "ansi_c_string":
+        inner = text[2:-1]
+        # $'…' escapes are decoded by bash; we do not guess them
+        return inner, "\\" not in inner
+    if kind == "string":
+        return _eval_string(ctx, node)
+    if kind in ("concatenation", "command_name"):
+        return _eval_sequence(ctx, node)
+    if kind == "variable_assignment":
+        return _eval_assignment(ctx, node)
+    if kind in _DYNAMIC:
+        return text, False
+    return text, False
+
+
+def _eval_sequence(ctx: _Ctx, node: Node) -> tuple[str, bool]:
+    value: list[str] = []
+    static = True
+    pos = node.start_byte
+    for child in node.children:
+        if child.start_byte > pos:  # text the grammar did not put in a child
+            gap, gap_static = _unquoted_piece(_decode(ctx.src[pos : child.start_byte]))
+            value.append(gap)
+            static = static and gap_static
+        piece, piece_static = _eval(ctx, child)
+        value.append(piece)
+        static = static and piece_static
+        pos = child.end_byte
+    if node.end_byte > pos:
+        gap, gap_static = _unquoted_piece(_decode(ctx.src[pos : node.end_byte]))
+        value.append(gap)
+        static = static and gap_static
+    return "".join(value), static
+
+
+def _eval_string(ctx: _Ctx, node: Node) -> tuple[str, bool]:
+    """A double-quoted string: literal pieces are unescaped, anything else is dynamic."""
+    start, end = node.start_byte + 1, node.end_byte - 1
+    if end < start:
+        return ctx.text(node), False
+    value: list[str] = []
+    static = True
+    pos = start
+    for child in node.children:
+        if child.type == '"' or child.start_byte < start or child.end_byte > end:
+            continue
+        if child.start_byte > pos:
+            value.append(_dq_piece(_decode(ctx.src[pos : child.start_byte])))
+        if child.type == "string_content":
+            value.append(_dq_piece(ctx.text(child)))
+        else:
+            value.append(ctx.text(child))
+            static = False
+        pos = child.end_byte
+    if end > pos:
+        value.append(_dq_piece(_decode(ctx.src[pos:end])))
+    return "".join(value), static
+
+
+def _eval_assignment(ctx: _Ctx, node: Node) -> tuple[str, bool]:
+    name = node.child_by_field_name("name")
+    val = node.child_by_field_name("value")
+    head_end = val.start_byte if val is not None else node.end_byte
+    head = _decode(ctx.src[node.start_byte : head_end])
+    static = name is not None and name.type == "variable_name" and "[" not in head
+    if val is None:
+        return head, static
+    value, val_static = _eval(ctx, val)
+    return head + value, static and val_static
+
+
+def _word(ctx: _Ctx, nodes: list[Node]) -> Word:
+    """One word from one node, or from adjacent nodes the grammar split (never static)."""
+    if len(nodes) == 1:
+        value, static = _eval(ctx, nodes[0])
+        return Word(ctx.text(nodes[0]), value, static)
+    text = _decode(ctx.src[nodes[0].start_byte : nodes[-1].end_byte])
+    value = "".join(_eval(ctx, n)[0] for n in nodes)
+    return Word(text, value, False)
+
+
+def _group_adjacent(nodes: list[Node]) -> list[list[Node]]:
+    groups: list[list[Node]] = []
+    for n in nodes:
+        if groups and groups[-1][-1].end_byte == n.start_byte:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    return groups
+
+
+# --------------------------------------------------------------------------- redirects
+
+_REDIRECT_TYPES = {"file_redirect", "heredoc_redirect", "herestring_redirect"}
+
+
+def _redirect(ctx: _Ctx, node: Node) -> tuple[Redirect, list[Node]]:
+    """A redirect and the extra words after its target (``> f x`` passes ``x`` as an argument)."""
+    fd = ""
+    op = ""
+    dests: list[Node] = []
+    for i, child in enumerate(node.children):
+        fname = node.field_name_for_child(i)
+        if child.type == "file_descriptor":
+            fd = ctx.text(child)
+        elif not child.is_named and not op:
+            op = child.type
+        elif fname == "destination" or (
+            node.type == "herestring_redirect" and child.is_named and child.type != "file_descriptor"
+        ):
+            dests.append(child)
+    if node.type == "heredoc_redirect":
+        body = None
+        start_node = None
+        for child in node.children:
+            if child.type == "heredoc_body":
+                body = child
+            elif child.type == "heredoc_start":
+                start_node = child
+        delim = ctx.text(start_node) if start_node is not None else ""
+        quoted = any(c in delim for c in "'\"\\")
+        body_text = ctx.text(body) if body is not None else ""
+        dynamic = not quoted and body is not None and any(
+            c.type != "heredoc_content" for c in body.children
+        )
+        return Redirect(op or "<<", None, fd, heredoc=body_text, heredoc_static=not dynamic), []
+    groups = _group_adjacent(dests)
+    target = _word(ctx, groups[0]) if groups else None
+    extra = [n for g in groups[1:] for n in g]
+    return Redirect(op, target, fd), extra
+
+
+# --------------------------------------------------------------------------- walking
+
+_STRUCTURAL_SKIP = {"comment", "heredoc_start", "heredoc_end", "heredoc_content"}
+
+
+def parse_parts(command: str, *, _nested: int = 0) -> tuple[list[Part], list[str]]:
+    """The simple commands of ``command`` and the problems found in the command as a whole."""
+    problems: list[str] = []
+    if len(command) > MAX_COMMAND_CHARS:
+        return [], [f"the command is longer than {MAX_COMMAND_CHARS} characters"]
+    problems.extend(_character_problems(command))
+    problems.extend(_lexical_problems(command))
+    src = command.encode("utf-8", "surrogatepass")
+    tree = _parser().parse(src)
+    ctx = _Ctx(src, nested=_nested)
+    root = tree.root_node
+    if root.has_error:
+        problems.append(_describe_error(ctx, root))
+    _walk(ctx, root, (), False, 0)
+    problems.extend(ctx.problems)
+    return ctx.parts, _dedupe(problems)
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _character_problems(command: str) -> list[str]:
+    found: list[str] = []
+    for ch in command:
+        if ch in "\t\n":
+            continue
+        cat = unicodedata.category(ch)
+        if cat[0] == "C" or cat in ("Zl", "Zp") or (cat == "Zs" and ch != " "):
+            found.append(ch)
+    if not found:
+        return []
+    shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(found))
+    return [f"contains control or invisible characters ({shown})"]
+
+
+_CONTINUATION = re.compile(r"(?<!\\)((?:\\\\)*)\\\n")
+
+
+def _lexical_problems(command: str) -> list[str]:
+    out = []
+    for m in _CONTINUATION.finditer(command):
+        before = command[m.start() - 1] if m.start() > 0 else " "
+        if m.group(1):
+            before = "\\"
+        after = command[m.end()] if m.end() < len(command) else " "
+        if not before.isspace() and not after.isspace():
+            out.append("a line continuation (backslash-newline) joins a word across lines")
+            break
+    return out
+
+
+def _describe_error(ctx: _Ctx, root: Node) -> str:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.is_missing:
+            return f"bash syntax error: missing {node.type!r} at character {ctx.span(node)[0]}"
+        if node.is_error:
+            snippet = ctx.text(node)[:40]
+            return f"bash syntax error near {snippet!r} at character {ctx.span(node)[0]}"
+        stack.extend(reversed(node.children))
+    return "bash syntax error"
+
+
+def _walk(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        ctx.problems.append("the command is nested too deeply to analyse")
+        return
+    kind = node.type
+    if kind in _STRUCTURAL_SKIP:
+        return
+    if kind == "command":
+        _command(ctx, node, redirects, piped, depth)
+    elif kind == "redirected_statement":
+        _redirected(ctx, node, redirects, piped, depth)
+    elif kind in ("declaration_command", "unset_command"):
+        _declaration(ctx, node, redirects, piped, depth)
+    elif kind in ("variable_assignment", "variable_assignments"):
+        _assignment(ctx, node, redirects, piped, depth)
+    elif kind == "function_definition":
+        _function(ctx, node, redirects, piped, depth)
+    elif kind == "pipeline":
+        after_pipe = piped
+        for child in node.children:
+            if child.type in ("|", "|&"):
+                after_pipe = True
+                continue
+            _walk(ctx, child, redirects, after_pipe, depth + 1)
+    elif kind == "command_substitution":
+        if ctx.text(node).startswith("`") and "\\" in ctx.text(node):
+            ctx.problems.append(
+                "backslashes inside `backquotes` are re-read by bash; use $(…) instead"
+            )
+        for child in node.children:
+            _walk(ctx, child, (), piped, depth + 1)
+    elif kind in _REDIRECT_TYPES:
+        # commands after a here-document start (`cat <<EOF | sh`) sit inside the redirect
+        for child in node.children:
+            _walk(ctx, child, (), piped, depth + 1)
+    else:
+        for child in node.children:
+            _walk(ctx, child, redirects, piped, depth + 1)
+
+
+def _nested_walk(ctx: _Ctx, nodes: list[Node], piped: bool, depth: int) -> None:
+    """Find code inside words and redirections: substitutions run before the command."""
+    for n in nodes:
+        if depth > MAX_DEPTH:
+            ctx.problems.append("the command is nested too deeply to analyse")
+            return
+        if n.type in ("command_substitution", "process_substitution") or n.type in _REDIRECT_TYPES:
+            _walk(ctx, n, (), piped, depth + 1)
+        else:
+            _nested_walk(ctx, list(n.children), piped, depth + 1)
+
+
+def _command(
+    ctx: _Ctx,
+    node: Node,
+    redirects: tuple[Redirect, ...],
+    piped: bool,
+    depth: int,
+    extra: tuple[Node, ...] = (),
+    whole: Node | None = None,
+) -> None:
+    """A simple command; ``extra`` are words found after a redirection of it (``echo > f x``)."""
+    assignments: list[Word] = []
+    args: list[Node] = []
+    own: list[Redirect] = []
+    name_node: Node | None = None
+    for i, child in enumerate(node.children):
+        fname = node.field_name_for_child(i)
+        if fname == "name" or child.type == "command_name":
+            name_node = child
+        elif fname == "redirect" or child.type in _REDIRECT_TYPES:
+            red, more = _redirect(ctx, child)
+            own.append(red)
+            args.extend(more)
+        elif child.type == "variable_assignment" and name_node is None:
+            assignments.append(_word(ctx, [child]))
+        elif child.type == "comment":
+            continue
+        elif name_node is not None:
+            args.append(child)
+        else:
+            ctx.problems.append(f"unexpected {child.type!r} before the command name")
+    _nested_walk(ctx, list(node.children), piped, depth)
+    word_nodes = ([name_node] if name_node is not None else []) + args
+    words = tuple(_word(ctx, g) for g in _group_adjacent(word_nodes))
+    words += tuple(_word(ctx, g) for g in _group_adjacent(list(extra)))
+    kind = "command" if words else ("assignment" if assignments else "redirection")
+    shown = whole if whole is not None else node
+    _add(
+        ctx,
+        Part(
+            ctx.text(shown),
+            words,
+            tuple(assignments),
+            tuple(own) + redirects,
+            kind=kind,
+            piped=piped,
+            span=ctx.span(shown),
+        ),
+    )
+
+
+def _redirected(
+    ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, depth: int
+) -> None:
+    body = node.child_by_field_name("body")
+    own: list[Redirect] = []
+    extra: list[Node] = []
+    others: list[Node] = []
+    for child in node.children:
+        if child.type in _REDIRECT_TYPES:
+            red, more = _redirect(ctx, child)
+            own.append(red)
+            extra.extend(more)
+            others.append(child)
+        elif body is None or child.id != body.id:
+            others.append(child)
+    _nested_walk(ctx, others, piped, depth)
+    if body is None:
+        words = tuple(_word(ctx, g) for g in _group_adjacent(extra))
+        _add(
+            ctx,
+            Part(
+                ctx.text(node),
+                words,
+                (),
+                tuple(own) + redirects,
+                kind="command" if words else "redirection",
+                piped=piped,
+                span=ctx.span(node),
+            ),
+        )
+    else:
+        _with_tail(ctx, body, tuple(own), tuple(extra), redirects, piped, depth + 1, node)
+
+
+def _with_tail(
+    ctx: _Ctx,
+    node: Node,
+    tail: tuple[Redirect, ...],
+    extra: tuple[Node, ...],
+    redirects: tuple[Redirect, ...],
+    piped: bool,
+    depth: int,
+    whole: Node | None,
+) -> None:
+    """Walk ``node`` where ``tail`` redirections were written after it.
+
+    The grammar attaches ``a && b > f`` and ``a | b > f`` to the whole list or pipeline,
+    but bash gives the redirection (and any words after it) to the last command only.
+    """
+    if depth > MAX_DEPTH:
+        ctx.problems.append("the command is nested too deeply to analyse")
+        return
+    kind = node.type
+    if kind in ("list", "pipeline", "negated_command"):
+        stmts = [c for c in node.children if c.is_named and c.type != "comment"]
+        after_pipe = piped
+        for child in node.children:
+            if child.type in ("|", "|&"):
+                after_pipe = True
+                continue
+            if not stmts or child.id != stmts[-1].id:
+                _walk(ctx, child, redirects, after_pipe if kind == "pipeline" else piped, depth + 1)
+        if stmts:
+            last_piped = after_pipe if kind == "pipeline" else piped
+            _with_tail(ctx, stmts[-1], tail, extra, redirects, last_piped, depth + 1, None)
+    elif kind == "command":
+        _command(ctx, node, tail + redirects, piped, depth + 1, extra, whole=whole)
+    else:
+        if extra:
+            ctx.problems.append("words follow a redirection of a compound command")
+        _walk(ctx, node, tail + redirects, piped, depth + 1)
+
+
+def _declaration(
+    ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, depth: int
+) -> None:
+    nodes = [c for c in node.children if c.type != "comment"]
+    _nested_walk(ctx, nodes, piped, depth)
+    words = tuple(_word(ctx, g) for g in _group_adjacent(nodes))
+    _add(ctx, Part(ctx.text(node), words, (), redirects, piped=piped, span=ctx.span(node)))
+
+
+def _assignment(
+    ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, depth: int
+) -> None:
+    items = [node] if node.type == "variable_assignment" else list(node.named_children)
+    _nested_walk(ctx, list(node.children), piped, depth)
+    words = tuple(_word(ctx, [n]) for n in items if n.type == "variable_assignment")
+    _add(
+        ctx,
+        Part(
+            ctx.text(node), (), words, redirects, kind="assignment", piped=piped, span=ctx.span(node)
+        ),
+    )
+
+
+def _function(
+    ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, depth: int
+) -> None:
+    name = node.child_by_field_name("name")
+    word = _word(ctx, [name]) if name is not None else Word("", "", False)
+    _add(
+        ctx,
+        Part(ctx.text(node), (word,), (), (), kind="function", piped=piped, span=ctx.span(node)),
+    )
+    # the body runs later, whenever the function is called: analyse it as if it ran now
+    for child in node.children:
+        if name is None or child.id != name.id:
+            _walk(ctx, child, redirects, piped, depth + 1)
+
+
+def _add(ctx: _Ctx, part: Part) -> None:
+    from tmax_local.approval.wrappers import expand_part
+
+    for p in expand_part(part, ctx.nested):
+        ctx.parts.append(p)
