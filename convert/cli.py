@@ -1,0 +1,43 @@
+"""`tmax-local convert`: the command-line face of the converter."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tmax_local.convert.quants import DEFAULT_QUANT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", metavar="SOURCE",
+                        help="checkpoint directory or Hugging Face repo id (e.g. hamishivi/tmax-2b)")
+    parser.add_argument("--quant", "-q", default=DEFAULT_QUANT, metavar="TYPE",
+                        help=f"output type (default {DEFAULT_QUANT}; see --list-quants)")
+    parser.add_argument("--output", "-o", metavar="PATH",
+                        help="output .gguf path (default: models/<model>-<TYPE>.gguf)")
+    parser.add_argument("--revision", metavar="REV",
+                        help="branch, tag or commit of a Hub repo (e.g. step-0200)")
+    parser.add_argument("--tensor-type", action="append", default=[], metavar="PATTERN=TYPE",
+                        dest="tensor_types",
+                        help="override the type of tensors whose name matches the regex PATTERN "
+                             "(e.g. 'ffn_down=Q6_K'); repeatable, first match wins")
+    parser.add_argument("--list-quants", action="store_true",
+                        help="list the output types with their approximate size for SOURCE and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tmax_local.convert import api
+
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.list_quants:
+        rows = api.list_quants(args.source, revision=args.revision, progress=progress)
+        print(f"{'TYPE':<8} {'SIZE':>9}  NOTE")
+        for q, size in rows:
+            how = "" if q.direct else "(llama.cpp quantizer) "
+            print(f"{q.name:<8} {size / 1e9:>7.2f} GB  {how}{q.note}".rstrip())
+        return 0
+    out = api.convert_checkpoint(args.source, args.quant, args.output, revision=args.revision,
+                                 tensor_types=args.tensor_types, progress=progress)
+    print(f"wrote {out}")
+    return 0
