@@ -121,6 +121,8 @@ def test_observations_match_every_recorded_tool_message():
 def test_observation_layout_details():
     cfg = harness.HarnessConfig()
     assert harness.format_observation("", 0) == "(no output)\n\n(exit_code=0)"
+    assert harness.format_observation(" \n\n", 0) == "(no output)\n\n(exit_code=0)"
+    assert harness.format_observation("  a\nb \n", 3) == "  a\nb\n\n(exit_code=3)"
     assert harness.format_observation("a", 2, stderr="b") == "a\nb\n\n(exit_code=2)"
     assert harness.format_observation("", 1, stderr="b") == "b\n\n(exit_code=1)"
     exact = "y" * cfg.observation_max_chars

@@ -205,11 +205,15 @@ def format_observation(output: str, exit_code: int | None, *, stderr: str = "",
     """The text the model reads after a command.
 
     ``output`` is stdout (our PTY merges stderr into it, so ``stderr`` is usually empty);
-    a separate ``stderr`` follows on a new line, as in the trained-on harness.
+    a separate ``stderr`` follows on a new line, as in the trained-on harness. Trailing
+    whitespace is removed; an output that is empty then reads ``(no output)``.
     """
     text = output
     if stderr:
         text = f"{text}\n{stderr}" if text else stderr
+    # Trailing whitespace is dropped: none of the 1,676 recorded observations of the
+    # evaluation harness ends with a newline or space (leading whitespace was kept).
+    text = text.rstrip()
     body = truncate_output(text, config, dropped=dropped) if text else "(no output)"
     return f"{body}\n\n(exit_code={exit_code if exit_code is not None else -1})"
 

@@ -73,8 +73,12 @@ class _Turn:
 
 
 class Agent:
-    """Runs one task. ``gate`` is the approval gate (``review(command, ask) -> verdict``);
-    ``approver`` answers its questions (None: every question is answered by rejecting)."""
+    """Runs one task.
+
+    ``gate`` is a ``tmax_local.approval.Gate`` (``review(command, ask, cwd=) -> Verdict``);
+    ``approver`` answers the questions it asks (None: each is answered with a rejection).
+    ``transcript`` receives every event and the raw stream records (see ``transcript``).
+    """
 
     def __init__(self, model: ModelBackend, shell: Shell, gate: Any, *,
                  approver: Approver | None = None, config: HarnessConfig = HarnessConfig(),
@@ -92,6 +96,8 @@ class Agent:
         self._pending = ""  # what the next turn appends to the stream
         self._turns: list[_Turn] = []
         self._last_closed = True
+        self._in_shell = threading.Event()
+        self._shell_back = threading.Event()
 
     # --- for a UI ---------------------------------------------------------------------
     def subscribe(self, callback: Callable[[ev.AgentEvent], None]) -> None:
@@ -99,7 +105,18 @@ class Agent:
 
     def stop(self) -> None:
         self._cancel.set()
-        self.shell.interrupt()
+        if self._in_shell.is_set():
+            threading.Thread(target=self._interrupt_until_back, daemon=True).start()
+
+    def _interrupt_until_back(self) -> None:
+        # Ctrl-C the running command, again every half second while it keeps running (a
+        # command caught just as it starts, or one that traps SIGINT once), for at most 10 s.
+        for _ in range(20):
+            if not self._in_shell.is_set():
+                return
+            self.shell.interrupt()
+            if self._shell_back.wait(0.5):
+                return
 
     def queue_instruction(self, text: str) -> None:
         if text.strip():
@@ -193,18 +210,32 @@ class Agent:
 
         def ask(request: Any) -> Any:
             self.emit(ev.ApprovalRequested(step, request))
-            answer = self.approver(request) if self.approver is not None else None
+            if self.approver is not None:
+                answer = self.approver(request)
+            else:
+                from tmax_local.approval import Reject
+
+                answer = Reject("nobody is there to approve commands in this session")
             self.emit(ev.ApprovalAnswered(step, answer))
             return answer
 
-        verdict = self.gate.review(command, ask)
+        verdict = self.gate.review(command, ask, cwd=getattr(self.shell, "cwd", None))
         if self._cancel.is_set():
             raise Stopped("Stopped by the user.")
         if not verdict.run:
             self.emit(ev.CommandRejected(step, command, verdict.observation))
             return verdict.observation
         t0 = time.perf_counter()
-        result = self.shell.run(verdict.command, self.config.command_timeout)
+        self._shell_back.clear()
+        self._in_shell.set()
+        if self._cancel.is_set():  # stop() came just before the command could start
+            self._in_shell.clear()
+            raise Stopped("Stopped by the user.")
+        try:
+            result = self.shell.run(verdict.command, self.config.command_timeout)
+        finally:
+            self._in_shell.clear()
+            self._shell_back.set()
         exit_code = 124 if result.timed_out else result.exit_code
         observation = harness.format_observation(
             result.output, exit_code, config=self.config,
