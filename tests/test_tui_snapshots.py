@@ -34,6 +34,7 @@ def fixed_app():
 def feed(app, *events) -> None:
     for event in events:
         app.handle_event(event)
+    app.reasoning.flush()  # streamed text is repainted on a timer; paint it now
 
 
 async def loaded(pilot) -> None:
@@ -73,8 +74,8 @@ def test_waiting_for_approval_with_risk_labels(snap_compare) -> None:
             command=command, step=1,
             labels=[("deletes files", "high"), ("network", "medium"), ("pipe to shell", "high")],
             reason="mode ask: no rule allows it",
-            rule="rm -rf build",
-            rule_explanation="allows commands starting with `rm -rf build`",
+            rules=["rm -rf build"],
+            rule_explanation="`rm -rf build` allows: rm -rf build",
         )
         app.approval_bar.show(view, app.mode)
         app.status.update_info(state="waiting for approval")

@@ -56,6 +56,10 @@ class TuiOptions:
     max_steps: int = 64
     context_limit: int = 65536
     n_gpu_layers: int | None = None
+    rules_file: Path | None = None
+    """Saved allow rules (default: the approval module's rules.toml in the config dir)."""
+    grammar: str | None = None
+    """GBNF grammar for every reply (tests force a tool call from a random tiny model)."""
     theme: str | None = None
     ram_probe: Callable[[], str] | None = None
     """Injectable RAM figure (snapshots use a fixed one)."""
@@ -84,7 +88,7 @@ class TmaxApp(App[int]):
         Binding("ctrl+t", "takeover", "Terminal"),
         Binding("ctrl+x", "stop", "Stop agent", priority=True),
         Binding("f3", "cycle_mode", "Mode"),
-        Binding("ctrl+e", "export", "Export"),
+        Binding("ctrl+o", "export", "Export"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -100,6 +104,8 @@ class TmaxApp(App[int]):
         self.finished: ev.AgentFinished | None = None
         self.last_error: TmaxError | None = None
         self._context_warned = False
+        self.pending_step = 0
+        self.pending_request: Any = None
         if options.theme:
             self.theme = options.theme
 
@@ -156,7 +162,7 @@ class TmaxApp(App[int]):
             rows=pane.screen_model.lines, cols=pane.screen_model.columns,
             on_output=pane.feed_threadsafe, on_event=self.pump.put,
         )
-        pane.backend = shell
+        pane.backend = self.session
         pane.resize_terminal(pane.size)
 
     # -- model loading -----------------------------------------------------------------
@@ -252,7 +258,8 @@ class TmaxApp(App[int]):
 
     # -- approval ----------------------------------------------------------------------
     def on_approval_needed(self, message: ApprovalNeeded) -> None:
-        view = bridge.approval_view(message.request)
+        self.pending_request = message.request
+        view = bridge.approval_view(message.request, self.pending_step)
         self.status.update_info(state="waiting for approval")
         self.approval_bar.show(view, self.mode)
 
@@ -272,8 +279,15 @@ class TmaxApp(App[int]):
         elif event.choice == "reject":
             self.push_screen(ReasonScreen(view.command), self._rejected)
         elif event.choice == "always":
+            if not view.rules:
+                self.notify("No rule can cover this command; approve it once instead.",
+                            severity="warning")
+                return
+            parts = self.pending_request.analysis.parts
             self.push_screen(
-                RuleScreen(view.command, view.rule, view.rule_explanation), self._always
+                RuleScreen(view.command, view.rules,
+                           preview=lambda rule: bridge.rule_preview(parts, rule)),
+                self._always,
             )
         elif event.choice == "mode":
             self.action_cycle_mode()
@@ -297,8 +311,8 @@ class TmaxApp(App[int]):
     def _always(self, result: object) -> None:
         view = self.approval_bar.view
         if isinstance(result, tuple) and view is not None:
-            rule, scope = result
-            self._answer(bridge.allow_rule(view, rule, scope))
+            rules, scope = result
+            self._answer(bridge.allow_rule(view, rules, scope))
         else:
             self.approval_bar.focus()
 

@@ -31,8 +31,8 @@ class ApprovalView:
     command: str
     labels: list[tuple[str, str]] = field(default_factory=list)  # (label, severity)
     reason: str = ""  # why the policy asks
-    rule: str = ""  # the rule "always allow" would save
-    rule_explanation: str = ""  # how that rule would match
+    rules: list[str] = field(default_factory=list)  # what "always allow" would save
+    rule_explanation: str = ""  # how those rules would match
     step: int = 0
     ignored: list[str] = field(default_factory=list)  # further tool calls that won't run
 
@@ -116,12 +116,15 @@ class ApprovalBar(Widget, can_focus=True):
             )
         if view.reason:
             parts.append(Text(f"asks because: {view.reason}", style="dim"))
-        if view.rule:
-            rule = Text("always-allow rule: ", style="dim")
-            rule.append(view.rule, style="bold")
+        if view.rules:
+            rule = Text("always allow would save: ", style="dim")
+            rule.append("  ".join(view.rules), style="bold")
             if view.rule_explanation:
                 rule.append(f"  ({view.rule_explanation})", style="dim")
             parts.append(rule)
+        else:
+            parts.append(Text("no rule can cover this command: it will always be asked",
+                              style="dim"))
         keys = Text()
         for key, what in (("a", "approve"), ("e", "edit"), ("r", "reject"),
                           ("A", "always allow"), ("m", f"mode: {self.mode}")):

@@ -37,27 +37,40 @@ def _approval():
     return approval
 
 
-def approval_view(request: Any) -> ApprovalView:
-    """What the approval bar shows for the approval module's request."""
-    labels = []
-    for label in getattr(request, "labels", ()) or ():
-        name = getattr(label, "name", None) or getattr(label, "label", None) or str(label)
-        severity = getattr(label, "severity", None) or getattr(label, "level", "medium")
-        labels.append((str(name), str(getattr(severity, "value", severity))))
-    rule = getattr(request, "suggested_rule", None)
-    rule_text = getattr(rule, "pattern", None) or (str(rule) if rule is not None else "")
-    explanation = getattr(request, "rule_explanation", "") or (
-        getattr(rule, "describe", lambda: "")() if rule is not None else ""
-    )
+def approval_view(request: Any, step: int = 0) -> ApprovalView:
+    """What the approval bar shows for an `tmax_local.approval.ApprovalRequest`."""
+    from tmax_local.approval import explain
+
+    labels = [(lab.name, "high" if lab.high_risk else "medium") for lab in request.labels]
+    parts = request.analysis.parts
+    explanations = []
+    for rule in request.suggested_rules:
+        matched = [m.part.text for m in explain(rule, parts) if m.matches]
+        if matched:
+            explanations.append(f"`{rule}` allows: " + "; ".join(matched))
+        else:
+            explanations.append(f"`{rule}` matches no part of this command")
     return ApprovalView(
         command=request.command,
         labels=labels,
-        reason=str(getattr(request, "reason", "") or ""),
-        rule=rule_text,
-        rule_explanation=explanation,
-        step=int(getattr(request, "step", 0) or 0),
-        ignored=list(getattr(request, "ignored", ()) or ()),
+        reason="; ".join(request.reasons),
+        rules=list(request.suggested_rules),
+        rule_explanation=" · ".join(explanations),
+        step=step,
     )
+
+
+def rule_preview(request_parts: Any, rule: str) -> str:
+    """How ``rule`` would match the parts of the pending command (for the rule dialog)."""
+    from tmax_local.approval import explain
+    from tmax_local.errors import ConfigError
+
+    try:
+        matches = explain(rule, request_parts)
+    except ConfigError as err:
+        return f"invalid rule: {err}"
+    hits = [m.part.text for m in matches if m.matches]
+    return ("allows: " + "; ".join(hits)) if hits else "matches no part of this command"
 
 
 def approve(view: ApprovalView) -> Any:
@@ -72,8 +85,8 @@ def reject(view: ApprovalView, reason: str) -> Any:
     return _approval().Reject(reason)
 
 
-def allow_rule(view: ApprovalView, rule: str, scope: str) -> Any:
-    return _approval().AllowRule(rule, scope)
+def allow_rule(view: ApprovalView, rules: list[str], scope: str) -> Any:
+    return _approval().AllowRule(tuple(rules), scope)  # type: ignore[arg-type]
 
 
 def stop_answer(request: Any) -> Any:
@@ -91,6 +104,37 @@ def missing_model_hint(err: TmaxError) -> str:
 
 
 # -- the session -----------------------------------------------------------------------
+def describe_engine(engine: Any) -> ModelInfo:
+    """Model, quant and backend of a loaded model, for the status bar."""
+    llm = getattr(engine, "llm", None)
+    if llm is None:  # scripted model
+        return ModelInfo(name=engine.name, quant="", backend="scripted",
+                         context_limit=engine.context_limit)
+    import sys
+
+    import llama_cpp
+
+    meta = getattr(llm, "metadata", {}) or {}
+    quant = _FILE_TYPES.get(str(meta.get("general.file_type", "")), "")
+    name = meta.get("general.name") or engine.name
+    layers_total = next((v for k, v in meta.items() if k.endswith(".block_count")), "?")
+    requested = getattr(llm, "model_params", None)
+    n_gpu = getattr(requested, "n_gpu_layers", 0) if requested is not None else 0
+    if llama_cpp.llama_supports_gpu_offload() and n_gpu != 0:
+        kind = "Metal" if sys.platform == "darwin" else "CUDA"
+        done = layers_total if n_gpu < 0 or str(n_gpu) >= str(layers_total) else n_gpu
+        return ModelInfo(str(name), quant, kind, f"{done}/{layers_total} layers",
+                         engine.context_limit)
+    return ModelInfo(str(name), quant, "CPU", "", engine.context_limit)
+
+
+# llama.cpp's `general.file_type` values (enum llama_ftype) for the common quants.
+_FILE_TYPES = {"0": "F32", "1": "F16", "2": "Q4_0", "3": "Q4_1", "7": "Q8_0", "8": "Q5_0",
+               "9": "Q5_1", "10": "Q2_K", "11": "Q3_K_S", "12": "Q3_K_M", "13": "Q3_K_L",
+               "14": "Q4_K_S", "15": "Q4_K_M", "16": "Q5_K_S", "17": "Q5_K_M", "18": "Q6_K",
+               "32": "BF16"}
+
+
 class Session:
     """Owns the shell, the loaded model and the agent for one app."""
 
@@ -104,58 +148,137 @@ class Session:
         self.model: Any = None
         self.agent: Any = None
         self.recorder: Any = None
+        self.cast_path: Path | None = None
         self.transcript_path: Path | None = None
-        self._lock = threading.Lock()
-        self._queued: list[str] = []
         self.mode = options.mode
         self.resumed_from: Path | None = None
         self.resumed_records: list[dict[str, Any]] = []
+        self.extra_rules: list[Any] = []
 
     @property
     def model_ready(self) -> bool:
         return self.model is not None
 
-    def start_shell(self, *, rows: int, cols: int, on_output, on_event) -> Any:
-        from tmax_local.shell import AsciicastRecorder, PtyShell
-        from tmax_local.shell.events import Output
+    def sessions_dir(self) -> Path:
+        from tmax_local import paths
 
-        cwd = str(self.options.cwd) if self.options.cwd else None
-        shell = PtyShell(cwd=cwd, rows=rows, cols=cols, env=self.options.shell_env or None)
-        self.recorder = AsciicastRecorder(cols=cols, rows=rows)
-        shell.subscribe(self.recorder)
+        return Path(self.options.sessions_dir or paths.sessions_dir())
+
+    def start_shell(self, *, rows: int, cols: int, on_output, on_event) -> Any:
+        from tmax_local.agent.transcript import new_session_id
+        from tmax_local.shell import AsciicastRecorder, CommandStarted, Output, PtyShell
+
+        shell = PtyShell(self.options.cwd, rows=rows, cols=cols,
+                         env=self.options.shell_env or None)
+        directory = self.sessions_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.cast_path = directory / f"{new_session_id()}.cast"
+        self.recorder = AsciicastRecorder(self.cast_path, cols=cols, rows=rows,
+                                          title="tmax-local terminal")
 
         def forward(event: Any) -> None:
             if isinstance(event, Output):
                 on_output(event.data)
-            else:
-                on_event(event)
+                return
+            if isinstance(event, CommandStarted):
+                # Show the command the agent runs as a prompt line (the shell does not echo).
+                # Same buffer as the output, so it stays in order.
+                shown = event.command.replace("\n", "\r\n> ")
+                on_output(f"\x1b[1;32m$\x1b[0m \x1b[1m{shown}\x1b[0m\r\n".encode())
+            on_event(event)
 
+        shell.subscribe(self.recorder)
         shell.subscribe(forward)
+        shell.start()
         self.shell = shell
         return shell
 
-    def load_model(self, progress: Callable[[str], None]) -> ModelInfo:
-        from tmax_local.agent.models import load_model
+    # TerminalBackend for the pane: keys typed in take-over mode, Ctrl-C, size.
+    def send_input(self, data: bytes) -> None:
+        if self.shell is not None:
+            self.shell.send_input(data)
 
-        self.model = load_model(
-            self.options.model, progress=progress, n_gpu_layers=self.options.n_gpu_layers
-        )
-        return ModelInfo(
-            name=getattr(self.model, "name", str(self.options.model)),
-            quant=getattr(self.model, "quant", ""),
-            backend=getattr(self.model, "backend", "CPU"),
-            layers=getattr(self.model, "layers_offloaded", ""),
-            context_limit=getattr(self.model, "context_limit", 0),
-        )
+    def interrupt(self) -> None:
+        if self.shell is not None:
+            self.shell.interrupt()
+
+    def resize(self, rows: int, cols: int) -> None:
+        if self.shell is not None:
+            self.shell.resize(rows, cols)
+        if self.recorder is not None:
+            self.recorder.resize(cols, rows)
+
+    def load_model(self, progress: Callable[[str], None]) -> ModelInfo:
+        spec = self.options.model
+        if spec and spec.startswith("script:"):
+            from tmax_local.agent.scripted import ScriptedModel
+
+            self.model = ScriptedModel.from_file(spec[len("script:"):],
+                                                 context_limit=self.options.context_limit)
+            return describe_engine(self.model)
+        path = _resolve_model_path(spec)
+        progress(f"loading {path.name}…")
+        from tmax_local.agent.engine import EngineOptions, LlamaEngine
+
+        options = EngineOptions(n_ctx=self.options.context_limit,
+                                gpu_layers=self.options.n_gpu_layers,
+                                grammar=self.options.grammar)
+        self.model = LlamaEngine(path, options)
+        return describe_engine(self.model)
+
+    def _gate(self) -> Any:
+        from tmax_local.approval import Gate
+
+        cwd = self.shell.cwd if self.shell is not None else (self.options.cwd or Path.cwd())
+        return Gate.load(cwd, self.mode, rules_file=self.options.rules_file)
+
+    def _new_agent(self, transcript_path: Path | None = None) -> Any:
+        from tmax_local.agent.harness import HarnessConfig
+        from tmax_local.agent.loop import Agent
+        from tmax_local.agent.transcript import TranscriptWriter
+
+        self.gate = self._gate()
+        agent = Agent(self.model, self.shell, self.gate, approver=self.approver,
+                      config=HarnessConfig(max_steps=self.options.max_steps))
+        path = transcript_path or self.sessions_dir() / f"{agent.session_id}.jsonl"
+        agent.transcript = TranscriptWriter(path)
+        self.transcript_path = path
+        agent.subscribe(self.on_event)
+        self.agent = agent
+        return agent
 
     def run_task(self, task: str) -> None:
-        from tmax_local.agent.loop import Agent
+        """Run the agent on a task (blocks; the app calls it from a worker thread)."""
+        if self.resumed_records:
+            self.continue_resumed(task)
+            return
+        agent = self._new_agent()
+        try:
+            agent.run(task)
+        finally:
+            agent.transcript.close()
 
-        self.agent = Agent(
-            model=self.model, shell=self.shell, approver=self.approver,
-            on_event=self.on_event, mode=self.mode,
-        )
-        self.agent.run(task)
+    def continue_resumed(self, instruction: str) -> None:
+        """Continue the reopened session with a new instruction from the user."""
+        from tmax_local.agent import harness
+        from tmax_local.agent.transcript import stream_text
+
+        records, self.resumed_records = self.resumed_records, []
+        conversation, pending = stream_text(records)
+        replies = [r for r in records if r.get("kind") == "Reply"]
+        steps_done = max((int(r.get("step") or 0) for r in replies), default=0)
+        if pending is None:
+            closed = bool(replies) and replies[-1].get("finish") == "stop"
+            pending = harness.user_message_turn(instruction, model_closed_turn=closed)
+        else:
+            gp = harness.GENERATION_PROMPT
+            body = pending[: -len(gp)] if pending.endswith(gp) else pending
+            pending = body + harness.user_turn(instruction) + gp
+        agent = self._new_agent(self.resumed_from)
+        try:
+            agent.resume(conversation, pending, steps_done)
+        finally:
+            agent.transcript.close()
 
     def queue_instruction(self, text: str) -> None:
         if self.agent is not None:
@@ -168,16 +291,57 @@ class Session:
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
-        if self.agent is not None:
-            self.agent.set_mode(mode)
+        gate = getattr(self, "gate", None)
+        if gate is not None:
+            from tmax_local.approval.policy import check_mode
+
+            gate.mode = check_mode(mode)
 
     def export(self, directory: Path | None) -> list[Path]:
-        raise TmaxError("Nothing to export yet.", title="Export")
+        """Write the session as Markdown and the terminal recording as .cast."""
+        import shutil
+
+        from tmax_local.agent.transcript import load_records
+        from tmax_local.tui.export import session_markdown
+
+        source = self.transcript_path or self.resumed_from
+        out_dir = Path(directory or (self.shell.cwd if self.shell else "."))
+        written: list[Path] = []
+        if source is not None and source.exists():
+            md = out_dir / f"tmax-session-{source.stem}.md"
+            md.write_text(session_markdown(load_records(source)), encoding="utf-8")
+            written.append(md)
+        if self.cast_path is not None and self.cast_path.exists():
+            cast = out_dir / f"tmax-terminal-{self.cast_path.stem}.cast"
+            shutil.copyfile(self.cast_path, cast)
+            written.append(cast)
+        if not written:
+            raise TmaxError("Nothing to export yet: run a task first.", title="Export")
+        return written
 
     def close(self) -> None:
         self.stop()
         if self.shell is not None:
             self.shell.close()
+        if self.recorder is not None:
+            self.recorder.close()
+
+
+def _resolve_model_path(spec: str | None) -> Path:
+    """A .gguf path, or a model name looked up in the models directory."""
+    from tmax_local import paths
+
+    if spec and (spec.endswith(".gguf") or "/" in spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ModelNotFound(f"model file not found: {path}")
+        return path
+    name = spec or "tmax-2b"
+    directory = paths.models_dir()
+    found = sorted(directory.glob(f"{name}*.gguf")) if directory.is_dir() else []
+    if not found:
+        raise ModelNotFound(f"no {name} GGUF in {directory}")
+    return found[0]
 
 
 # -- rendering agent and shell events --------------------------------------------------
@@ -198,11 +362,14 @@ def apply_event(app: TmaxApp, event: Any) -> None:
         status.update_info(gen_tok_s=event.gen_tokens_per_s)
         app.note_context(event.context_used, event.context_limit)
     elif isinstance(event, ev.ToolCallProposed):
+        pane.flush()
         note = f"(+{len(event.ignored)} ignored)" if event.ignored else ""
         pane.step_view(event.step).set_command(event.command, note)
     elif isinstance(event, ev.FormatErrorRaised):
         pane.step_view(event.step).set_outcome("no valid bash call: format error sent back",
                                                good=False)
+    elif isinstance(event, ev.ApprovalRequested):
+        app.pending_step = event.step
     elif isinstance(event, ev.ApprovalAnswered):
         pane.step_view(event.step).set_outcome(f"answer: {describe_answer(event.answer)}")
     elif isinstance(event, ev.CommandRejected):
@@ -222,6 +389,7 @@ def apply_event(app: TmaxApp, event: Any) -> None:
         pane.add_note(event.message, level="warning")
         app.note_context(event.tokens_after, status.info.context_limit)
     elif isinstance(event, ev.AgentFinished):
+        pane.flush()
         app.finished = event
         app.agent_running = False
         app.approval_bar.hide()
@@ -253,7 +421,7 @@ def describe_answer(answer: Any) -> str:
     if kind == "Edit":
         return "edited"
     if kind == "AllowRule":
-        return f"always allow `{getattr(answer, 'rule', '')}`"
+        return "always allow " + ", ".join(f"`{r}`" for r in getattr(answer, "rules", ()))
     return kind.lower()
 
 
@@ -309,6 +477,7 @@ def show_resumed(app: TmaxApp) -> None:
     records = load_records(path)
     app.session.resumed_from = path
     app.session.resumed_records = records
+    app.session.transcript_path = path
     show_records(app, records)
     app.reasoning.add_note(
         f"Reopened session {path.stem} (read-only). Type an instruction to continue it."

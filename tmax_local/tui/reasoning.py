@@ -57,12 +57,15 @@ class StepView(Collapsible):
         )
 
     def append(self, text: str) -> None:
+        """Add streamed text; the pane repaints it at its next refresh tick."""
         self.raw += text
+
+    def render_reasoning(self) -> None:
         self._reasoning.update(visible_reasoning(self.raw) or "…")
 
     def set_reasoning(self, raw: str) -> None:
         self.raw = raw
-        self._reasoning.update(visible_reasoning(raw) or "…")
+        self.render_reasoning()
 
     def set_command(self, command: str, note: str = "") -> None:
         self.command = command
@@ -92,9 +95,14 @@ class ReasoningPane(VerticalScroll):
     ReasoningPane > .task { text-style: bold; padding: 0 1; background: $boost; }
     """
 
+    REFRESH_S = 0.05
+    """Streamed text is repainted at most this often (every token would cost decode speed)."""
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.steps: dict[int, StepView] = {}
+        self._stale: set[int] = set()
+        self._tick_pending = False
 
     def current(self) -> StepView | None:
         if not self.steps:
@@ -104,6 +112,7 @@ class ReasoningPane(VerticalScroll):
     def step_view(self, step: int) -> StepView:
         view = self.steps.get(step)
         if view is None:
+            self.flush()
             for old in self.steps.values():
                 old.collapsed = True
             view = StepView(step)
@@ -124,7 +133,21 @@ class ReasoningPane(VerticalScroll):
 
     def append(self, step: int, text: str) -> None:
         self.step_view(step).append(text)
-        self.scroll_end(animate=False)
+        self._stale.add(step)
+        if not self._tick_pending:
+            self._tick_pending = True
+            self.set_timer(self.REFRESH_S, self.flush)
+
+    def flush(self) -> None:
+        """Repaint the steps whose text changed since the last tick."""
+        self._tick_pending = False
+        stale, self._stale = self._stale, set()
+        for step in stale:
+            view = self.steps.get(step)
+            if view is not None:
+                view.render_reasoning()
+        if stale:
+            self.scroll_end(animate=False)
 
     def clear_all(self) -> None:
         self.steps.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,7 +29,7 @@ Every command waits for you unless a rule or the approval mode allows it.
 | Ctrl+] | terminal | hand control back to the app |
 | Ctrl+C | terminal | interrupt the running command (take-over mode) |
 | Ctrl+X | anywhere | stop the agent (its generation and any pending request) |
-| Ctrl+E | anywhere | export the session (Markdown) and the terminal recording (.cast) |
+| Ctrl+O | anywhere | export the session (Markdown) and the terminal recording (.cast) |
 | F1 / ? | anywhere | this help |
 | Ctrl+Q | anywhere | quit |
 
@@ -129,38 +131,46 @@ class ReasonScreen(_Dialog):
 
 
 class RuleScreen(_Dialog):
-    """Shows the rule an "always allow" would save; returns (rule, scope) or None."""
+    """Shows the rule(s) an "always allow" would save, editable, with a live preview of
+    what each matches; returns (rules, scope) or None."""
 
-    def __init__(self, command: str, rule: str, explanation: str = "") -> None:
+    def __init__(self, command: str, rules: list[str],
+                 preview: Callable[[str], str] | None = None) -> None:
         super().__init__()
         self.command = command
-        self.rule = rule
-        self.explanation = explanation
+        self.rules = rules
+        self.preview = preview or (lambda rule: "")
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Always allow — this rule will be saved:", classes="title")
-            yield Input(self.rule, id="rule")
-            if self.explanation:
-                yield Label(Text(self.explanation), classes="hint")
+            yield Label("Always allow — these rules will be saved:", classes="title")
+            yield Label(Text("$ " + self.command), classes="hint")
+            for i, rule in enumerate(self.rules):
+                yield Input(rule, id=f"rule-{i}", classes="rule")
+                yield Label(Text(self.preview(rule)), id=f"preview-{i}", classes="hint")
             with RadioSet(id="scope"):
-                yield RadioButton("this session", value=True, id="session")
-                yield RadioButton("always (saved to config)", id="global")
-            yield Label("Enter saves the rule and runs the command · Esc cancels", classes="hint")
+                yield RadioButton("this session only", value=True, id="session")
+                yield RadioButton("saved for later sessions (rules.toml)", id="saved")
+            yield Label("Enter saves and runs the command · Esc cancels", classes="hint")
             with Horizontal():
                 yield Button("Save rule & run", variant="primary", id="ok")
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#rule", Input).focus()
+        self.query_one("#rule-0", Input).focus()
 
-    def _result(self) -> tuple[str, str] | None:
-        rule = self.query_one("#rule", Input).value.strip()
-        if not rule:
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id and event.input.id.startswith("rule-"):
+            index = event.input.id.split("-", 1)[1]
+            self.query_one(f"#preview-{index}", Label).update(Text(self.preview(event.value)))
+
+    def _result(self) -> tuple[list[str], str] | None:
+        rules = [i.value.strip() for i in self.query(".rule").results(Input) if i.value.strip()]
+        if not rules:
             return None
         pressed = self.query_one(RadioSet).pressed_button
-        scope = "global" if pressed is not None and pressed.id == "global" else "session"
-        return rule, scope
+        scope = "saved" if pressed is not None and pressed.id == "saved" else "session"
+        return rules, scope
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.dismiss(self._result())

@@ -1,0 +1,203 @@
+"""TUI benchmarks; prints figures (no assertions).
+
+1. Decode speed with the TUI rendering the stream vs headless, same model, same prompt:
+   the engine generates in a thread; "headless" drops the text, "tui" feeds every piece
+   to a running app exactly as the agent does (EventPump → reasoning pane). Ratio tui/headless.
+2. Time from launching `tmax-local` (in tmux, a real terminal) to an interactive screen
+   (the task input drawn), with a GGUF model still loading in the background.
+3. CPU used by the app process while a command floods the terminal pane (`seq`), measured
+   with psutil on the real CLI in tmux, next to the time the flood takes.
+
+Usage: python bench/bench_tui.py [--model PATH.gguf] [--tokens 256] [--runs 3]
+Without --model a tiny random Qwen 3.5 checkpoint is converted to GGUF in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def tiny_model(directory: Path) -> Path:
+    from tmax_local.convert import convert_checkpoint
+    from tmax_local.testing.checkpoints import make_tiny_checkpoint
+
+    ckpt = make_tiny_checkpoint(directory / "ckpt")
+    return Path(convert_checkpoint(ckpt, "F16", directory / "tiny-F16.gguf", progress=False))
+
+
+def engine_for(model: Path, tokens: int):
+    from tmax_local.agent.engine import EngineOptions, LlamaEngine
+
+    # No grammar: grammar sampling over a 248k vocabulary would dominate the timing.
+    return LlamaEngine(model, EngineOptions(n_ctx=4096, seed=1))
+
+
+def decode_once(engine, tokens: int, on_text) -> float:
+    from tmax_local.agent import harness
+
+    engine.reset()
+    prompt = harness.render_prompt("Write a long story about terminals.")
+    gen = engine.generate(prompt, on_text=on_text, cancel=threading.Event(), max_tokens=tokens)
+    return gen.tokens_generated / gen.generation_seconds
+
+
+async def decode_with_tui(engine, tokens: int) -> float:
+    from tmax_local.agent import events as ev
+    from tmax_local.tui.app import TuiOptions, make_app
+
+    app = make_app(TuiOptions(start_shell=False, autoload=False))
+    result: list[float] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.handle_event(ev.StepStarted(1))
+
+        def work() -> None:
+            result.append(decode_once(engine, tokens,
+                                      lambda t: app.pump.put(ev.ReasoningDelta(1, t))))
+
+        t = threading.Thread(target=work)
+        t.start()
+        while t.is_alive():
+            await pilot.pause(0.01)
+        t.join()
+        await pilot.pause()
+        assert app.reasoning.steps[1].raw  # the stream was rendered
+    return result[0]
+
+
+def decode_in_thread(engine, tokens: int) -> float:
+    """Headless: the same generation in a worker thread (as the agent runs), text dropped."""
+    result: list[float] = []
+    t = threading.Thread(target=lambda: result.append(decode_once(engine, tokens,
+                                                                   lambda t: None)))
+    t.start()
+    t.join()
+    return result[0]
+
+
+def bench_decode(model: Path, tokens: int, runs: int) -> None:
+    engine = engine_for(model, tokens)
+    decode_once(engine, 16, lambda t: None)  # warm up
+    head, tui = [], []
+    for _ in range(runs):
+        head.append(decode_in_thread(engine, tokens))
+        tui.append(asyncio.run(decode_with_tui(engine, tokens)))
+    h, u = statistics.median(head), statistics.median(tui)
+    print(f"decode tok/s headless: {h:.1f} (runs {', '.join(f'{x:.1f}' for x in head)})")
+    print(f"decode tok/s with TUI: {u:.1f} (runs {', '.join(f'{x:.1f}' for x in tui)})")
+    print(f"ratio TUI/headless:    {u / h:.3f}  (target >= 0.97)")
+
+
+class Tmux:
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], size=(120, 40)):
+        self.socket = f"tmax-bench-{uuid.uuid4().hex[:8]}"
+        cmd = " ".join(shlex.quote(a) for a in ["env", *[f"{k}={v}" for k, v in env.items()],
+                                                  *argv])
+        self.t0 = time.perf_counter()
+        self.run("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", str(size[0]),
+                 "-y", str(size[1]), "-c", str(cwd), cmd)
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                              text=True, timeout=30).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "b")
+
+    def wait(self, needle: str, timeout: float = 60) -> float:
+        deadline = time.perf_counter() + timeout
+        while needle not in self.screen():
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"timed out waiting for {needle!r}:\n{self.screen()}")
+            time.sleep(0.01)
+        return time.perf_counter() - self.t0
+
+    def pid(self) -> int:
+        return int(self.run("display-message", "-p", "-t", "b", "#{pane_pid}").strip())
+
+    def close(self) -> None:
+        self.run("kill-server")
+
+
+def tmax_argv() -> list[str]:
+    script = Path(sys.executable).with_name("tmax-local")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tmax_local"]
+
+
+def bench_startup(model: Path, work: Path, runs: int) -> None:
+    times = []
+    for _ in range(runs):
+        tm = Tmux([*tmax_argv(), "--model", str(model), "--cwd", str(work)], work,
+                  {"TMAX_DATA_DIR": str(work / "data"), "TERM": "xterm-256color"})
+        try:
+            times.append(tm.wait("Describe a task"))
+            loaded = tm.wait("F16", timeout=120)
+        finally:
+            tm.close()
+    print(f"launch → interactive screen: median {statistics.median(times):.2f} s "
+          f"(runs {', '.join(f'{t:.2f}' for t in times)}; target <= 1.5 s); "
+          f"model shown loaded after {loaded:.2f} s (last run)")
+
+
+def bench_flood(work: Path, lines: int) -> None:
+    import psutil
+
+    call = ("Flooding.\n<tool_call>\n<function=bash>\n<parameter=command>\n"
+            f"seq 1 {lines}\n</parameter>\n</function>\n</tool_call>")
+    done = ("Done.\n<tool_call>\n<function=bash>\n<parameter=command>\n"
+            "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n</parameter>\n</function>\n</tool_call>")
+    script = work / "flood.json"
+    script.write_text(json.dumps([call, done]))
+    tm = Tmux([*tmax_argv(), "--model", f"script:{script}", "--cwd", str(work), "--mode",
+               "auto", "--task", "flood the terminal"], work,
+              {"TMAX_DATA_DIR": str(work / "data"), "TERM": "xterm-256color"})
+    try:
+        tm.wait("Describe a task")
+        proc = psutil.Process(tm.pid())
+        c0, t0 = proc.cpu_times(), time.perf_counter()
+        tm.wait("finished (", timeout=300)
+        c1, t1 = proc.cpu_times(), time.perf_counter()
+        cpu = (c1.user - c0.user) + (c1.system - c0.system)
+        wall = t1 - t0
+        print(f"flood of {lines} lines ({len(str(lines)) * lines / 1e6:.1f}+ MB): "
+              f"{wall:.2f} s wall, app process CPU {cpu:.2f} s = {100 * cpu / wall:.0f}% of "
+              f"one core")
+    finally:
+        tm.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--tokens", type=int, default=256)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--flood-lines", type=int, default=200_000)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model = args.model or tiny_model(work)
+        print(f"model: {model.name}")
+        bench_decode(model, args.tokens, args.runs)
+        if shutil.which("tmux"):
+            bench_startup(model, work, args.runs)
+            bench_flood(work, args.flood_lines)
+        else:
+            print("tmux not found: skipping the launch and flood figures")
+
+
+if __name__ == "__main__":
+    main()
