@@ -30,6 +30,9 @@ from tmax_local.shell import (
 )
 from tmax_local.shell import procs
 
+# A failure in a shell thread (reader, worker) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 STOP = 1.5  # timeout for commands that must be stopped
 LONG = 20.0  # timeout for commands that must finish by themselves
 GRACE = 0.3  # kill_grace between SIGINT, SIGTERM and SIGKILL

@@ -62,8 +62,8 @@ from tmax_local.shell.text import DEFAULT_HEAD_CHARS, DEFAULT_TAIL_CHARS, TextCo
 TIMEOUT_EXIT_CODE = 124
 
 _MARK_INTRO = b"\x1b]6973;"
-_MARK = re.compile(rb"\x1b\]6973;([0-9a-f]{16});(\d{1,3});([a-zA-Z]*)\x07")
-_MARK_TAIL = re.compile(rb"[0-9a-f]{0,16}(?:;\d{0,3}(?:;[a-zA-Z]{0,20})?)?")
+_MARK = re.compile(rb"\x1b\]6973;([0-9a-f]{16});(\d{1,3}|S);([a-zA-Z]*)\x07")
+_MARK_TAIL = re.compile(rb"[0-9a-f]{0,16}(?:;(?:\d{0,3}|S)(?:;[a-zA-Z]{0,20})?)?")
 _ALT_SCREEN = re.compile(rb"\x1b\[\?(?:1049|1047|47)([hl])")
 # bash's job-control notices ("[1]+  Done   sleep 1"): shell chatter, not command output.
 _JOB_NOTICE = re.compile(
@@ -74,8 +74,9 @@ _JOB_NOTICE = re.compile(
 _SHELL_NAMES = {"bash", "sh", "dash", "zsh", "ksh", "mksh", "fish", "busybox", "ash"}
 
 _RCFILE = r"""
-unset HISTFILE
+unset HISTFILE OLDPWD
 set +H
+builtin cd -- {cwd} 2>/dev/null
 PS1='' PS2='' PS0='' PS4='+ '
 __tmax_n={init_nonce}
 __tmax_prompt() {{
@@ -90,6 +91,7 @@ __tmax_pre() {{
     __tmax_n=$1
     exec </dev/tty >/dev/tty 2>/dev/tty
     command stty sane </dev/tty 2>/dev/null || :
+    printf '\033]6973;%s;S;\007' "$1" >/dev/tty
 }}
 PROMPT_COMMAND='{{ __tmax_prompt; }} 2>/dev/null'
 trap 'builtin printf "%s" "$PWD" >{cwd_file}' EXIT
@@ -111,6 +113,7 @@ class _Running:
     collector: TextCollector
     started: float
     exit_code: int | None = None
+    begun: bool = False  # bash has read the command line (start marker seen)
     finished: bool = False  # no more output is attributed to it
     waiting: bool = False
     wait_reported: bool = False
@@ -195,7 +198,7 @@ class PtyShell:
                 return
             self._closed = True
             self._cond.notify_all()
-        bash = self._bash
+            bash = self._bash
         if bash is not None:
             self._kill_bash(bash)
         if self._workdir:
@@ -292,8 +295,7 @@ class PtyShell:
                 self._last_output = time.monotonic()
             self._publish(CommandStarted(command))
             self._prepare_tty(bash)
-            quoted = "'" + path.replace("'", "'\\''") + "'"
-            self.send_input(f" __tmax_pre {nonce}; builtin . {quoted}\n".encode())
+            self.send_input(f" __tmax_pre {nonce}; builtin . {_quote(path)}\n".encode())
 
             timed_out = False
             exit_code: int | None = None
@@ -451,14 +453,19 @@ class PtyShell:
         cwd_file = self._cwd_file()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(cwd_file)
-        quoted_cwd_file = "'" + cwd_file.replace("'", "'\\''") + "'"
+        quoted_cwd_file = _quote(cwd_file)
         Path(rcfile).write_text(
-            _RCFILE.format(init_nonce=init, cwd_file=quoted_cwd_file), encoding="utf-8"
+            _RCFILE.format(init_nonce=init, cwd_file=quoted_cwd_file, cwd=_quote(cwd)),
+            encoding="utf-8",
         )
+        if not os.path.isdir(cwd):
+            raise TmaxError(f"cannot start the shell: {cwd} is not a directory")
         argv = [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
         try:
+            # bash changes into `cwd` itself (rc file): ptyprocess's own chdir runs
+            # in the forked child outside its error handling.
             proc = ptyprocess.PtyProcess.spawn(
-                argv, cwd=cwd, env=self.env, dimensions=(self.rows, self.cols), echo=False
+                argv, env=self.env, dimensions=(self.rows, self.cols), echo=False
             )
         except OSError as err:
             raise TmaxError(f"could not start bash in {cwd}: {err}") from err
@@ -467,8 +474,14 @@ class PtyShell:
         bash.reader = threading.Thread(
             target=self._read_loop, args=(bash,), name=f"pty-reader-{proc.pid}", daemon=True
         )
-        self._bash = bash
+        with self._cond:
+            closed = self._closed
+            if not closed:
+                self._bash = bash
         bash.reader.start()
+        if closed:  # close() ran meanwhile: it could not see this bash
+            self._kill_bash(bash)
+            raise ShellClosed("the shell has been closed")
         end = time.monotonic() + self.start_timeout
         with self._cond:
             while not bash.ready:
@@ -478,6 +491,8 @@ class PtyShell:
                 self._cond.wait(min(left, 0.1))
         if not bash.ready:
             self._kill_bash(bash)
+            if self._closed:
+                raise ShellClosed("the shell has been closed")
             self._bash = None
             raise TmaxError(f"bash did not start in {cwd} within {self.start_timeout:.0f} s")
         self.cwd = cwd
@@ -503,6 +518,8 @@ class PtyShell:
         return code
 
     def _restart(self, reason: str) -> None:
+        if self._closed:
+            raise ShellClosed("the shell was closed while a command ran")
         old = self._bash
         if old is not None:
             self._kill_bash(old)
@@ -568,12 +585,18 @@ class PtyShell:
                 continue  # looks like a marker, but not one of ours: it is output
             self._emit(bash, buf[pos : match.start()])
             pos = match.end()
+            status = match.group(2)
             with self._cond:
+                running = self._current
+                mine = running is not None and running.nonce == nonce and not running.finished
+                if status == b"S":
+                    if mine:
+                        running.begun = True
+                    continue
                 bash.ready = True
                 bash.flags = match.group(3).decode()
-                running = self._current
-                if running is not None and running.nonce == nonce and not running.finished:
-                    running.exit_code = int(match.group(2))
+                if mine:
+                    running.exit_code = int(status)
                     running.finished = True
                 self._cond.notify_all()
         rest = buf[pos:]
@@ -600,7 +623,7 @@ class PtyShell:
         self._publish(Output(data))
         with self._cond:
             running = self._current
-            if running is not None and not running.finished:
+            if running is not None and running.begun and not running.finished:
                 running.collector.feed(data)
                 running.wait_reported = False
 
@@ -616,6 +639,11 @@ def _marker_prefix_start(buf: bytes) -> int:
     if tail.startswith(_MARK_INTRO) and _MARK_TAIL.fullmatch(tail, len(_MARK_INTRO)):
         return start
     return len(buf)
+
+
+def _quote(text: str) -> str:
+    """Single-quote ``text`` for bash."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -30,7 +30,7 @@ _CONTROL = re.compile(
 )
 # An escape sequence cut off at the end of a chunk (kept for the next chunk).
 _INCOMPLETE = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*|[PX^_][^\x1b]*|[ -/]*)?\Z"
+    r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[PX^_][^\x1b]*\x1b?|[ -/]*)?\Z"
 )
 _CSI_ERASE_LINE = re.compile(r"\x1b\[([0-2]?)K")
 # Text that needs no terminal emulation at all (the common case, e.g. `yes`).
@@ -82,10 +82,13 @@ class TextCollector:
         rest = text[pos:]
         if not rest:
             return
-        cut = rest.rfind("\x1b")
-        if cut >= 0 and _INCOMPLETE.match(rest, cut) and len(rest) - cut <= _MAX_PENDING_ESCAPE:
-            self._pending = rest[cut:]
-            rest = rest[:cut]
+        cut = rest.find("\x1b", max(0, len(rest) - _MAX_PENDING_ESCAPE))
+        while cut >= 0:
+            if _INCOMPLETE.match(rest, cut):
+                self._pending = rest[cut:]
+                rest = rest[:cut]
+                break
+            cut = rest.find("\x1b", cut + 1)
         if rest:
             # An ESC that never formed a sequence is dropped; its text is kept.
             rest = rest.replace("\x1b", "")
