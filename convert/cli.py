@@ -32,10 +32,11 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     if args.list_quants:
         rows = api.list_quants(args.source, revision=args.revision, progress=progress)
-        print(f"{'TYPE':<8} {'SIZE':>9}  NOTE")
+        print(f"{'TYPE':<8} {'SIZE':>10}  NOTE")
         for q, size in rows:
             how = "" if q.direct else "(llama.cpp quantizer) "
-            print(f"{q.name:<8} {size / 1e9:>7.2f} GB  {how}{q.note}".rstrip())
+            shown = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+            print(f"{q.name:<8} {shown:>10}  {how}{q.note}".rstrip())
         return 0
     out = api.convert_checkpoint(args.source, args.quant, args.output, revision=args.revision,
                                  tensor_types=args.tensor_types, progress=progress)

@@ -16,6 +16,8 @@ from tmax_local.errors import TmaxError
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("tmax_local.convert.cli", "Convert a TMax / Qwen 3.5 checkpoint to GGUF."),
+    "run": ("tmax_local.agent.cli_run", "Run the agent on a task in a plain terminal."),
 }
 
 # Module providing the default action (the TUI) when no subcommand is given.
