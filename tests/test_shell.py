@@ -29,9 +29,9 @@ from tmax_local.shell import (
     shell_environment,
 )
 
-
 # A failure in a shell thread (reader, worker) fails the test.
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 def wait_for(predicate, within: float = 20.0) -> bool:
     end = time.monotonic() + within
@@ -92,7 +92,9 @@ def test_cap_keeps_head_and_tail_and_counts_the_rest() -> None:
     total = sum(len(line) for line in lines)
     assert text.startswith("line 0000000\nline 0000001\n")
     assert text.endswith("line 0199999\n")
-    head, note, tail = text.partition(f"\n[... {collector.total_dropped()} characters dropped ...]\n")
+    head, note, tail = text.partition(
+        f"\n[... {collector.total_dropped()} characters dropped ...]\n"
+    )
     assert note, text[5990:6100]
     assert len(head) == 6000 and len(tail) == 6000
     assert len(head) + len(tail) + collector.total_dropped() == total
@@ -135,8 +137,15 @@ def test_environment_withholds_secrets_and_sets_noninteractive_defaults() -> Non
     }
     env, withheld = shell_environment(base)
     assert withheld == sorted(
-        ["OPENAI_API_KEY", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "PGPASSWORD", "MY_PASSWD",
-         "GOOGLE_APPLICATION_CREDENTIALS", "SSH_AUTH_SOCK"]
+        [
+            "OPENAI_API_KEY",
+            "GITHUB_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "PGPASSWORD",
+            "MY_PASSWD",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "SSH_AUTH_SOCK",
+        ]
     )
     for name in withheld + ["BASH_ENV", "PROMPT_COMMAND", "BASH_FUNC_x%%"]:
         assert name not in env

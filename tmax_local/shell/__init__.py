@@ -54,6 +54,7 @@ from tmax_local.shell.pty_shell import TIMEOUT_EXIT_CODE, PtyShell, ShellClosed
 from tmax_local.shell.text import TextCollector, clean_text
 
 __all__ = [
+    "TIMEOUT_EXIT_CODE",
     "AltScreenChanged",
     "AsciicastRecorder",
     "CommandFinished",
@@ -65,7 +66,6 @@ __all__ = [
     "ShellClosed",
     "ShellEvent",
     "ShellRestarted",
-    "TIMEOUT_EXIT_CODE",
     "TextCollector",
     "clean_text",
     "shell_environment",

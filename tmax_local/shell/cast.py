@@ -6,7 +6,7 @@ import codecs
 import json
 import os
 import time
-from typing import IO
+from typing import IO, Self
 
 from tmax_local.shell.events import Output, ShellEvent
 
@@ -20,11 +20,13 @@ class AsciicastRecorder:
     replacement characters for invalid input).  ``resize`` adds an ``"r"`` event.
     """
 
-    def __init__(self, path: str | os.PathLike[str], cols: int, rows: int, *, title: str | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str], cols: int, rows: int, *, title: str | None = None
+    ):
         self.path = os.fspath(path)
         self._start = time.monotonic()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")
+        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
         header: dict[str, object] = {
             "version": 2,
             "width": cols,
@@ -62,7 +64,7 @@ class AsciicastRecorder:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> AsciicastRecorder:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -81,4 +81,11 @@ class ShellRestarted:
     reason: str
 
 
-ShellEvent = CommandStarted | Output | CommandFinished | InputWaitSuspected | AltScreenChanged | ShellRestarted
+ShellEvent = (
+    CommandStarted
+    | Output
+    | CommandFinished
+    | InputWaitSuspected
+    | AltScreenChanged
+    | ShellRestarted
+)

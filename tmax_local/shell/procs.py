@@ -28,7 +28,7 @@ def _is_tty_fd(pid: int, fd: int) -> bool:
         target = os.readlink(f"/proc/{pid}/fd/{fd}")
     except OSError:
         return False
-    return target.startswith("/dev/pts/") or target == "/dev/tty" or target.startswith("/dev/tty")
+    return target.startswith(("/dev/pts/", "/dev/tty"))
 
 
 def blocked_on_tty_read(pid: int) -> bool:

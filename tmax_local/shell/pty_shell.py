@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import psutil
 import ptyprocess
@@ -204,7 +205,7 @@ class PtyShell:
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
-    def __enter__(self) -> PtyShell:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -288,8 +289,9 @@ class PtyShell:
                 script = f"{{ set -{bash.flags}; }} 2>/dev/null\n{script}"
             path = self._script_path()
             Path(path).write_text(script, encoding="utf-8", errors="surrogateescape")
-            running = _Running(command, nonce, TextCollector(self.head_chars, self.tail_chars),
-                               time.monotonic())
+            running = _Running(
+                command, nonce, TextCollector(self.head_chars, self.tail_chars), time.monotonic()
+            )
             with self._cond:
                 self._current = running
                 self._last_output = time.monotonic()
@@ -321,7 +323,8 @@ class PtyShell:
                     timed_out = True
                     exit_code, restarted = self._stop_foreground(bash, running)
                     break
-                if now >= next_probe and now - self._last_output >= self.input_wait_after:
+                quiet = now - self._last_output >= self.input_wait_after
+                if running.begun and quiet and now >= next_probe:
                     next_probe = now + 0.2
                     if self._probe_input_wait(bash, running):
                         exit_code = 0

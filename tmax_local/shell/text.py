@@ -117,15 +117,19 @@ class TextCollector:
         # Everything else (colours, cursor keys, titles, bells) carries no text.
 
     def _put_plain(self, text: str) -> None:
-        while text:
-            newline = text.find("\n")
-            piece = text if newline < 0 else text[:newline]
-            if piece:
-                self._write(piece)
-            if newline < 0:
-                break
-            self._newline()
-            text = text[newline + 1 :]
+        """Write text that holds no control characters other than ``\n`` and ``\t``."""
+        last = text.rfind("\n")
+        if last < 0:
+            self._write(text)
+            return
+        first = text.find("\n")
+        if first:
+            self._write(text[:first])
+        self._newline()
+        if last > first:  # whole lines in between: no cursor games possible
+            self._store(text[first + 1 : last + 1])
+        if last + 1 < len(text):
+            self._write(text[last + 1 :])
 
     def _write(self, piece: str) -> None:
         line, col = self._line, self._col
