@@ -126,3 +126,48 @@ def test_cli_in_tmux_missing_model_is_not_a_traceback(tmp_path: Path, env: dict[
         tmux.keys("C-q")
     finally:
         tmux.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory) -> Path:
+    from tmax_local.convert import convert_checkpoint
+    from tmax_local.testing.checkpoints import make_tiny_checkpoint
+
+    d = tmp_path_factory.mktemp("tiny")
+    ckpt = make_tiny_checkpoint(d / "ckpt")
+    return Path(convert_checkpoint(ckpt, "F16", d / "tiny-F16.gguf", progress=False))
+
+
+# Makes the random tiny model propose one fixed command, in TMax's tool-call format.
+TOOL_CALL_GRAMMAR = r'''root ::= "ok" "\n<tool_call>\n<function=bash>\n<parameter=command>\necho tiny-model > tiny.txt\n</parameter>\n</function>\n</tool_call>"
+'''
+
+
+def test_cli_in_tmux_with_tiny_converted_model(tmp_path: Path, env: dict[str, str],
+                                               tiny_gguf: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    grammar = tmp_path / "call.gbnf"
+    grammar.write_text(TOOL_CALL_GRAMMAR)
+    argv = [*tmax_command(), "--model", str(tiny_gguf), "--grammar", str(grammar),
+            "--cwd", str(work)]
+    tmux = Tmux(argv, env, work)
+    try:
+        tmux.wait_for(lambda s: "Describe a task" in s, "the interactive screen")
+        tmux.wait_for(lambda s: "F16" in s and "CPU" in s, "the loaded model in the status bar",
+                      timeout=120)
+        tmux.text("write tiny.txt")
+        tmux.keys("Enter")
+        screen = tmux.wait_for(lambda s: "run this command?" in s, "the model's proposal",
+                               timeout=180)
+        assert "echo tiny-model > tiny.txt" in screen
+        assert "tok/s" in screen  # generation speed reported from the real engine
+        tmux.keys("a")
+        tmux.wait_for(lambda s: "Step 2" in s, "the next step after the command ran",
+                      timeout=180)
+        assert (work / "tiny.txt").read_text() == "tiny-model\n"
+        tmux.keys("C-x")  # stop the agent (it would propose the same command forever)
+        tmux.wait_for(lambda s: "finished (stopped)" in s, "the agent to stop", timeout=120)
+        assert "Traceback" not in tmux.screen()
+    finally:
+        tmux.close()

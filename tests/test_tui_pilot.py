@@ -264,3 +264,23 @@ async def test_export_markdown_and_cast(tmp_path, workdir) -> None:
     assert header["version"] == 2
     assert any("\x1b[31mred" in json.loads(line)[2] for line in lines[1:]
                if json.loads(line)[1] == "o")
+
+
+async def test_missing_model_offers_download_and_reports_failure_cleanly(
+    tmp_path, workdir, monkeypatch
+) -> None:
+    monkeypatch.setenv("TMAX_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # tests never use the network
+    opts = options(tmp_path, workdir, [])
+    opts.model = None  # the default model, not converted here
+    app = make_app(opts)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.last_error is not None, "model error")
+        assert type(app.last_error).__name__ == "ModelNeedsFetch"
+        notes = lambda: " ".join(str(n.render()) for n in app.reasoning.query(".note"))  # noqa: E731
+        assert "F5" in notes()
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: "cannot be reached" in notes(), "offline message")
+        await app.workers.wait_for_complete()
+        assert not app.session.model_ready
+        assert "Traceback" not in notes()

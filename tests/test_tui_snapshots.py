@@ -9,10 +9,9 @@ and review the SVGs in tests/__snapshots__/.
 from __future__ import annotations
 
 from tmax_local.agent import events as ev
-from tmax_local.errors import ModelNotFound
 from tmax_local.tui.app import TuiOptions, make_app
 from tmax_local.tui.approval_bar import ApprovalView
-from tmax_local.tui.bridge import ModelInfo
+from tmax_local.tui.bridge import ModelInfo, ModelNeedsFetch
 
 SIZE = (80, 24)
 MODEL = ModelInfo(name="tmax-2b", quant="Q4_K_M", backend="CPU", context_limit=65536)
@@ -122,7 +121,8 @@ def test_full_screen_program(snap_compare) -> None:
 def test_missing_model(snap_compare) -> None:
     async def run_before(pilot) -> None:
         pilot.app.show_model_error(
-            ModelNotFound("no model 'tmax-2b' in the models directory")
+            ModelNeedsFetch("allenai/tmax-2b is not converted yet (looked for "
+                            "models/tmax-2b-Q4_K_M.gguf).")
         )
         await pilot.pause()
 

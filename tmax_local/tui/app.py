@@ -89,6 +89,7 @@ class TmaxApp(App[int]):
         Binding("ctrl+x", "stop", "Stop agent", priority=True),
         Binding("f3", "cycle_mode", "Mode"),
         Binding("ctrl+o", "export", "Export"),
+        Binding("f5", "fetch_model", "Get model"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -167,13 +168,14 @@ class TmaxApp(App[int]):
 
     # -- model loading -----------------------------------------------------------------
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
-    def load_model(self) -> None:
-        self.call_from_thread(self.status.update_info, loading="loading model…")
+    def load_model(self, fetch: bool = False) -> None:
+        self.call_from_thread(self.status.update_info, loading="loading model…", state="idle")
         try:
             info = self.session.load_model(
                 progress=lambda text: self.call_from_thread(
                     self.status.update_info, loading=text
-                )
+                ),
+                fetch=fetch,
             )
         except TmaxError as err:
             self.call_from_thread(self.show_model_error, err)
@@ -189,6 +191,12 @@ class TmaxApp(App[int]):
         if self.options.task and not self.agent_running:
             task, self.options.task = self.options.task, None
             self.start_task(task)
+
+    def action_fetch_model(self) -> None:
+        if self.session.model_ready:
+            return
+        self.reasoning.add_note("Downloading and converting the model…")
+        self.load_model(fetch=True)
 
     def show_model_error(self, err: TmaxError) -> None:
         self.last_error = err

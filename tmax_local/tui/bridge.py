@@ -95,11 +95,12 @@ def stop_answer(request: Any) -> Any:
 
 
 def missing_model_hint(err: TmaxError) -> str:
+    if isinstance(err, ModelNeedsFetch):
+        return ("Press F5 to download and convert it now (a few GB; progress shows in the "
+                "status bar), or quit and pass --model PATH.gguf.")
     if isinstance(err, ModelNotFound):
-        return (
-            "Get a model with `tmax-local download` (or convert a checkpoint with "
-            "`tmax-local convert`), or pass --model PATH.gguf."
-        )
+        return ("Pass --model PATH.gguf, a checkpoint directory or a Hugging Face repo id, or "
+                "convert one with `tmax-local convert`.")
     return ""
 
 
@@ -208,22 +209,29 @@ class Session:
         if self.recorder is not None:
             self.recorder.resize(cols, rows)
 
-    def load_model(self, progress: Callable[[str], None]) -> ModelInfo:
+    def load_model(self, progress: Callable[[str], None], *, fetch: bool = False) -> ModelInfo:
+        """Resolve `--model` and load it (blocks; the app calls it from a worker thread).
+
+        A model that would have to be downloaded or converted first raises
+        `ModelNeedsFetch` unless ``fetch`` is true: the app asks the user before that.
+        """
+        from tmax_local.agent.engine import EngineOptions
+        from tmax_local.agent.resolve import load_backend, resolve_model
+
         spec = self.options.model
-        if spec and spec.startswith("script:"):
-            from tmax_local.agent.scripted import ScriptedModel
-
-            self.model = ScriptedModel.from_file(spec[len("script:"):],
-                                                 context_limit=self.options.context_limit)
-            return describe_engine(self.model)
-        path = _resolve_model_path(spec)
-        progress(f"loading {path.name}…")
-        from tmax_local.agent.engine import EngineOptions, LlamaEngine
-
+        if not fetch and needs_fetch(spec):
+            raise ModelNeedsFetch(
+                f"{spec or 'allenai/tmax-2b'} is not converted yet (looked for "
+                f"{converted_path(spec)})."
+            )
+        progress("downloading / converting…" if fetch else "resolving model…")
+        resolved = resolve_model(spec, progress=False)
+        if resolved.kind == "gguf":
+            progress(f"loading {resolved.path.name}…")
         options = EngineOptions(n_ctx=self.options.context_limit,
                                 gpu_layers=self.options.n_gpu_layers,
                                 grammar=self.options.grammar)
-        self.model = LlamaEngine(path, options)
+        self.model = load_backend(resolved, options)
         return describe_engine(self.model)
 
     def _gate(self) -> Any:
@@ -327,21 +335,37 @@ class Session:
             self.recorder.close()
 
 
-def _resolve_model_path(spec: str | None) -> Path:
-    """A .gguf path, or a model name looked up in the models directory."""
-    from tmax_local import paths
+class ModelNeedsFetch(ModelNotFound):
+    """The model exists on the Hub but not here: download/convert it only if the user asks."""
 
-    if spec and (spec.endswith(".gguf") or "/" in spec):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise ModelNotFound(f"model file not found: {path}")
-        return path
-    name = spec or "tmax-2b"
-    directory = paths.models_dir()
-    found = sorted(directory.glob(f"{name}*.gguf")) if directory.is_dir() else []
-    if not found:
-        raise ModelNotFound(f"no {name} GGUF in {directory}")
-    return found[0]
+    title = "Model not downloaded"
+
+
+def _repo_spec(spec: str | None) -> str | None:
+    """The repo id `spec` names, or None when it is a script, a file or a directory."""
+    from tmax_local.agent.resolve import DEFAULT_MODEL
+    from tmax_local.convert.source import looks_like_repo_id
+
+    spec = (spec or DEFAULT_MODEL).strip()
+    if spec.startswith("script:") or Path(spec).expanduser().exists():
+        return None
+    return spec if looks_like_repo_id(spec) else None
+
+
+def converted_path(spec: str | None) -> Path | None:
+    from tmax_local.agent.resolve import DEFAULT_QUANT
+    from tmax_local.convert import default_output
+
+    repo = _repo_spec(spec)
+    if repo is None:
+        return None
+    return default_output(repo.rstrip("/").split("/")[-1], DEFAULT_QUANT)
+
+
+def needs_fetch(spec: str | None) -> bool:
+    """True when loading `spec` would download or convert (a repo id not converted yet)."""
+    path = converted_path(spec)
+    return path is not None and not path.is_file()
 
 
 # -- rendering agent and shell events --------------------------------------------------

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="layers to offload to the GPU (default: all when a GPU build)")
     group.add_argument("--theme", default=None, help="Textual theme, e.g. textual-light")
     group.add_argument("--task", default=None, help="start on this task at once")
+    group.add_argument("--grammar", type=Path, default=None,
+                       help="GBNF grammar file constraining every model reply (testing)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +44,19 @@ def run(args: argparse.Namespace) -> int:
         n_gpu_layers=args.n_gpu_layers,
         theme=args.theme,
         task=args.task,
+        grammar=_read_grammar(args.grammar),
     )
     app = make_app(options)
     result = app.run()
     return int(result or 0)
+
+
+def _read_grammar(path: Path | None) -> str | None:
+    from tmax_local.errors import ConfigError
+
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read grammar {path}: {err.strerror}") from None
