@@ -128,7 +128,7 @@ def path_of(word: Word, base: Path | None, home: Path) -> Path | None:
         value = str(home) + text[1:]
     else:
         return None
-    if not value:
+    if not value or "\x00" in value:
         return None
     if value.startswith("/"):
         return Path(os.path.normpath(value))
@@ -138,8 +138,11 @@ def path_of(word: Word, base: Path | None, home: Path) -> Path | None:
 
 
 def _inside(path: Path, root: Path) -> bool:
-    real = Path(os.path.realpath(path))
-    real_root = Path(os.path.realpath(root))
+    try:
+        real = Path(os.path.realpath(path))
+        real_root = Path(os.path.realpath(root))
+    except (OSError, ValueError):
+        return False
     return real == real_root or real_root in real.parents
 
 

@@ -175,6 +175,8 @@ def _decode(raw: bytes) -> str:
 # --------------------------------------------------------------------------- words
 
 _GLOB_CHARS = set("*?[")
+# a blank or operator character not escaped by a backslash: bash would end the word there
+_UNESCAPED_META = re.compile(r"(?<!\\)(?:\\\\)*[\n \t;&|<>]")
 _DQ_ESCAPABLE = set('$`"\\\n')
 
 
@@ -235,6 +237,10 @@ def _eval(ctx: _Ctx, node: Node) -> tuple[str, bool]:
     if kind in ("word", "number", "variable_name", "test_operator", "extglob_pattern"):
         if kind == "number":
             return text, True
+        if _UNESCAPED_META.search(text):
+            ctx.problems.append(
+                f"the parser read {text!r} as one word; bash splits it at the blank or operator"
+            )
         return _unquoted_piece(text)
     if kind == "raw_string":
         return text[1:-1], True
@@ -359,6 +365,7 @@ def _redirect(ctx: _Ctx, node: Node) -> tuple[Redirect, list[Node]]:
                 start_node = child
         delim = ctx.text(start_node) if start_node is not None else ""
         quoted = any(c in delim for c in "'\"\\")
+        _check_heredoc(ctx, node, delim, op == "<<-")
         body_text = ctx.text(body) if body is not None else ""
         dynamic = not quoted and body is not None and any(
             c.type != "heredoc_content" for c in body.children
@@ -368,6 +375,53 @@ def _redirect(ctx: _Ctx, node: Node) -> tuple[Redirect, list[Node]]:
     target = _word(ctx, groups[0]) if groups else None
     extra = [n for g in groups[1:] for n in g]
     return Redirect(op, target, fd), extra
+
+
+def _heredoc_delimiter(text: str) -> str:
+    """The delimiter bash looks for: the start word after quote removal."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            j = text.find("'", i + 1)
+            j = len(text) if j < 0 else j
+            out.append(text[i + 1 : j])
+            i = j + 1
+        elif ch == '"':
+            j = i + 1
+            while j < len(text) and text[j] != '"':
+                if text[j] == "\\" and j + 1 < len(text) and text[j + 1] in _DQ_ESCAPABLE:
+                    j += 1
+                out.append(text[j])
+                j += 1
+            i = j + 1
+        elif ch == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def _check_heredoc(ctx: _Ctx, node: Node, start: str, strip_tabs: bool) -> None:
+    """Flag a here-document whose end the grammar placed where bash would not."""
+    delimiter = _heredoc_delimiter(start)
+    body = end = None
+    for child in node.children:
+        if child.type == "heredoc_body":
+            body = ctx.text(child)
+        elif child.type == "heredoc_end":
+            end = ctx.text(child)
+    lines = (body or "").split("\n")
+    if strip_tabs:
+        lines = [line.lstrip("\t") for line in lines]
+        end = end.lstrip("\t") if end is not None else None
+    if end != delimiter or delimiter in lines:
+        ctx.problems.append(
+            f"the here-document delimiter {start!r} may end elsewhere than the parser thinks"
+        )
 
 
 # --------------------------------------------------------------------------- walking
@@ -388,6 +442,8 @@ def parse_parts(command: str, *, _nested: int = 0) -> tuple[list[Part], list[str
     root = tree.root_node
     if root.has_error:
         problems.append(_describe_error(ctx, root))
+    else:
+        problems.extend(_coverage_problems(ctx, root))
     _walk(ctx, root, (), False, 0)
     problems.extend(ctx.problems)
     return ctx.parts, _dedupe(problems)
@@ -425,6 +481,37 @@ def _lexical_problems(command: str) -> list[str]:
             out.append("a line continuation (backslash-newline) joins a word across lines")
             break
     return out
+
+
+_COVERING = {
+    "heredoc_body", "string", "raw_string", "ansi_c_string", "translated_string", "word",
+    "comment", "regex", "extglob_pattern", "string_content", "heredoc_content",
+}
+
+
+def _coverage_problems(ctx: _Ctx, root: Node) -> list[str]:
+    """Text the grammar silently skipped (seen: ``ls - 2>&1`` loses the ``-``)."""
+    covered = bytearray(len(ctx.src))
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.child_count == 0 or node.type in _COVERING:
+            covered[node.start_byte : node.end_byte] = b"\x01" * (node.end_byte - node.start_byte)
+        else:
+            stack.extend(node.children)
+    src = ctx.src
+    i = 0
+    while i < len(src):
+        if covered[i] or src[i] in b" \t\n":
+            i += 1
+        elif src[i : i + 2] == b"\\\n":
+            i += 2
+        else:
+            j = i
+            while j < len(src) and not covered[j] and src[j] not in b" \t\n":
+                j += 1
+            return [f"the parser skipped {_decode(src[i:j])!r}; bash would not"]
+    return []
 
 
 def _describe_error(ctx: _Ctx, root: Node) -> str:

@@ -75,6 +75,8 @@ def expand_part(part: Part, nested: int) -> list[Part]:
             out += _inner(part, rest + [Word("…", "", False)], "xargs", nested)
     elif prog in ("find", "fd", "fdfind"):
         out += _find_exec(part, args, nested)
+    elif prog == "coproc" and args:
+        out += _inner(part, args, "coproc", nested)
     elif prog == "exec" and args:
         rest = _skip_options(args, frozenset({"-a"}))
         out += _inner(part, rest, "exec", nested)

@@ -1,0 +1,309 @@
+"""Hostile and random commands against the approval policy (hypothesis).
+
+The central property is checked against real bash: whenever the policy would run a
+command without asking (``ask`` mode, allow rules for a few harmless programs), we run
+it in a sandboxed bash where every builtin is disabled, ``PATH`` holds only logging
+stubs and every other command name is logged by ``command_not_found_handle``. Every
+command bash then actually executes must be one of the parts we analysed, with the same
+argv. A parser disagreement that hides a command (a heredoc that ends elsewhere, a word
+split differently, a backquote re-read…) would show up as an unexplained execution.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import strategies as st
+
+from tmax_local.approval import Approve, Edit, Gate, RuleSet, analyze, decide
+from tmax_local.approval.wrappers import _TRANSPARENT
+
+ALLOWED = ("ls", "cat", "grep", "echo", "true")
+RULES = RuleSet.of(allow=[f"{name} *" for name in ALLOWED])
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+CWD = Path("/nonexistent-work")
+
+# --------------------------------------------------------------------------- strategies
+
+NAMES = [
+    "ls", "cat", "echo", "grep", "true", "zap", "rm",
+    "l\\s", "'ls'", '"ls"', "\\ls", "l''s", "$'ls'", "l\"\"s", "ls\\ ", "'l'\"s\"",
+    "\u217cs", "\uff4c\uff53", "l\u0455", "ls\u00a0", "l\u200bs", "\u0441at", "ech\u043e",
+    "$x", "${x:-zap}", "$(echo zap)", "`zap`", "coproc zap", "time ls", "eval zap",
+    "exec zap", "command zap", "! ls", "zap=1 ls", "X=$(zap) ls", "{ zap; }", "(zap)",
+]
+ARGS = [
+    "-la", "x", "'a b'", '"a b"', '"$(zap)"', "'$(zap)'", "\\$(zap)", "$((1+2))", "*", "a#b",
+    "#c", "\\;", "';'", '";"', "{a,b}", "$'\\n'", "<(zap)", "'", '"', "`", "\\", "$(ls)",
+    "$(cat <<EOF\nzap\nEOF\n)", "\\\n", "a\\\nb", "'x\ny'", "\"x\ny\"", "$'a\\'b'",
+    '"`zap`"', "'`zap`'", "\\`zap\\`", "$(ls `zap`)", "${x[$(zap)]}", "\\\\", "--", "-",
+    "$HOME", "~", "&", ";", "|", "||", "&&", "(", ")", "{", "}", ">f", "2>&1", "<in",
+]
+SEPARATORS = ["; ", " && ", " || ", " | ", "\n", " & ", "\r\n", "\n\n", ";;", " |& ", " # ", ";"]
+REDIRECTS = [
+    " > out", " 2>&1", " < in", " <<EOF\nzap\nEOF\n", " <<'EOF'\nzap\nEOF\n",
+    " <<-EOF\n\tzap\n\tEOF\n", " <<< zap", " >/dev/null", " <<EOF\nEOF\nzap\nEOF\n",
+    " <<EOF\n$(zap)\nEOF\n", " <<\\EOF\n$(zap)\nEOF\n", " <<E\"O\"F\nzap\nEOF\nzap\n",
+    " <<EOF; zap\nx\nEOF\n", " <<EOF | zap\nx\nEOF\n",
+]
+NOISE = st.text(
+    alphabet=st.sampled_from(list("\x00\x01\x07\x08\t\n\r\x1b\x7f;&|()<>$`'\"\\#{}*?! =-")
+                             + ["\u00a0", "\u2028", "\u200b", "\u202e", "\ufeff", "\u3000"]),
+    max_size=3,
+)
+
+
+ALLOWED_SPELLINGS = [
+    "ls", "cat", "echo", "grep", "true", "l\\s", "'ls'", '"cat"', "\\echo", "gr''ep", "$'ls'",
+    "'l's", "tru\\e", "time ls", "nohup cat", "timeout 5 echo", "! true", "{ ls; }", "(cat)",
+]
+
+
+@st.composite
+def simple_command(draw, names: list[str] = NAMES) -> str:
+    words = [draw(st.sampled_from(names))]
+    words += draw(st.lists(st.sampled_from(ARGS), max_size=4))
+    text = " ".join(words)
+    if draw(st.booleans()):
+        text += draw(st.sampled_from(REDIRECTS))
+    return text
+
+
+@st.composite
+def hostile_command(draw, names: list[str] = NAMES, noise: int = 2) -> str:
+    parts = [draw(simple_command(names))]
+    for _ in range(draw(st.integers(0, 3))):
+        parts.append(draw(st.sampled_from(SEPARATORS)))
+        parts.append(draw(simple_command(names)))
+    text = "".join(parts)
+    for _ in range(draw(st.integers(0, noise))):  # sprinkle noise anywhere
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(NOISE) + text[at:]
+    return text
+
+
+def safe_command(draw_text: str) -> bool:
+    """Commands the bash oracle may run: no absolute or home paths (we may be root)."""
+    return "/" not in draw_text.replace("/dev/null", "") and "~" not in draw_text
+
+
+ANY_TEXT = st.text(max_size=200)
+COMMANDS = st.one_of(hostile_command(), ANY_TEXT)
+
+
+# --------------------------------------------------------------------------- the oracle
+
+STUB = """#!/bin/sh
+f=$({mktemp} "$TMAX_FUZZ_LOG/XXXXXXXX")
+printf '%s\\0' "${{0##*/}}" "$@" > "$f"
+"""
+
+
+# wrappers we see through: their stubs log, then run what they wrap
+WRAPPERS = {"nohup": 'exec "$@"\n', "time": 'exec "$@"\n', "timeout": 'shift; exec "$@"\n'}
+
+
+class BashOracle:
+    """Runs a command in bash with stubs and no builtins; returns the argvs it executed."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        mktemp = shutil.which("mktemp")
+        assert mktemp, "mktemp is needed by the oracle"
+        for name in (*ALLOWED, *WRAPPERS, "__log"):
+            stub = self.bin / name
+            stub.write_text(STUB.format(mktemp=mktemp) + WRAPPERS.get(name, ""))
+            stub.chmod(0o755)
+        builtins = subprocess.run(
+            ["bash", "-c", "compgen -b"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        # `wait` stays (harmless): the EXIT trap waits for background jobs to finish logging
+        disabled = [b for b in builtins if b not in ("enable", "wait")] + ["enable"]
+        self.env_file = root / "env.sh"
+        self.env_file.write_text(
+            f'command_not_found_handle() {{ {self.bin}/__log NOTFOUND "$@"; }}\n'
+            "trap wait EXIT\n"
+            f"enable -n {' '.join(disabled)}\n"
+        )
+
+    def run(self, command: str) -> list[tuple[str, ...]]:
+        work = Path(tempfile.mkdtemp(dir=self.root))
+        log = work / ".log"
+        log.mkdir()
+        script = work / ".cmd.sh"
+        script.write_bytes(command.encode("utf-8", "surrogatepass"))
+        env = {"PATH": str(self.bin), "HOME": str(work), "TMAX_FUZZ_LOG": str(log),
+               "BASH_ENV": str(self.env_file)}
+        proc = subprocess.Popen(
+            ["/bin/bash", str(script)], cwd=work, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        runs = []
+        for entry in sorted(log.iterdir()):
+            fields = entry.read_bytes().split(b"\0")[:-1]
+            argv = tuple(f.decode("utf-8", "surrogateescape") for f in fields)
+            runs.append(argv[2:] if argv[:2] == ("__log", "NOTFOUND") else argv)
+        shutil.rmtree(work, ignore_errors=True)
+        return runs
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory) -> BashOracle:
+    return BashOracle(tmp_path_factory.mktemp("bash-oracle"))
+
+
+def test_the_oracle_sees_what_bash_runs(oracle: BashOracle):
+    """The oracle itself works: stubs, disabled builtins and unknown names are all logged."""
+    runs = oracle.run('ls -l "a b"; echo hi; zap $(cat) | grep x\ncat <<EOF\nzap\nEOF\n')
+    assert sorted(runs) == sorted(
+        [("ls", "-l", "a b"), ("echo", "hi"), ("cat",), ("zap",), ("grep", "x"), ("cat",)]
+    )
+
+
+def explained(run: tuple[str, ...], command: str) -> bool:
+    """Is this execution one of the parts we analysed (same argv where we know it)?"""
+    if not run:
+        return True
+    for part in analyze(command, CWD).parts:
+        if not part.words:
+            continue
+        if part.words[0].value != run[0]:
+            continue
+        if all(w.static for w in part.words):
+            if part.argv == run:
+                return True
+        else:
+            return True
+    # a transparent wrapper (timeout, nohup…) is folded into the part it runs
+    return run[0] in _TRANSPARENT and any(
+        p.via.split()[:1] == [run[0]] for p in analyze(command, CWD).parts
+    )
+
+
+# --------------------------------------------------------------------------- properties
+
+
+@FUZZ
+@given(COMMANDS)
+def test_nothing_runs_unasked_in_ask_mode_without_rules(command):
+    assert decide(command, "ask", RuleSet(), CWD).action == "ask"
+
+
+@FUZZ
+@given(COMMANDS)
+def test_never_run_mode_never_runs(command):
+    assert decide(command, "never-run", RuleSet.of(allow=["*"]), CWD).action == "skip"
+
+
+@FUZZ
+@given(COMMANDS)
+def test_run_by_rule_means_every_reparsed_part_matches_an_allow_rule(command):
+    d = decide(command, "ask", RULES, CWD)
+    if d.action != "run":
+        return
+    again = analyze(command, CWD)
+    assert again.parsed and again.parts
+    assert [p.argv for p in again.parts] == [pd.part.argv for pd in d.parts]
+    for part in again.parts:
+        assert RULES.allowing(part) is not None, part
+        assert RULES.denying(part) is None
+    assert not any(c in command for c in "\r\x00\x1b\u00a0\u200b\u202e\ufeff")
+
+
+@settings(FUZZ, max_examples=600)
+@given(
+    st.one_of(hostile_command(), hostile_command(ALLOWED_SPELLINGS, noise=1)).filter(safe_command)
+)
+def test_what_bash_executes_is_exactly_what_was_approved_by_rule(oracle, command):
+    action = decide(command, "ask", RULES, CWD).action
+    event(f"policy: {action}")
+    if action != "run":
+        return
+    runs = oracle.run(command)
+    for run in runs:
+        # nothing outside the rules ever ran
+        assert run[0] in ALLOWED or run[0] in WRAPPERS, (command, runs)
+        assert explained(run, command), (command, run)
+
+
+@FUZZ
+@given(st.sampled_from(["ls", "ls -la", "cat f", "echo hi"]), COMMANDS)
+def test_a_rule_never_matches_across_a_newline(first, rest):
+    """``first\\nrest`` runs by rule only if ``rest`` on its own would."""
+    assume(rest.strip())
+    d = decide(f"{first}\n{rest}", "ask", RULES, CWD)
+    if d.action == "run":
+        assert decide(rest, "ask", RULES, CWD).action == "run", rest
+
+
+LOOKALIKES = {
+    "l": ["\u217c", "\u0406", "\u04cf", "\uff4c", "1", "I"],
+    "s": ["\u0455", "\uff53", "\u01bd"],
+    "c": ["\u0441", "\u03f2", "\uff43"],
+    "a": ["\u0430", "\u0251", "\uff41"],
+    "e": ["\u0435", "\u0117", "\uff45"],
+    "o": ["\u043e", "\u03bf", "\u0D20"],
+    "t": ["\u0442", "\uff54"],
+}
+
+
+@FUZZ
+@given(st.sampled_from(["ls", "cat", "echo", "true", "grep"]), st.data())
+def test_unicode_lookalikes_of_allowed_names_are_never_allowed(name, data):
+    spots = [i for i, ch in enumerate(name) if ch in LOOKALIKES]
+    i = data.draw(st.sampled_from(spots))
+    fake = name[:i] + data.draw(st.sampled_from(LOOKALIKES[name[i]])) + name[i + 1 :]
+    space = data.draw(st.sampled_from([" ", "\u00a0", "\u2009", "\u3000", "\t"]))
+    command = fake + space + data.draw(st.sampled_from(["", "-la", "x"]))
+    assert decide(command, "ask", RULES, CWD).action == "ask", command
+    assert decide(command, "auto", RuleSet(), CWD).action in ("ask", "run")
+
+
+@FUZZ
+@given(COMMANDS)
+def test_auto_mode_never_runs_what_it_cannot_analyse(command):
+    d = decide(command, "auto", RuleSet(), CWD)
+    if d.action == "run":
+        assert d.analysis.parsed and d.analysis.parts
+        assert not d.analysis.high_risk
+
+
+@FUZZ
+@given(COMMANDS, st.text(min_size=1, max_size=200).filter(str.strip))
+def test_the_bytes_approved_are_the_bytes_executed(command, edited):
+    gate = Gate("ask", cwd=CWD)
+    approved = gate.review(command, lambda request: Approve())
+    assert approved.run and approved.command is command
+    as_edited = gate.review(command, lambda request: Edit(edited))
+    assert as_edited.run and as_edited.command == edited
+    by_rule = Gate("ask", RULES, cwd=CWD).review(command, lambda request: Approve())
+    assert by_rule.command is command
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(st.integers(5_000, 120_000), st.sampled_from(["ls ", "echo 'a", "$(", "x;"]))
+def test_very_long_commands_are_handled(n, chunk):
+    command = (chunk * (n // len(chunk) + 1))[:n]
+    d = decide(command, "ask", RULES, CWD)
+    assert d.action in ("run", "ask")
+    if len(command) > 100_000:
+        assert d.action == "ask"
