@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 def tiny_model(directory: Path) -> Path:
     from tmax_local.convert import convert_checkpoint
+
     from tmax_local.testing.checkpoints import make_tiny_checkpoint
 
     ckpt = make_tiny_checkpoint(directory / "ckpt")
@@ -66,8 +67,9 @@ async def decode_with_tui(engine, tokens: int) -> float:
         app.handle_event(ev.StepStarted(1))
 
         def work() -> None:
-            result.append(decode_once(engine, tokens,
-                                      lambda t: app.pump.put(ev.ReasoningDelta(1, t))))
+            result.append(
+                decode_once(engine, tokens, lambda t: app.pump.put(ev.ReasoningDelta(1, t)))
+            )
 
         t = threading.Thread(target=work)
         t.start()
@@ -82,8 +84,7 @@ async def decode_with_tui(engine, tokens: int) -> float:
 def decode_in_thread(engine, tokens: int) -> float:
     """Headless: the same generation in a worker thread (as the agent runs), text dropped."""
     result: list[float] = []
-    t = threading.Thread(target=lambda: result.append(decode_once(engine, tokens,
-                                                                   lambda t: None)))
+    t = threading.Thread(target=lambda: result.append(decode_once(engine, tokens, lambda t: None)))
     t.start()
     t.join()
     return result[0]
@@ -105,15 +106,34 @@ def bench_decode(model: Path, tokens: int, runs: int) -> None:
 class Tmux:
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], size=(120, 40)):
         self.socket = f"tmax-bench-{uuid.uuid4().hex[:8]}"
-        cmd = " ".join(shlex.quote(a) for a in ["env", *[f"{k}={v}" for k, v in env.items()],
-                                                  *argv])
+        cmd = " ".join(
+            shlex.quote(a) for a in ["env", *[f"{k}={v}" for k, v in env.items()], *argv]
+        )
         self.t0 = time.perf_counter()
-        self.run("-f", "/dev/null", "new-session", "-d", "-s", "b", "-x", str(size[0]),
-                 "-y", str(size[1]), "-c", str(cwd), cmd)
+        self.run(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "b",
+            "-x",
+            str(size[0]),
+            "-y",
+            str(size[1]),
+            "-c",
+            str(cwd),
+            cmd,
+        )
 
     def run(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, timeout=30).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "b")
@@ -141,30 +161,51 @@ def tmax_argv() -> list[str]:
 def bench_startup(model: Path, work: Path, runs: int) -> None:
     times = []
     for _ in range(runs):
-        tm = Tmux([*tmax_argv(), "--model", str(model), "--cwd", str(work)], work,
-                  {"TMAX_DATA_DIR": str(work / "data"), "TERM": "xterm-256color"})
+        tm = Tmux(
+            [*tmax_argv(), "--model", str(model), "--cwd", str(work)],
+            work,
+            {"TMAX_DATA_DIR": str(work / "data"), "TERM": "xterm-256color"},
+        )
         try:
             times.append(tm.wait("Describe a task"))
             loaded = tm.wait("F16", timeout=120)
         finally:
             tm.close()
-    print(f"launch → interactive screen: median {statistics.median(times):.2f} s "
-          f"(runs {', '.join(f'{t:.2f}' for t in times)}; target <= 1.5 s); "
-          f"model shown loaded after {loaded:.2f} s (last run)")
+    print(
+        f"launch → interactive screen: median {statistics.median(times):.2f} s "
+        f"(runs {', '.join(f'{t:.2f}' for t in times)}; target <= 1.5 s); "
+        f"model shown loaded after {loaded:.2f} s (last run)"
+    )
 
 
 def bench_flood(work: Path, lines: int) -> None:
     import psutil
 
-    call = ("Flooding.\n<tool_call>\n<function=bash>\n<parameter=command>\n"
-            f"seq 1 {lines}\n</parameter>\n</function>\n</tool_call>")
-    done = ("Done.\n<tool_call>\n<function=bash>\n<parameter=command>\n"
-            "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n</parameter>\n</function>\n</tool_call>")
+    call = (
+        "Flooding.\n<tool_call>\n<function=bash>\n<parameter=command>\n"
+        f"seq 1 {lines}\n</parameter>\n</function>\n</tool_call>"
+    )
+    done = (
+        "Done.\n<tool_call>\n<function=bash>\n<parameter=command>\n"
+        "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT\n</parameter>\n</function>\n</tool_call>"
+    )
     script = work / "flood.json"
     script.write_text(json.dumps([call, done]))
-    tm = Tmux([*tmax_argv(), "--model", f"script:{script}", "--cwd", str(work), "--mode",
-               "auto", "--task", "flood the terminal"], work,
-              {"TMAX_DATA_DIR": str(work / "data"), "TERM": "xterm-256color"})
+    tm = Tmux(
+        [
+            *tmax_argv(),
+            "--model",
+            f"script:{script}",
+            "--cwd",
+            str(work),
+            "--mode",
+            "auto",
+            "--task",
+            "flood the terminal",
+        ],
+        work,
+        {"TMAX_DATA_DIR": str(work / "data"), "TERM": "xterm-256color"},
+    )
     try:
         tm.wait("Describe a task")
         proc = psutil.Process(tm.pid())
@@ -173,9 +214,11 @@ def bench_flood(work: Path, lines: int) -> None:
         c1, t1 = proc.cpu_times(), time.perf_counter()
         cpu = (c1.user - c0.user) + (c1.system - c0.system)
         wall = t1 - t0
-        print(f"flood of {lines} lines ({len(str(lines)) * lines / 1e6:.1f}+ MB): "
-              f"{wall:.2f} s wall, app process CPU {cpu:.2f} s = {100 * cpu / wall:.0f}% of "
-              f"one core")
+        print(
+            f"flood of {lines} lines ({len(str(lines)) * lines / 1e6:.1f}+ MB): "
+            f"{wall:.2f} s wall, app process CPU {cpu:.2f} s = {100 * cpu / wall:.0f}% of "
+            f"one core"
+        )
     finally:
         tm.close()
 

@@ -35,13 +35,31 @@ class Tmux:
         self.socket = f"tmax-test-{uuid.uuid4().hex[:8]}"
         envs = [f"{k}={v}" for k, v in env.items()]
         cmd = " ".join(_quote(a) for a in ["env", *envs, *argv])
-        self._tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", str(size[0]),
-                   "-y", str(size[1]), "-c", str(cwd), cmd)
+        self._tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            str(size[0]),
+            "-y",
+            str(size[1]),
+            "-c",
+            str(cwd),
+            cmd,
+        )
         self._tmux("set-option", "-t", "t", "remain-on-exit", "on")
 
     def _tmux(self, *args: str) -> str:
-        proc = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
-                              text=True, timeout=30)
+        proc = subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         return proc.stdout
 
     def screen(self) -> str:
@@ -90,10 +108,14 @@ def test_cli_in_tmux_with_scripted_model(tmp_path: Path, env: dict[str, str]) ->
     work = tmp_path / "work"
     work.mkdir()
     script = tmp_path / "script.json"
-    script.write_text(json.dumps([
-        call("echo from-tmux > e2e.txt && cat e2e.txt", "I will write the file."),
-        call("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT", "Done."),
-    ]))
+    script.write_text(
+        json.dumps(
+            [
+                call("echo from-tmux > e2e.txt && cat e2e.txt", "I will write the file."),
+                call("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT", "Done."),
+            ]
+        )
+    )
     tmux = Tmux([*tmax_command(), "--model", f"script:{script}", "--cwd", str(work)], env, work)
     try:
         tmux.wait_for(lambda s: "Reasoning" in s and "Terminal" in s, "the app's layout")
@@ -131,6 +153,7 @@ def test_cli_in_tmux_missing_model_is_not_a_traceback(tmp_path: Path, env: dict[
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory) -> Path:
     from tmax_local.convert import convert_checkpoint
+
     from tmax_local.testing.checkpoints import make_tiny_checkpoint
 
     d = tmp_path_factory.mktemp("tiny")
@@ -139,32 +162,41 @@ def tiny_gguf(tmp_path_factory) -> Path:
 
 
 # Makes the random tiny model propose one fixed command, in TMax's tool-call format.
-TOOL_CALL_GRAMMAR = r'''root ::= "ok" "\n<tool_call>\n<function=bash>\n<parameter=command>\necho tiny-model > tiny.txt\n</parameter>\n</function>\n</tool_call>"
-'''
+TOOL_CALL_GRAMMAR = r"""root ::= "ok" "\n<tool_call>\n<function=bash>\n<parameter=command>\necho tiny-model > tiny.txt\n</parameter>\n</function>\n</tool_call>"
+"""
 
 
-def test_cli_in_tmux_with_tiny_converted_model(tmp_path: Path, env: dict[str, str],
-                                               tiny_gguf: Path) -> None:
+def test_cli_in_tmux_with_tiny_converted_model(
+    tmp_path: Path, env: dict[str, str], tiny_gguf: Path
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
     grammar = tmp_path / "call.gbnf"
     grammar.write_text(TOOL_CALL_GRAMMAR)
-    argv = [*tmax_command(), "--model", str(tiny_gguf), "--grammar", str(grammar),
-            "--cwd", str(work)]
+    argv = [
+        *tmax_command(),
+        "--model",
+        str(tiny_gguf),
+        "--grammar",
+        str(grammar),
+        "--cwd",
+        str(work),
+    ]
     tmux = Tmux(argv, env, work)
     try:
         tmux.wait_for(lambda s: "Describe a task" in s, "the interactive screen")
-        tmux.wait_for(lambda s: "F16" in s and "CPU" in s, "the loaded model in the status bar",
-                      timeout=120)
+        tmux.wait_for(
+            lambda s: "F16" in s and "CPU" in s, "the loaded model in the status bar", timeout=120
+        )
         tmux.text("write tiny.txt")
         tmux.keys("Enter")
-        screen = tmux.wait_for(lambda s: "run this command?" in s, "the model's proposal",
-                               timeout=180)
+        screen = tmux.wait_for(
+            lambda s: "run this command?" in s, "the model's proposal", timeout=180
+        )
         assert "echo tiny-model > tiny.txt" in screen
         assert "tok/s" in screen  # generation speed reported from the real engine
         tmux.keys("a")
-        tmux.wait_for(lambda s: "Step 2" in s, "the next step after the command ran",
-                      timeout=180)
+        tmux.wait_for(lambda s: "Step 2" in s, "the next step after the command ran", timeout=180)
         assert (work / "tiny.txt").read_text() == "tiny-model\n"
         tmux.keys("C-x")  # stop the agent (it would propose the same command forever)
         tmux.wait_for(lambda s: "finished (stopped)" in s, "the agent to stop", timeout=120)

@@ -40,9 +40,14 @@ def options(tmp_path: Path, workdir: Path, replies: list[str], **kw) -> TuiOptio
     script = tmp_path / "script.json"
     script.write_text(json.dumps(replies))
     return TuiOptions(
-        model=f"script:{script}", cwd=workdir, sessions_dir=tmp_path / "sessions",
-        export_dir=tmp_path, deterministic=True, ram_probe=lambda: "1 GiB",
-        rules_file=tmp_path / "rules.toml", **kw,
+        model=f"script:{script}",
+        cwd=workdir,
+        sessions_dir=tmp_path / "sessions",
+        export_dir=tmp_path,
+        deterministic=True,
+        ram_probe=lambda: "1 GiB",
+        rules_file=tmp_path / "rules.toml",
+        **kw,
     )
 
 
@@ -177,7 +182,8 @@ async def test_ctrl_c_interrupts_the_running_command(tmp_path, workdir) -> None:
         await wait_approval(pilot, app)
         await pilot.press("a")
         await wait_until(
-            pilot, lambda: any(type(e).__name__ == "CommandStarted" for e in app.events_seen),
+            pilot,
+            lambda: any(type(e).__name__ == "CommandStarted" for e in app.events_seen),
             "command started",
         )
         await pilot.press("ctrl+t", "ctrl+c")
@@ -205,8 +211,13 @@ async def test_context_warning(tmp_path, workdir) -> None:
 
     prompt_tokens = len(harness.render_prompt("fill the context")) // 4 + 1
     long_reply = call("true", "x" * 8000)  # ~2000 tokens
-    opts = options(tmp_path, workdir, [long_reply, SUBMIT],
-                   context_limit=prompt_tokens + 2048 + 100, mode="auto")
+    opts = options(
+        tmp_path,
+        workdir,
+        [long_reply, SUBMIT],
+        context_limit=prompt_tokens + 2048 + 100,
+        mode="auto",
+    )
     app = make_app(opts)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "fill the context")
@@ -227,8 +238,7 @@ async def test_resume_reopens_and_continues_a_session(tmp_path, workdir) -> None
     assert transcript is not None and transcript.exists()
     before = len(load_records(transcript))
 
-    app2 = make_app(options(tmp_path, workdir, [call("echo two > two.txt"), SUBMIT],
-                            resume=True))
+    app2 = make_app(options(tmp_path, workdir, [call("echo two > two.txt"), SUBMIT], resume=True))
     async with app2.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: 1 in app2.reasoning.steps, "old steps shown")
         assert app2.reasoning.steps[1].command == "echo one > one.txt"
@@ -242,13 +252,15 @@ async def test_resume_reopens_and_continues_a_session(tmp_path, workdir) -> None
         assert "first task" in model.appended[0] and "now make two.txt" in model.appended[0]
     records = load_records(transcript)
     assert len(records) > before  # continued in the same transcript
-    assert any(r["kind"] == "CommandExecuted" and r["command"] == "echo two > two.txt"
-               for r in records)
+    assert any(
+        r["kind"] == "CommandExecuted" and r["command"] == "echo two > two.txt" for r in records
+    )
 
 
 async def test_export_markdown_and_cast(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("printf 'colour \\033[31mred\\033[0m\\n'"),
-                                               SUBMIT]))
+    app = make_app(
+        options(tmp_path, workdir, [call("printf 'colour \\033[31mred\\033[0m\\n'"), SUBMIT])
+    )
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "print colour")
         await wait_approval(pilot, app)
@@ -262,8 +274,9 @@ async def test_export_markdown_and_cast(tmp_path, workdir) -> None:
     lines = cast.read_text().splitlines()
     header = json.loads(lines[0])
     assert header["version"] == 2
-    assert any("\x1b[31mred" in json.loads(line)[2] for line in lines[1:]
-               if json.loads(line)[1] == "o")
+    assert any(
+        "\x1b[31mred" in json.loads(line)[2] for line in lines[1:] if json.loads(line)[1] == "o"
+    )
 
 
 async def test_missing_model_offers_download_and_reports_failure_cleanly(
@@ -277,7 +290,7 @@ async def test_missing_model_offers_download_and_reports_failure_cleanly(
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.last_error is not None, "model error")
         assert type(app.last_error).__name__ == "ModelNeedsFetch"
-        notes = lambda: " ".join(str(n.render()) for n in app.reasoning.query(".note"))  # noqa: E731
+        notes = lambda: " ".join(str(n.render()) for n in app.reasoning.query(".note"))
         assert "F5" in notes()
         await pilot.press("f5")
         await wait_until(pilot, lambda: "cannot be reached" in notes(), "offline message")

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
@@ -25,7 +25,7 @@ from textual.worker import Worker, WorkerState
 from tmax_local.agent import events as ev
 from tmax_local.errors import TmaxError
 from tmax_local.tui import bridge
-from tmax_local.tui.approval_bar import ApprovalBar, ApprovalView
+from tmax_local.tui.approval_bar import ApprovalBar
 from tmax_local.tui.pump import ApprovalBridge, ApprovalNeeded, Drain, EventPump
 from tmax_local.tui.reasoning import ReasoningPane
 from tmax_local.tui.screens import EditCommandScreen, HelpScreen, ReasonScreen, RuleScreen
@@ -82,7 +82,7 @@ class TmaxApp(App[int]):
     CSS_PATH = "app.tcss"
     ENABLE_COMMAND_PALETTE = False
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help"),
         Binding("question_mark", "help", "Help", show=False),
         Binding("ctrl+t", "takeover", "Terminal"),
@@ -145,7 +145,8 @@ class TmaxApp(App[int]):
             self.animation_level = "none"
             self.query_one("#task", Input).cursor_blink = False
         self.status.update_info(
-            mode=self.mode, max_steps=self.options.max_steps,
+            mode=self.mode,
+            max_steps=self.options.max_steps,
             context_limit=self.options.context_limit,
         )
         self.query_one("#task", Input).focus()
@@ -159,9 +160,11 @@ class TmaxApp(App[int]):
     # -- shell -------------------------------------------------------------------------
     def start_shell(self) -> None:
         pane = self.terminal
-        shell = self.session.start_shell(
-            rows=pane.screen_model.lines, cols=pane.screen_model.columns,
-            on_output=pane.feed_threadsafe, on_event=self.pump.put,
+        self.session.start_shell(
+            rows=pane.screen_model.lines,
+            cols=pane.screen_model.columns,
+            on_output=pane.feed_threadsafe,
+            on_event=self.pump.put,
         )
         pane.backend = self.session
         pane.resize_terminal(pane.size)
@@ -172,9 +175,7 @@ class TmaxApp(App[int]):
         self.call_from_thread(self.status.update_info, loading="loading model…", state="idle")
         try:
             info = self.session.load_model(
-                progress=lambda text: self.call_from_thread(
-                    self.status.update_info, loading=text
-                ),
+                progress=lambda text: self.call_from_thread(self.status.update_info, loading=text),
                 fetch=fetch,
             )
         except TmaxError as err:
@@ -184,22 +185,33 @@ class TmaxApp(App[int]):
 
     def model_loaded(self, info: bridge.ModelInfo) -> None:
         self.status.update_info(
-            model=info.name, quant=info.quant, backend=info.backend,
-            layers_offloaded=info.layers, loading="",
+            model=info.name,
+            quant=info.quant,
+            backend=info.backend,
+            layers_offloaded=info.layers,
+            loading="",
             context_limit=info.context_limit or self.options.context_limit,
         )
         if self.options.task and not self.agent_running:
             task, self.options.task = self.options.task, None
             self.start_task(task)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "fetch_model":  # offered only while the model waits for a download
+            return isinstance(self.last_error, bridge.ModelNeedsFetch)
+        return True
+
     def action_fetch_model(self) -> None:
         if self.session.model_ready:
             return
         self.reasoning.add_note("Downloading and converting the model…")
+        self.last_error = None
+        self.refresh_bindings()
         self.load_model(fetch=True)
 
     def show_model_error(self, err: TmaxError) -> None:
         self.last_error = err
+        self.refresh_bindings()
         self.status.update_info(loading="no model", state="error")
         self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
         hint = bridge.missing_model_hint(err)
@@ -236,7 +248,9 @@ class TmaxApp(App[int]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "agent" and event.state in (
-            WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
+            WorkerState.SUCCESS,
+            WorkerState.ERROR,
+            WorkerState.CANCELLED,
         ):
             self.agent_running = False
             if event.state == WorkerState.ERROR:
@@ -260,7 +274,9 @@ class TmaxApp(App[int]):
             pct = int(100 * used / limit)
             self.notify(
                 f"Context {pct}% full ({used}/{limit} tokens): old output will be thinned soon.",
-                title="Context filling up", severity="warning", timeout=8,
+                title="Context filling up",
+                severity="warning",
+                timeout=8,
             )
             self.reasoning.add_note(f"context {pct}% full", level="warning")
 
@@ -288,13 +304,15 @@ class TmaxApp(App[int]):
             self.push_screen(ReasonScreen(view.command), self._rejected)
         elif event.choice == "always":
             if not view.rules:
-                self.notify("No rule can cover this command; approve it once instead.",
-                            severity="warning")
+                self.notify(
+                    "No rule can cover this command; approve it once instead.", severity="warning"
+                )
                 return
             parts = self.pending_request.analysis.parts
             self.push_screen(
-                RuleScreen(view.command, view.rules,
-                           preview=lambda rule: bridge.rule_preview(parts, rule)),
+                RuleScreen(
+                    view.command, view.rules, preview=lambda rule: bridge.rule_preview(parts, rule)
+                ),
                 self._always,
             )
         elif event.choice == "mode":

@@ -8,11 +8,12 @@ Nothing runs while the bar waits: the agent thread is blocked on the answer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from rich.console import Group
 from rich.syntax import Syntax
 from rich.text import Text
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widget import Widget
 
@@ -49,7 +50,7 @@ class ApprovalBar(Widget, can_focus=True):
     ApprovalBar:focus { border-left: thick $accent; }
     """
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a,y", "choose('approve')", "Approve"),
         Binding("e", "choose('edit')", "Edit"),
         Binding("r,n", "choose('reject')", "Reject"),
@@ -111,8 +112,10 @@ class ApprovalBar(Widget, can_focus=True):
         )
         if view.ignored:
             parts.append(
-                Text(f"({len(view.ignored)} further tool call(s) in this reply will not run)",
-                     style="italic")
+                Text(
+                    f"({len(view.ignored)} further tool call(s) in this reply will not run)",
+                    style="italic",
+                )
             )
         if view.reason:
             parts.append(Text(f"asks because: {view.reason}", style="dim"))
@@ -123,11 +126,17 @@ class ApprovalBar(Widget, can_focus=True):
                 rule.append(f"  ({view.rule_explanation})", style="dim")
             parts.append(rule)
         else:
-            parts.append(Text("no rule can cover this command: it will always be asked",
-                              style="dim"))
+            parts.append(
+                Text("no rule can cover this command: it will always be asked", style="dim")
+            )
         keys = Text()
-        for key, what in (("a", "approve"), ("e", "edit"), ("r", "reject"),
-                          ("A", "always allow"), ("m", f"mode: {self.mode}")):
+        for key, what in (
+            ("a", "approve"),
+            ("e", "edit"),
+            ("r", "reject"),
+            ("A", "always allow"),
+            ("m", f"mode: {self.mode}"),
+        ):
             keys.append(f" {key} ", style="reverse bold")
             keys.append(f" {what}  ")
         parts.append(keys)

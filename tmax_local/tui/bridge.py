@@ -7,7 +7,6 @@ importing the TUI package does not load llama.cpp.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,11 +95,15 @@ def stop_answer(request: Any) -> Any:
 
 def missing_model_hint(err: TmaxError) -> str:
     if isinstance(err, ModelNeedsFetch):
-        return ("Press F5 to download and convert it now (a few GB; progress shows in the "
-                "status bar), or quit and pass --model PATH.gguf.")
+        return (
+            "Press F5 to download and convert it now (a few GB; progress shows in the "
+            "status bar), or quit and pass --model PATH.gguf."
+        )
     if isinstance(err, ModelNotFound):
-        return ("Pass --model PATH.gguf, a checkpoint directory or a Hugging Face repo id, or "
-                "convert one with `tmax-local convert`.")
+        return (
+            "Pass --model PATH.gguf, a checkpoint directory or a Hugging Face repo id, or "
+            "convert one with `tmax-local convert`."
+        )
     return ""
 
 
@@ -109,8 +112,9 @@ def describe_engine(engine: Any) -> ModelInfo:
     """Model, quant and backend of a loaded model, for the status bar."""
     llm = getattr(engine, "llm", None)
     if llm is None:  # scripted model
-        return ModelInfo(name=engine.name, quant="", backend="scripted",
-                         context_limit=engine.context_limit)
+        return ModelInfo(
+            name=engine.name, quant="", backend="scripted", context_limit=engine.context_limit
+        )
     import sys
 
     import llama_cpp
@@ -124,24 +128,38 @@ def describe_engine(engine: Any) -> ModelInfo:
     if llama_cpp.llama_supports_gpu_offload() and n_gpu != 0:
         kind = "Metal" if sys.platform == "darwin" else "CUDA"
         done = layers_total if n_gpu < 0 or str(n_gpu) >= str(layers_total) else n_gpu
-        return ModelInfo(str(name), quant, kind, f"{done}/{layers_total} layers",
-                         engine.context_limit)
+        return ModelInfo(
+            str(name), quant, kind, f"{done}/{layers_total} layers", engine.context_limit
+        )
     return ModelInfo(str(name), quant, "CPU", "", engine.context_limit)
 
 
 # llama.cpp's `general.file_type` values (enum llama_ftype) for the common quants.
-_FILE_TYPES = {"0": "F32", "1": "F16", "2": "Q4_0", "3": "Q4_1", "7": "Q8_0", "8": "Q5_0",
-               "9": "Q5_1", "10": "Q2_K", "11": "Q3_K_S", "12": "Q3_K_M", "13": "Q3_K_L",
-               "14": "Q4_K_S", "15": "Q4_K_M", "16": "Q5_K_S", "17": "Q5_K_M", "18": "Q6_K",
-               "32": "BF16"}
+_FILE_TYPES = {
+    "0": "F32",
+    "1": "F16",
+    "2": "Q4_0",
+    "3": "Q4_1",
+    "7": "Q8_0",
+    "8": "Q5_0",
+    "9": "Q5_1",
+    "10": "Q2_K",
+    "11": "Q3_K_S",
+    "12": "Q3_K_M",
+    "13": "Q3_K_L",
+    "14": "Q4_K_S",
+    "15": "Q4_K_M",
+    "16": "Q5_K_S",
+    "17": "Q5_K_M",
+    "18": "Q6_K",
+    "32": "BF16",
+}
 
 
 class Session:
     """Owns the shell, the loaded model and the agent for one app."""
 
-    def __init__(
-        self, options: TuiOptions, on_event: Callable[[Any], None], approver: Any
-    ) -> None:
+    def __init__(self, options: TuiOptions, on_event: Callable[[Any], None], approver: Any) -> None:
         self.options = options
         self.on_event = on_event
         self.approver = approver
@@ -169,13 +187,13 @@ class Session:
         from tmax_local.agent.transcript import new_session_id
         from tmax_local.shell import AsciicastRecorder, CommandStarted, Output, PtyShell
 
-        shell = PtyShell(self.options.cwd, rows=rows, cols=cols,
-                         env=self.options.shell_env or None)
+        shell = PtyShell(self.options.cwd, rows=rows, cols=cols, env=self.options.shell_env or None)
         directory = self.sessions_dir()
         directory.mkdir(parents=True, exist_ok=True)
         self.cast_path = directory / f"{new_session_id()}.cast"
-        self.recorder = AsciicastRecorder(self.cast_path, cols=cols, rows=rows,
-                                          title="tmax-local terminal")
+        self.recorder = AsciicastRecorder(
+            self.cast_path, cols=cols, rows=rows, title="tmax-local terminal"
+        )
 
         def forward(event: Any) -> None:
             if isinstance(event, Output):
@@ -228,9 +246,11 @@ class Session:
         resolved = resolve_model(spec, progress=False)
         if resolved.kind == "gguf":
             progress(f"loading {resolved.path.name}…")
-        options = EngineOptions(n_ctx=self.options.context_limit,
-                                gpu_layers=self.options.n_gpu_layers,
-                                grammar=self.options.grammar)
+        options = EngineOptions(
+            n_ctx=self.options.context_limit,
+            gpu_layers=self.options.n_gpu_layers,
+            grammar=self.options.grammar,
+        )
         self.model = load_backend(resolved, options)
         return describe_engine(self.model)
 
@@ -246,8 +266,13 @@ class Session:
         from tmax_local.agent.transcript import TranscriptWriter
 
         self.gate = self._gate()
-        agent = Agent(self.model, self.shell, self.gate, approver=self.approver,
-                      config=HarnessConfig(max_steps=self.options.max_steps))
+        agent = Agent(
+            self.model,
+            self.shell,
+            self.gate,
+            approver=self.approver,
+            config=HarnessConfig(max_steps=self.options.max_steps),
+        )
         path = transcript_path or self.sessions_dir() / f"{agent.session_id}.jsonl"
         agent.transcript = TranscriptWriter(path)
         self.transcript_path = path
@@ -280,7 +305,7 @@ class Session:
             pending = harness.user_message_turn(instruction, model_closed_turn=closed)
         else:
             gp = harness.GENERATION_PROMPT
-            body = pending[: -len(gp)] if pending.endswith(gp) else pending
+            body = pending.removesuffix(gp)
             pending = body + harness.user_turn(instruction) + gp
         agent = self._new_agent(self.resumed_from)
         try:
@@ -374,9 +399,7 @@ def apply_event(app: TmaxApp, event: Any) -> None:
     pane = app.reasoning
     status = app.status
     if isinstance(event, ev.SessionStarted):
-        app.session.transcript_path = (
-            Path(event.transcript_path) if event.transcript_path else None
-        )
+        app.session.transcript_path = Path(event.transcript_path) if event.transcript_path else None
     elif isinstance(event, ev.StepStarted):
         pane.step_view(event.step)
         status.update_info(step=event.step, state="thinking")
@@ -390,8 +413,9 @@ def apply_event(app: TmaxApp, event: Any) -> None:
         note = f"(+{len(event.ignored)} ignored)" if event.ignored else ""
         pane.step_view(event.step).set_command(event.command, note)
     elif isinstance(event, ev.FormatErrorRaised):
-        pane.step_view(event.step).set_outcome("no valid bash call: format error sent back",
-                                               good=False)
+        pane.step_view(event.step).set_outcome(
+            "no valid bash call: format error sent back", good=False
+        )
     elif isinstance(event, ev.ApprovalRequested):
         app.pending_step = event.step
     elif isinstance(event, ev.ApprovalAnswered):
@@ -428,8 +452,11 @@ def _apply_shell_event(app: TmaxApp, event: Any) -> None:
     name = type(event).__name__
     if name == "InputWaitSuspected":
         app.update_terminal_title(waiting=True)
-        app.notify("The command seems to wait for input: Ctrl+T to type into the terminal.",
-                   title="Terminal", timeout=8)
+        app.notify(
+            "The command seems to wait for input: Ctrl+T to type into the terminal.",
+            title="Terminal",
+            timeout=8,
+        )
     elif name == "CommandStarted":
         app.status.update_info(state="running")
     elif name == "CommandFinished":

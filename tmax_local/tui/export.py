@@ -41,8 +41,12 @@ def session_markdown(records: list[dict[str, Any]]) -> str:
         elif ran is not None:
             if proposed is not None and ran != proposed:
                 out += ["Edited by the user and run as:", "", _fence(ran, "bash"), ""]
-            out += [f"Exit code {step.get('exit_code')}"
-                    + (" (timed out)" if step.get("timed_out") else "") + ":", ""]
+            out += [
+                f"Exit code {step.get('exit_code')}"
+                + (" (timed out)" if step.get("timed_out") else "")
+                + ":",
+                "",
+            ]
             out += [_fence(step.get("output") or "(no output)"), ""]
         if step.get("context_thinned"):
             out += [f"*{step['context_thinned']}*", ""]

@@ -13,23 +13,35 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("app")
     group.add_argument(
-        "--model", "-m", default=None,
+        "--model",
+        "-m",
+        default=None,
         help="model: a name (tmax-2b), a .gguf file, or script:PATH (a scripted model for demos "
         "and tests: a JSON list of raw model outputs)",
     )
     group.add_argument(
-        "--mode", choices=("ask", "auto", "never-run"), default="ask",
+        "--mode",
+        choices=("ask", "auto", "never-run"),
+        default="ask",
         help="approval mode (default: ask)",
     )
     group.add_argument("--cwd", type=Path, default=None, help="working directory of the shell")
     group.add_argument("--resume", action="store_true", help="reopen the last session")
     group.add_argument("--session", type=Path, default=None, help="reopen this session file")
-    group.add_argument("--n-gpu-layers", type=int, default=None,
-                       help="layers to offload to the GPU (default: all when a GPU build)")
+    group.add_argument(
+        "--n-gpu-layers",
+        type=int,
+        default=None,
+        help="layers to offload to the GPU (default: all when a GPU build)",
+    )
     group.add_argument("--theme", default=None, help="Textual theme, e.g. textual-light")
     group.add_argument("--task", default=None, help="start on this task at once")
-    group.add_argument("--grammar", type=Path, default=None,
-                       help="GBNF grammar file constraining every model reply (testing)")
+    group.add_argument(
+        "--grammar",
+        type=Path,
+        default=None,
+        help="GBNF grammar file constraining every model reply (testing)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

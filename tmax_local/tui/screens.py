@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, RadioButton, RadioSet, TextArea
@@ -39,7 +40,9 @@ risk labels and asks for the rest; **never-run** rejects every command (read-onl
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,f1,question_mark", "dismiss", "Close")
+    ]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll {
@@ -67,7 +70,7 @@ class _Dialog(ModalScreen[object]):
     _Dialog Horizontal { height: auto; }
     _Dialog Button { margin: 0 1 0 0; min-width: 10; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -76,7 +79,7 @@ class _Dialog(ModalScreen[object]):
 class EditCommandScreen(_Dialog):
     """An editor pre-filled with the proposed command; returns the edited text or None."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+s", "submit", "Approve edited", priority=True),
     ]
@@ -134,8 +137,9 @@ class RuleScreen(_Dialog):
     """Shows the rule(s) an "always allow" would save, editable, with a live preview of
     what each matches; returns (rules, scope) or None."""
 
-    def __init__(self, command: str, rules: list[str],
-                 preview: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self, command: str, rules: list[str], preview: Callable[[str], str] | None = None
+    ) -> None:
         super().__init__()
         self.command = command
         self.rules = rules

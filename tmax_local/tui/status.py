@@ -90,7 +90,7 @@ class StatusBar(Widget):
             t.append(f" │ {i.loading}", style="italic")
         if i.gen_tok_s is not None:
             t.append(f" │ {i.gen_tok_s:.1f} tok/s")
-        pct = int(round(100 * i.context_fraction))
+        pct = round(100 * i.context_fraction)
         ctx = f" │ ctx {_k(i.context_used)}/{_k(i.context_limit)} {pct}%"
         t.append(ctx, style="bold reverse" if i.context_warning else "")
         if i.ram:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import pyte
 from pyte.screens import StaticDefaultDict
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -215,7 +215,7 @@ class TerminalPane(Widget, can_focus=True):
     }
     """
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+right_square_bracket", "release", "Hand back", show=True, priority=True),
     ]
 
@@ -396,7 +396,9 @@ class TerminalPane(Widget, can_focus=True):
         if event.key == "ctrl+c":
             self.backend.interrupt()
             return
-        data = key_to_bytes(event.key, event.character, app_cursor=self.screen_model.app_cursor_keys)
+        data = key_to_bytes(
+            event.key, event.character, app_cursor=self.screen_model.app_cursor_keys
+        )
         if data:
             self.backend.send_input(data)
 
