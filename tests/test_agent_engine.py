@@ -105,3 +105,41 @@ def test_max_tokens_and_cancel(tiny_gguf):
     if g2.finish == "cancelled":
         assert g2.tokens_generated <= 3
     eng.close()
+
+
+def test_end_to_end_real_model_real_loop(tiny_gguf, tmp_path):
+    """Real llama.cpp (grammar-constrained), real loop, real PtyShell, real approval policy."""
+    from tmax_local.agent import events as ev
+    from tmax_local.agent.harness import HarnessConfig
+    from tmax_local.agent.loop import Agent
+    from tmax_local.agent.transcript import TranscriptWriter, load_records, stream_text
+    from tmax_local.approval import Gate
+    from tmax_local.shell import PtyShell
+
+    eng = _engine(tiny_gguf, grammar=CALL_GRAMMAR)
+    seen: list = []
+    tw = TranscriptWriter(tmp_path / "t.jsonl")
+    with PtyShell(tmp_path, timeout=30) as shell:
+        agent = Agent(eng, shell, Gate("auto", cwd=tmp_path), config=HarnessConfig(max_steps=2),
+                      transcript=tw)
+        agent.subscribe(seen.append)
+        done = agent.run("Say a word.")
+    tw.close()
+    assert done.reason == "step_limit" and done.steps == 2
+    ran = [e for e in seen if isinstance(e, ev.CommandExecuted)]
+    assert len(ran) == 2
+    for e in ran:
+        word = e.command.split(" ", 1)[1]
+        assert e.observation == f"{word}\n\n(exit_code=0)"
+    stats = [e for e in seen if isinstance(e, ev.TurnStats)]
+    assert stats[0].tokens_evaluated == eng.count_tokens(harness.render_prompt("Say a word."))
+    # Turn 2 evaluated only the observation turn (+ the reply's final token).
+    assert stats[1].tokens_evaluated == eng.count_tokens(harness.tool_response_turn(ran[0].observation)) + 1
+    assert stats[1].context_used == len(eng.stream) and stats[1].context_limit == 4096
+    # The transcript rebuilds the exact stream text the model saw (re-tokenizing it would NOT
+    # give the sampled ids back: a random model picks non-canonical splits, hence the
+    # append-only id stream).
+    text, pending = stream_text(load_records(tmp_path / "t.jsonl"))
+    assert eng.llm.detokenize(eng.stream, special=True).decode("utf-8") == text
+    assert pending == harness.tool_response_turn(ran[1].observation)
+    eng.close()

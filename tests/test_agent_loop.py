@@ -226,3 +226,22 @@ def test_replay_real_trajectory_commands(shell, workdir):
     assert all(e.observation.endswith("(exit_code=0)") for e in ran)
     # The first reply had two calls: the second was reported, not run.
     assert kinds(seen, ev.ToolCallProposed)[0].ignored == ['find . -type f -name "*.py" 2>/dev/null | head -20']
+
+
+def test_resume_from_transcript(shell, workdir, tmp_path):
+    from tmax_local.agent.harness import HarnessConfig
+
+    tw = TranscriptWriter(tmp_path / "r.jsonl")
+    agent, model, _ = make_agent([bash_reply("echo first")], shell, workdir, transcript=tw,
+                                 config=HarnessConfig(max_steps=1))
+    assert agent.run("t").reason == "step_limit"
+    tw.close()
+    records = load_records(tmp_path / "r.jsonl")
+    conversation, pending = stream_text(records)
+    assert conversation == model.stream
+    assert pending == harness.tool_response_turn("first\n\n(exit_code=0)")
+    agent2, model2, seen2 = make_agent([bash_reply("echo second"), SUBMIT], shell, workdir)
+    done = agent2.resume(conversation, pending, steps_done=1)
+    assert done.reason == "submitted" and done.steps == 3
+    assert model2.appended[0] == conversation + pending
+    assert kinds(seen2, ev.StepStarted)[0].step == 2

@@ -127,16 +127,14 @@ class Agent:
     def run(self, task: str) -> ev.AgentFinished:
         self.emit(ev.SessionStarted(self.session_id, task, self.model.name,
                                     str(self.transcript.path) if self.transcript else None))
-        self._pending = harness.render_prompt(task, self.system_prompt)
-        self._turns = [_Turn("prompt", self._pending)]
+        self._set_pending(harness.render_prompt(task, self.system_prompt), 1, reset=True)
         return self._loop()
 
     def resume(self, conversation: str, pending: str, steps_done: int) -> ev.AgentFinished:
         """Continue a saved session (see ``transcript.stream_text``): one re-prefill."""
         self.step_count = steps_done
         self.model.reset()
-        self._pending = conversation + pending
-        self._turns = [_Turn("prompt", self._pending)]
+        self._set_pending(conversation + pending, steps_done + 1, reset=True)
         return self._loop()
 
     def _loop(self) -> ev.AgentFinished:
@@ -172,7 +170,8 @@ class Agent:
             self._turns.append(_Turn("user", instruction))
             self.emit(ev.InstructionAdded(step, instruction))
         wrap = harness.tool_response_turn if kind == "observation" else harness.user_message_turn
-        self._pending = wrap(observation, model_closed_turn=self._last_closed, instruction=instruction)
+        self._set_pending(wrap(observation, model_closed_turn=self._last_closed,
+                               instruction=instruction), step + 1)
 
     def _generate(self, step: int) -> ReplyParser:
         parser = ReplyParser()
@@ -182,7 +181,6 @@ class Agent:
             if kept:
                 self.emit(ev.ReasoningDelta(step, kept))
 
-        self._record("Appended", step=step, text=self._pending)
         gen = self.model.generate(self._pending, on_text=on_text, cancel=self._cancel,
                                   max_tokens=self.config.max_new_tokens)
         self._record("Reply", step=step, text=gen.text, finish=gen.finish)
@@ -261,8 +259,7 @@ class Agent:
                 f"The conversation no longer fits the {self.model.context_limit}-token context "
                 "even with old outputs shortened; start a new session or raise --ctx.")
         self.model.reset()
-        self._pending = text
-        self._turns = [_Turn("prompt", text)]
+        self._set_pending(text, step, reset=True)
         self.emit(ev.ContextThinned(
             step, before + need - self.context_reserve, after,
             f"Context nearly full: shortened older command outputs and re-read the "
@@ -297,6 +294,13 @@ class Agent:
             self.transcript.event(event)
         for cb in list(self._subscribers):
             cb(event)
+
+    def _set_pending(self, text: str, step: int, *, reset: bool = False) -> None:
+        """What the next turn (number ``step``) appends; ``reset``: it starts a fresh stream."""
+        self._pending = text
+        if reset:
+            self._turns = [_Turn("prompt", text)]
+        self._record("Appended", step=step, text=text, reset=reset)
 
     def _record(self, kind: str, **fields: Any) -> None:
         if self.transcript is not None:

@@ -18,9 +18,11 @@ Offline with nothing usable present: one ``ModelNotFound`` line saying what to d
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from tmax_local.errors import ConversionError, ModelNotFound, TmaxError
 
@@ -64,6 +66,27 @@ def _pick_gguf_file(files: list[str], quant: str) -> str | None:
 
 def _is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP check of the Hub endpoint (so offline use fails fast, not after retries)."""
+    if _is_offline():
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _go_offline() -> None:
+    # Make huggingface_hub use only its local cache from now on in this process.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = True
 
 
 def resolve_model(model: str | None = None, quant: str = DEFAULT_QUANT, *,
@@ -112,11 +135,14 @@ def _from_hub(repo: str, quant: str, revision: str | None, progress: bool) -> Re
         raise TmaxError(f"huggingface-hub is not installed ({err})") from None
 
     files: list[str] | None = None
-    if not _is_offline():
+    if hub_reachable():
         try:
-            files = HfApi().list_repo_files(repo, revision=revision)
+            info = HfApi().model_info(repo, revision=revision)
+            files = [s.rfilename for s in (info.siblings or [])]
         except (HfHubHTTPError, OSError, ValueError):
-            files = None  # unreachable or unknown: fall back to the local cache below
+            files = None  # unknown here: the converter's download reports why below
+    else:
+        _go_offline()
     if files is not None and any(f.lower().endswith(".gguf") for f in files):
         wanted = _pick_gguf_file(files, quant)
         if wanted is None:

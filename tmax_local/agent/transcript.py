@@ -4,8 +4,9 @@ Each line is one record ``{"kind": ..., "t": unix time, ...fields}``. ``kind`` i
 class name from ``events.py`` (fields as in the dataclass; shell results and approval
 objects are turned into plain dicts) or one of the agent's own bookkeeping records:
 
-- ``Appended`` {step, text}: exactly what was appended to the model's token stream before
-  step ``step`` generated (the prompt, then each observation turn);
+- ``Appended`` {step, text, reset}: exactly what step ``step`` appends to the model's token
+  stream (the prompt, then each observation turn), recorded as soon as it is known;
+  ``reset`` marks a fresh stream (the first prompt, a thinned conversation, a resume);
 - ``Reply`` {step, text, finish}: the model's raw reply (``finish == "stop"`` means its
   ``<|im_end|>`` followed it in the stream).
 
@@ -111,7 +112,9 @@ def stream_text(records: list[dict[str, Any]]) -> tuple[str, str | None]:
     pending: str | None = None
     for r in records:
         if r["kind"] == "Appended":
-            if pending is not None:
+            if r.get("reset"):
+                text = ""
+            elif pending is not None:
                 text += pending
             pending = r["text"]
         elif r["kind"] == "Reply":

@@ -1,0 +1,253 @@
+"""`tmax-local run TASK`: the agent in a plain terminal.
+
+Reasoning streams to stdout; each command the policy wants approved is shown with its risk
+labels and asked at a prompt: [a]pprove, [e]dit, [r]eject (with a reason the model reads),
+a[l]ways allow (a rule for this session; ``L`` saves it). ``--approve auto`` runs everything
+but high-risk commands without asking, ``never-run`` is a dry run. Ctrl-C stops the agent
+(a running command is interrupted); a second Ctrl-C aborts.
+
+Exit status: 0 when the agent submitted, 130 when stopped, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from tmax_local.agent import events as ev
+from tmax_local.errors import ConfigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", nargs="?", help="the task; '-' reads it from stdin")
+    p.add_argument("--task-file", type=Path, help="read the task from this file")
+    p.add_argument("--model", default=None,
+                   help="GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or "
+                        "script:PATH (JSON list of raw replies); default allenai/tmax-2b")
+    p.add_argument("--quant", default="Q4_K_M", help="quantization to convert/download (Q4_K_M)")
+    p.add_argument("--revision", default=None, help="HF branch/tag/commit of --model")
+    p.add_argument("--approve", choices=("ask", "auto", "never-run"), default="ask",
+                   help="approval mode (default ask)")
+    p.add_argument("--json", type=Path, dest="json_path", help="write the full transcript here")
+    p.add_argument("--cwd", type=Path, default=None, help="working directory (default: here)")
+    p.add_argument("--gpu-layers", type=int, default=None, help="layers on the GPU (-1 all)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (physical cores)")
+    p.add_argument("--ctx", type=int, default=65536, help="context size in tokens (65536)")
+    p.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None,
+                   help="flash attention (default: on with GPU offload)")
+    p.add_argument("--cache-type-k", default=None, help="KV cache type for K (f16, q8_0, f32…)")
+    p.add_argument("--cache-type-v", default=None, help="KV cache type for V")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per command (120)")
+    p.add_argument("--max-steps", type=int, default=64, help="model turns (64)")
+    p.add_argument("--max-new-tokens", type=int, default=16384, help="tokens per turn (16384)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=None)
+
+
+def _read_task(args: argparse.Namespace) -> str:
+    if args.task_file is not None:
+        try:
+            task = args.task_file.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"cannot read --task-file {args.task_file}: {err.strerror}") from None
+    elif args.task == "-":
+        task = sys.stdin.read()
+    elif args.task:
+        task = args.task
+    else:
+        raise ConfigError("no task given: tmax-local run \"TASK\" (or --task-file FILE, or - for stdin)")
+    if not task.strip():
+        raise ConfigError("the task is empty")
+    return task
+
+
+class TerminalView:
+    """Prints agent events for a human reading a plain terminal."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self._mid_line = False
+        self._reply = ""  # this step's text so far
+        self._shown = 0  # how much of it was printed
+
+    def _show_reasoning(self, delta: str) -> None:
+        # Print the prose; the <tool_call> markup is replaced by the "$ command" line.
+        self._reply += delta
+        visible = self._reply.split("<tool_call>", 1)[0]
+        if visible is self._reply or len(visible) == len(self._reply):
+            for k in range(len("<tool_call>") - 1, 0, -1):  # hold back a partial tag
+                if visible.endswith("<tool_call>"[:k]):
+                    visible = visible[:-k]
+                    break
+        if len(visible) > self._shown:
+            text = visible[self._shown:]
+            self.out.write(text)
+            self._shown = len(visible)
+            self._mid_line = not text.endswith("\n")
+
+    def __call__(self, e: ev.AgentEvent) -> None:
+        w = self.out.write
+        if isinstance(e, ev.SessionStarted):
+            w(f"── tmax-local · {e.model} · transcript {e.transcript_path}\n")
+        elif isinstance(e, ev.StepStarted):
+            self._reply, self._shown = "", 0
+            w(f"\n── step {e.step} ──\n")
+        elif isinstance(e, ev.ReasoningDelta):
+            self._show_reasoning(e.text)
+        elif isinstance(e, ev.TurnStats):
+            self._newline()
+            w(f"   [{e.tokens_generated} tokens, {e.gen_tokens_per_s:.1f} tok/s, "
+              f"{e.tokens_evaluated} evaluated, context {e.context_used}/{e.context_limit}]\n")
+        elif isinstance(e, ev.FormatErrorRaised):
+            w("   ! no valid bash call in the reply (format error sent back)\n")
+        elif isinstance(e, ev.ToolCallProposed):
+            w(f"\n$ {e.command}\n")
+            for cmd in e.ignored:
+                w(f"   (further call ignored: {cmd.splitlines()[0] if cmd else ''})\n")
+        elif isinstance(e, ev.CommandRejected):
+            w(f"   not run: {e.observation}\n")
+        elif isinstance(e, ev.CommandExecuted):
+            body = e.observation
+            w(body if len(body) < 4000 else body[:2000] + "\n…\n" + body[-1500:])
+            w("\n")
+        elif isinstance(e, ev.InstructionAdded):
+            w(f"   (your instruction was added: {e.text})\n")
+        elif isinstance(e, ev.ContextThinned):
+            w(f"   ! {e.message}\n")
+        elif isinstance(e, ev.AgentFinished):
+            self._newline()
+            w(f"\n── finished: {e.reason} · {e.message} ({e.steps} steps)\n")
+        self.out.flush()
+
+    def _newline(self) -> None:
+        if self._mid_line:
+            self.out.write("\n")
+            self._mid_line = False
+
+
+class PromptApprover:
+    """Asks at the terminal. Reads answers line by line from ``inp`` (stdin)."""
+
+    def __init__(self, inp: TextIO, out: TextIO):
+        self.inp, self.out = inp, out
+        self.waiting = False
+        self.on_eof: Any = None  # called when the input closes (the CLI stops the agent)
+
+    def _ask(self, prompt: str) -> str | None:
+        self.out.write(prompt)
+        self.out.flush()
+        self.waiting = True
+        try:
+            line = self.inp.readline()
+        finally:
+            self.waiting = False
+        return None if line == "" else line.rstrip("\n")
+
+    def __call__(self, request: Any) -> Any:
+        from tmax_local.approval import AllowRule, Approve, Edit, Reject
+
+        w = self.out.write
+        w(f"\n? approve this command:\n  $ {request.command}\n")
+        for label in request.labels:
+            mark = "!!" if label.high_risk else " -"
+            w(f"  {mark} {label.name}: {label.reason} ({label.text})\n")
+        for reason in request.reasons:
+            w(f"  · {reason}\n")
+        rules = list(request.suggested_rules)
+        while True:
+            hint = f", a[l]ways allow `{'; '.join(rules)}` (L: save)" if rules else ""
+            try:
+                ans = self._ask(f"  [a]pprove, [e]dit, [r]eject{hint}? ")
+            except KeyboardInterrupt:
+                return Reject("the user stopped the agent")
+            if ans is None:
+                if self.on_eof is not None:
+                    self.on_eof()
+                return Reject("no answer (input closed)")
+            choice = ans.strip()
+            if choice in ("a", "y", "yes", "approve"):
+                return Approve()
+            if choice in ("e", "edit"):
+                new = self._ask("  new command: ")
+                return Edit(new or "")
+            if choice in ("r", "n", "no", "reject"):
+                reason = self._ask("  reason (the model reads it): ")
+                return Reject(reason or "")
+            if rules and choice in ("l", "L"):
+                return AllowRule(tuple(rules), "saved" if choice == "L" else "session")
+            w("  please answer a, e, r" + (" or l" if rules else "") + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tmax_local.agent.engine import EngineOptions
+    from tmax_local.agent.harness import HarnessConfig
+    from tmax_local.agent.loop import Agent
+    from tmax_local.agent.resolve import load_backend, resolve_model
+    from tmax_local.agent.transcript import TranscriptWriter, load_records, summarize
+    from tmax_local.approval import Gate
+    from tmax_local.paths import sessions_dir
+    from tmax_local.shell import PtyShell
+
+    task = _read_task(args)
+    cwd = (args.cwd or Path.cwd()).resolve()
+    if not cwd.is_dir():
+        raise ConfigError(f"--cwd {cwd} is not a directory")
+    config = HarnessConfig(max_steps=args.max_steps, command_timeout=args.timeout,
+                           max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                           top_p=args.top_p)
+    options = EngineOptions(n_ctx=args.ctx, gpu_layers=args.gpu_layers, threads=args.threads,
+                            flash_attn=args.flash_attn, cache_type_k=args.cache_type_k,
+                            cache_type_v=args.cache_type_v, temperature=args.temperature,
+                            top_p=args.top_p, seed=args.seed)
+    resolved = resolve_model(args.model, args.quant, revision=args.revision)
+    model = load_backend(resolved, options)
+    gate = Gate.load(cwd, args.approve)
+    stdin_for_answers = sys.stdin
+    if args.task == "-" and args.approve == "ask":
+        try:
+            stdin_for_answers = open("/dev/tty", encoding="utf-8")  # noqa: SIM115
+        except OSError:
+            raise ConfigError("the task came from stdin, so answers cannot: use --approve "
+                              "auto/never-run or pass the task as an argument") from None
+    approver = PromptApprover(stdin_for_answers, sys.stdout)
+    view = TerminalView(sys.stdout)
+
+    with PtyShell(cwd, timeout=args.timeout) as shell:
+        agent = Agent(model, shell, gate, approver=approver, config=config)
+        transcript = TranscriptWriter.in_dir(sessions_dir(), agent.session_id)
+        agent.transcript = transcript
+        agent.subscribe(view)
+        approver.on_eof = agent.stop
+        interrupts = 0
+
+        def on_sigint(signum, frame):  # noqa: ARG001
+            nonlocal interrupts
+            interrupts += 1
+            agent.stop()
+            if interrupts > 1 or approver.waiting:
+                raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            done = agent.run(task)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            transcript.close()
+            close = getattr(model, "close", None)
+            if close is not None:
+                close()
+    if args.json_path is not None:
+        import json
+
+        data = summarize(load_records(transcript.path))
+        data["transcript_path"] = str(transcript.path)
+        args.json_path.parent.mkdir(parents=True, exist_ok=True)
+        args.json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+                                  encoding="utf-8")
+    if done.reason == "submitted":
+        return 0
+    return 130 if done.reason == "stopped" else 1
