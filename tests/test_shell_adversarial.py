@@ -504,6 +504,29 @@ CASES = [
         7,
         contains=("]6973;deadbeefdeadbeef;0;",),
     ),
+    # -- the model tampering with the shell ------------------------------------------
+    Case(
+        "aliases_cannot_hijack_the_command_line",
+        "alias __tmax_pre='echo pwned' builtin='echo pwned' .='echo pwned'",
+        0,
+        then=("echo ok", "ok\n"),
+    ),
+    Case(
+        "functions_shadowing_printf_and_stty",
+        "printf() { echo fake; }; stty() { echo fake; }",
+        0,
+        then=("echo ok", "ok\n"),
+    ),
+    Case(
+        "prompt_command_is_readonly",
+        "PROMPT_COMMAND='echo noise'",
+        1,
+        contains=("readonly",),
+        then=("echo ok", "ok\n"),
+    ),
+    Case("set_o_vi_turns_on_readline", "set -o vi", 0, then=("echo ok", "ok\n")),
+    Case("set_x_tracing_persists", "set -x", 0, then=("echo t", "++ echo t\nt\n")),
+    Case("history_is_not_kept", "echo one", 0, then=("history | wc -l", "0\n")),
     # -- file descriptors ----------------------------------------------------------
     Case(
         "command_closes_stdout",

@@ -4,25 +4,36 @@ How a command runs
 ------------------
 bash starts as ``bash --rcfile <ours> --noprofile --noediting -i``: the user's
 start-up files are not read, so behaviour is the same on every machine, and
-there is no line editor (readline would echo and redraw what we type).  Our rc
-file defines a ``PROMPT_COMMAND`` that, every time bash is about to read a new
-command, writes an invisible marker to the terminal::
-
-    ESC ] 6973 ; <nonce> ; <exit status> ; <shell flags> BEL
+there is no line editor (readline would echo and redraw what we type).
 
 ``run()`` writes the command to a private file, turns terminal echo off and
-types one short line: ``__tmax_pre <nonce>; builtin . <file>``.  The command is
-therefore never echoed and can have any shape (several lines, heredocs,
-comments, unbalanced quotes are reported by bash as a syntax error).  The
-nonce is fresh and random for every command, so output that merely prints a
-marker-looking string cannot end a command early.  ``__tmax_pre`` points the
-shell's stdin/stdout/stderr back at the terminal (a previous ``exec 1>&-``
-cannot break the next command) and restores sane terminal modes with echo on,
-so a program that prompts the user behaves as in a normal terminal.
+types one short line::
+
+    __tmax_pre <nonce>; builtin . <file>; { __tmax_done $?; } 2>/dev/null
+
+``__tmax_pre`` points stdin/stdout/stderr back at the terminal (a previous
+``exec 1>&-`` cannot break the next command), restores sane terminal modes
+with echo on (a program that prompts behaves as in a normal terminal) and
+writes an invisible start marker; ``__tmax_done`` writes the end marker with
+the exit status.  ``PROMPT_COMMAND`` runs ``__tmax_done`` too, for a line cut
+short by a signal.  Markers are private OSC sequences::
+
+    ESC ] 6973 ; <nonce> ; <exit status | S> ; <shell flags> BEL
+
+The nonce is fresh and random for every command, so output that merely prints
+a marker-looking string cannot end a command early, and only what lies
+between the start and end markers becomes the model's text.  The command
+itself is never echoed and can have any shape (several lines, heredocs,
+trailing comments; unbalanced quotes are reported by bash as a syntax error).
 
 Timeouts interrupt, terminate, then kill the terminal's foreground process
 group; a shell that dies or is replaced (``exit``, ``exec``, ``kill -9 $$``,
 ``set -e`` with a failing command) is restarted in the same directory.
+
+Known limits: environment, functions and options are lost when bash is
+restarted; a ``cd`` in the very command that kills bash with SIGKILL is lost
+(``exit`` keeps it, through an EXIT trap); after ``set -o vi``/``emacs`` bash
+stops running ``PROMPT_COMMAND``, so a command interrupted there costs a restart.
 """
 
 from __future__ import annotations
@@ -76,28 +87,31 @@ _SHELL_NAMES = {"bash", "sh", "dash", "zsh", "ksh", "mksh", "fish", "busybox", "
 
 _RCFILE = r"""
 unset HISTFILE OLDPWD
-set +H
+set +H +o history
 builtin cd -- {cwd} 2>/dev/null
 PS1='' PS2='' PS0='' PS4='+ '
 __tmax_n={init_nonce}
-__tmax_prompt() {{
-    local __tmax_s=$? __tmax_f=
+# Aliases are expanded when these functions are defined (now, before any alias
+# exists); `builtin printf` also beats a function named printf.  `exec` stays
+# bare: `builtin exec` would undo its redirections.
+__tmax_done() {{
+    local __tmax_s=$1 __tmax_f=
     case $- in *x*) __tmax_f+=x ;; esac
     case $- in *v*) __tmax_f+=v ;; esac
-    set +xv
+    builtin set +xv
     exec </dev/tty >/dev/tty
-    printf '\033]6973;%s;%s;%s\007' "$__tmax_n" "$__tmax_s" "$__tmax_f" >/dev/tty
+    builtin printf '\033]6973;%s;%s;%s\007' "$__tmax_n" "$__tmax_s" "$__tmax_f" >/dev/tty
 }}
 __tmax_pre() {{
     __tmax_n=$1
     exec </dev/tty >/dev/tty 2>/dev/tty
-    command stty sane </dev/tty 2>/dev/null || :
-    printf '\033]6973;%s;S;\007' "$1" >/dev/tty
+    builtin command stty sane </dev/tty 2>/dev/null || :
+    builtin printf '\033]6973;%s;S;\007' "$1" >/dev/tty
 }}
-PROMPT_COMMAND='{{ __tmax_prompt; }} 2>/dev/null'
+PROMPT_COMMAND='{{ \__tmax_done $?; }} 2>/dev/null'
 trap 'builtin printf "%s" "$PWD" >{cwd_file}' EXIT
 readonly PROMPT_COMMAND
-readonly -f __tmax_prompt __tmax_pre
+readonly -f __tmax_done __tmax_pre
 """
 
 
@@ -297,7 +311,7 @@ class PtyShell:
                 self._last_output = time.monotonic()
             self._publish(CommandStarted(command))
             self._prepare_tty(bash)
-            self.send_input(f" __tmax_pre {nonce}; builtin . {_quote(path)}\n".encode())
+            self.send_input(_command_line(nonce, path))
 
             timed_out = False
             exit_code: int | None = None
@@ -597,8 +611,9 @@ class PtyShell:
                         running.begun = True
                     continue
                 bash.ready = True
-                bash.flags = match.group(3).decode()
                 if mine:
+                    # Only this marker knows the flags the command left on.
+                    bash.flags = match.group(3).decode()
                     running.exit_code = int(status)
                     running.finished = True
                 self._cond.notify_all()
@@ -642,6 +657,15 @@ def _marker_prefix_start(buf: bytes) -> int:
     if tail.startswith(_MARK_INTRO) and _MARK_TAIL.fullmatch(tail, len(_MARK_INTRO)):
         return start
     return len(buf)
+
+
+def _command_line(nonce: str, path: str) -> bytes:
+    """The line typed for each command.  The completion marker comes from the
+    line itself and, when the line is cut short (Ctrl-C, timeout), from
+    PROMPT_COMMAND.  Backslashes keep aliases the model defines out of it."""
+    return (
+        f" \\__tmax_pre {nonce}; \\builtin . {_quote(path)}; {{ \\__tmax_done $?; }} 2>/dev/null\n"
+    ).encode()
 
 
 def _quote(text: str) -> str:
