@@ -66,15 +66,18 @@ async def decode_with_tui(engine, tokens: int) -> float:
     async with app.run_test(size=(120, 40)) as pilot:
         app.handle_event(ev.StepStarted(1))
 
+        loop = asyncio.get_running_loop()
+        finished = asyncio.Event()
+
         def work() -> None:
             result.append(
                 decode_once(engine, tokens, lambda t: app.pump.put(ev.ReasoningDelta(1, t)))
             )
+            loop.call_soon_threadsafe(finished.set)
 
         t = threading.Thread(target=work)
         t.start()
-        while t.is_alive():
-            await pilot.pause(0.01)
+        await finished.wait()  # the app's loop runs freely meanwhile (no polling here)
         t.join()
         await pilot.pause()
         assert app.reasoning.steps[1].raw  # the stream was rendered

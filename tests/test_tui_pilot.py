@@ -297,3 +297,37 @@ async def test_missing_model_offers_download_and_reports_failure_cleanly(
         await app.workers.wait_for_complete()
         assert not app.session.model_ready
         assert "Traceback" not in notes()
+
+
+async def test_follow_up_instruction_is_queued_for_the_next_turn(tmp_path, workdir) -> None:
+    app = make_app(options(tmp_path, workdir, [call("true"), SUBMIT]))
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot, "do something")
+        await wait_approval(pilot, app)
+        task_input = app.query_one("#task")
+        task_input.focus()
+        task_input.value = "also print the date"
+        await pilot.press("enter")
+        app.approval_bar.focus()
+        await pilot.press("a")
+        await wait_finished(pilot, app)
+        added = kinds(app, ev.InstructionAdded)
+        assert [e.text for e in added] == ["also print the date"]
+        assert "also print the date" in app.session.model.appended[1]
+
+
+async def test_resizing_the_app_resizes_the_pty(tmp_path, workdir) -> None:
+    # auto mode: `stty size` runs without the approval bar (which changes the layout)
+    replies = [call("stty size > size.txt"), SUBMIT]
+    app = make_app(options(tmp_path, workdir, replies, mode="auto"))
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.terminal
+        await wait_until(pilot, lambda: app.session.shell is not None, "shell started")
+        await pilot.resize_terminal(120, 40)
+        await wait_until(pilot, lambda: pane.size.width > 60, "pane resized")
+        await start(pilot, "size")
+        await wait_finished(pilot, app)
+        assert not kinds(app, ev.ApprovalRequested)
+        rows, cols = (workdir / "size.txt").read_text().split()
+        assert (int(rows), int(cols)) == (pane.size.height, pane.size.width)
+        assert (pane.screen_model.lines, pane.screen_model.columns) == (int(rows), int(cols))

@@ -252,6 +252,7 @@ class TmaxApp(App[int]):
             WorkerState.ERROR,
             WorkerState.CANCELLED,
         ):
+            self.drain_now()
             self.agent_running = False
             if event.state == WorkerState.ERROR:
                 err = event.worker.error
@@ -260,7 +261,20 @@ class TmaxApp(App[int]):
                 self.status.update_info(state="error")
 
     def on_drain(self, message: Drain) -> None:
-        for event in message.pump.drain():
+        for event in message.pump.drain(rearm=False):
+            self.handle_event(event)
+        self.set_timer(self.pump.quiet_s, self._pump_quiet_over)
+
+    def _pump_quiet_over(self) -> None:
+        events = self.pump.rearm()
+        if events:
+            for event in events:
+                self.handle_event(event)
+            self.set_timer(self.pump.quiet_s, self._pump_quiet_over)
+
+    def drain_now(self) -> None:
+        """Handle every event the agent has emitted so far (before acting on a request)."""
+        for event in self.pump.drain(rearm=False):
             self.handle_event(event)
 
     def handle_event(self, event: Any) -> None:
@@ -282,6 +296,7 @@ class TmaxApp(App[int]):
 
     # -- approval ----------------------------------------------------------------------
     def on_approval_needed(self, message: ApprovalNeeded) -> None:
+        self.drain_now()
         self.pending_request = message.request
         view = bridge.approval_view(message.request, self.pending_step)
         self.status.update_info(state="waiting for approval")
