@@ -12,6 +12,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tmax_local.errors import TmaxError
 from tmax_local.shell import (
@@ -338,3 +340,61 @@ def test_interrupt_when_idle_is_harmless(shell) -> None:
     shell.interrupt()
     shell.interrupt()
     assert shell.run("echo ok").output == "ok\n"
+
+
+# -- fuzzing the text view ------------------------------------------------------
+
+_TOKENS = st.sampled_from(
+    [
+        b"a",
+        b"xyz ",
+        b"\xc3\xa9",
+        b"\xe6\x97\xa5",
+        b"\xff",
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"\t",
+        b"\x08",
+        b"\x1b[31m",
+        b"\x1b[0m",
+        b"\x1b[K",
+        b"\x1b[2K",
+        b"\x1b]0;t\x07",
+        b"\x1b]8;;u\x1b\\",
+        b"\x1bP1$r\x1b\\",
+        b"\x1b(B",
+        b"\x1b[?1049h",
+        b"\x07",
+        b"\x00",
+        b"\x1b",
+    ]
+)
+
+
+def _feed_in_chunks(data: bytes, cuts: list[int]) -> str:
+    collector = TextCollector()
+    pos = 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts):
+        collector.feed(data[pos:cut])
+        pos = max(pos, cut)
+    collector.feed(data[pos:])
+    collector.finish()
+    return collector.text()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TOKENS, max_size=60), st.lists(st.integers(0, 10_000), max_size=8))
+def test_fuzz_terminal_tokens_chunking_never_changes_the_text(tokens, cuts) -> None:
+    data = b"".join(tokens)
+    assert _feed_in_chunks(data, cuts) == clean_text(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000), st.lists(st.integers(0, 10_000), max_size=8))
+def test_fuzz_arbitrary_bytes_leave_only_printable_text(data, cuts) -> None:
+    text = _feed_in_chunks(data, cuts)
+    assert text == clean_text(data)
+    assert "\x1b" not in text and "\r" not in text
+    assert not any(ch < " " and ch not in "\n\t" for ch in text)
+    assert not any("\x7f" <= ch <= "\x9f" for ch in text)
