@@ -198,6 +198,19 @@ def test_events_in_order_and_raw_stream_has_no_markers(shell) -> None:
     assert not any(isinstance(e, CommandStarted) and e.command == "echo more" for e in events)
 
 
+def test_failing_subscriber_is_logged_and_does_not_break_the_shell(shell, caplog) -> None:
+    def broken(event: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    seen: list[object] = []
+    shell.subscribe(broken)
+    shell.subscribe(seen.append)
+    result = shell.run("echo still works")
+    assert result.output == "still works\n"
+    assert any(isinstance(e, CommandFinished) for e in seen)  # later subscribers still called
+    assert "subscriber bug" in caplog.text
+
+
 def test_output_between_commands_reaches_subscribers_only(shell) -> None:
     raw: list[bytes] = []
     shell.subscribe(lambda e: raw.append(e.data) if isinstance(e, Output) else None)

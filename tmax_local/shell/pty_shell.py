@@ -39,6 +39,7 @@ stops running ``PROMPT_COMMAND``, so a command interrupted there costs a restart
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import secrets
@@ -72,6 +73,7 @@ from tmax_local.shell.events import (
 from tmax_local.shell.text import DEFAULT_HEAD_CHARS, DEFAULT_TAIL_CHARS, TextCollector
 
 TIMEOUT_EXIT_CODE = 124
+_log = logging.getLogger(__name__)
 
 _MARK_INTRO = b"\x1b]6973;"
 _MARK = re.compile(rb"\x1b\]6973;([0-9a-f]{16});(\d{1,3}|S);([a-zA-Z]*)\x07")
@@ -248,7 +250,12 @@ class PtyShell:
 
     def _publish(self, event: ShellEvent) -> None:
         for callback in self._subscribers:
-            callback(event)
+            try:
+                callback(event)
+            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the reader
+                _log.exception(
+                    "shell event subscriber %r failed on %s", callback, type(event).__name__
+                )
 
     # -- user interaction ------------------------------------------------------
     def send_input(self, data: bytes) -> None:
