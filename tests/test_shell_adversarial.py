@@ -11,6 +11,7 @@ that nothing at all is left in any session the shell ever had.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ class Case:
     background: bool = False  # leaves jobs running on purpose (cleaned by close)
     then: tuple[str, str] | None = None  # follow-up command and its exact output
     needs: str | None = None  # a binary the case needs
+    skip_if: str | None = None  # a command whose success makes the case meaningless here
     events: tuple[type, ...] = ()  # event types that must have been published
     setup: str | None = None  # run first (must exit 0)
 
@@ -287,6 +289,7 @@ CASES = [
         timed_out=True,
         waiting=True,
         needs="sudo",
+        skip_if="sudo -n true",  # root or passwordless sudo: there is no prompt to see
     ),
     Case(
         "getpass_prompt_on_dev_tty",
@@ -579,6 +582,14 @@ def _eventually(predicate: Callable[[], bool], within: float = 10.0) -> bool:
 def test_adversarial_command(case: Case, tmp_path) -> None:
     if case.needs and shutil.which(case.needs) is None:
         pytest.skip(f"{case.needs} is not installed here")
+    if (
+        case.skip_if
+        and subprocess.run(
+            ["bash", "-c", case.skip_if], check=False, capture_output=True
+        ).returncode
+        == 0
+    ):
+        pytest.skip(f"`{case.skip_if}` succeeds here")
     shell = PtyShell(tmp_path, kill_grace=GRACE, input_wait_after=0.4)
     events: list[object] = []
     sessions: set[int] = set()
