@@ -2,40 +2,63 @@
 
 Pure core: no Textual, no model.  Usage::
 
-    from tmax_local.shell import PtyShell, Output, InputWaitSuspected
+    from tmax_local.shell import PtyShell, AsciicastRecorder, InputWaitSuspected
 
     with PtyShell("/path/to/project", timeout=120) as shell:
-        unsubscribe = shell.subscribe(print)      # events, from shell threads
-        result = shell.run("cd src && ls | head") # blocking; fine in a worker thread
-        result.output, result.exit_code           # text for the model, status
-        shell.run("pwd").output                   # "…/src\\n": cd and export persist
+        unsubscribe = shell.subscribe(on_event)    # events, see below
+        result = shell.run("cd src && ls | head")  # blocks; fine in a worker thread
+        result.output, result.exit_code            # text for the model, status
+        shell.run("pwd").output                    # ".../src\n": cd and export persist
 
-While ``run()`` blocks in one thread, another may call ``send_input(b"yes\\n")``
-(the user answering a prompt after ``InputWaitSuspected``), ``interrupt()``
-(SIGINT to the foreground job) or ``resize(rows, cols)``.
+``PtyShell(cwd, *, timeout=120.0, rows=40, cols=120, env=None, allow_secrets=False,
+head_chars=65536, tail_chars=65536, kill_grace=1.0, input_wait_after=0.5)``
+
+- ``run(command, timeout=None) -> CommandResult``: one command at a time.
+  ``CommandResult`` has ``command, exit_code, output, timed_out, restarted,
+  waiting_for_input, alt_screen_used, duration_s, dropped_chars`` and the
+  property ``output_truncated``.
+- From any other thread while ``run()`` blocks: ``send_input(b"yes\n")`` (the
+  user typing: answer a prompt, quit ``less``), ``interrupt()`` (SIGINT to the
+  foreground job, like Ctrl-C), ``resize(rows, cols)``, ``close()`` (then
+  ``run()`` raises :class:`ShellClosed`).
+- ``cwd`` (the shell's directory, kept up to date), ``pid``, ``alt_screen``,
+  ``withheld_env`` (names of secret-looking variables left out).
+- ``subscribe(callback) -> unsubscribe``.  Events (``events.py``):
+  ``CommandStarted(command)``, ``Output(data)`` (every raw byte from the
+  terminal, including output between commands; only our invisible markers are
+  removed), ``CommandFinished(result)``, ``InputWaitSuspected(command)``,
+  ``AltScreenChanged(active)``, ``ShellRestarted(reason)``.  ``Output`` and
+  ``AltScreenChanged`` come from the reader thread, the rest from the thread in
+  ``run()``; callbacks must be quick (a UI hands them to its own loop).  A
+  callback that raises is logged and skipped.
+- ``AsciicastRecorder(path, cols, rows)`` is a subscriber that writes an
+  asciinema v2 cast of the raw stream.
 
 Behaviour worth knowing:
 
 - bash starts with our own rc file instead of the user's (no ~/.bashrc, no
-  profile, no line editor), so it behaves the same everywhere.
+  profile, no line editor, no history), so it behaves the same everywhere.
 - The environment gets non-interactive defaults (PAGER=cat, GIT_PAGER=cat,
   GIT_EDITOR=:, GIT_TERMINAL_PROMPT=0, DEBIAN_FRONTEND=noninteractive,
   TERM=xterm-256color); variables whose names look like secrets (KEY, TOKEN,
   SECRET, PASSWORD, CREDENTIAL, AUTH...) are withheld unless
-  ``allow_secrets=True`` (their names are in ``shell.withheld_env``).
+  ``allow_secrets=True``.
 - On timeout the foreground process group gets SIGINT, then SIGTERM, then
   SIGKILL (``kill_grace`` seconds apart); the result has ``exit_code=124`` and
   ``timed_out=True``; the shell stays usable.  If bash dies (``exit``,
-  ``exec``, ``kill -9 $$``) it is restarted in the same directory and the
-  result has ``restarted=True``.
-- ``result.output`` is stdout and stderr merged as a terminal shows them,
-  cleaned (escape sequences removed, ``\\r`` overwrites resolved) and capped
-  while streaming: the first ``head_chars`` and last ``tail_chars`` characters
-  are kept (64 Ki each by default), ``result.dropped_chars`` counts the rest.
-- The raw byte stream (``Output`` events) feeds a terminal view and
-  :class:`AsciicastRecorder`.
-- A command still running when the shell is closed makes ``run()`` raise
-  :class:`ShellClosed`.
+  ``exec``, ``kill -9 $$``, ``set -e``) it is restarted in the same directory
+  (environment and functions are lost) and the result has ``restarted=True``.
+- ``result.output`` is stdout and stderr merged as a terminal shows them (a
+  PTY cannot tell them apart), cleaned (escape sequences removed, ``\r``
+  overwrites resolved, invalid UTF-8 replaced, bash's job notices dropped) and
+  capped while streaming: the first ``head_chars`` and last ``tail_chars``
+  characters are kept, with a one-line note between them, and
+  ``result.dropped_chars`` counts the rest.
+- A command blocked reading the terminal with no output for
+  ``input_wait_after`` seconds is reported (``InputWaitSuspected``,
+  ``waiting_for_input``) but never killed early.  Linux only (``/proc``).
+- ``close()`` kills every process left in the shell's session (background
+  jobs, ``nohup``); processes that left the session (``setsid``) survive.
 """
 
 from tmax_local.shell.cast import AsciicastRecorder
