@@ -181,6 +181,20 @@ def bench_startup(model: Path, work: Path, runs: int) -> None:
     )
 
 
+def flood_without_ui(work: Path, lines: int) -> tuple[float, float]:
+    """The same flood through PtyShell alone, in this process: (wall s, CPU s)."""
+    import psutil
+
+    from tmax_local.shell import PtyShell
+
+    proc = psutil.Process()
+    with PtyShell(work) as shell:
+        c0, t0 = proc.cpu_times(), time.perf_counter()
+        shell.run(f"seq 1 {lines}")
+        c1, t1 = proc.cpu_times(), time.perf_counter()
+    return t1 - t0, (c1.user - c0.user) + (c1.system - c0.system)
+
+
 def bench_flood(work: Path, lines: int) -> None:
     import psutil
 
@@ -221,6 +235,11 @@ def bench_flood(work: Path, lines: int) -> None:
             f"flood of {lines} lines ({len(str(lines)) * lines / 1e6:.1f}+ MB): "
             f"{wall:.2f} s wall, app process CPU {cpu:.2f} s = {100 * cpu / wall:.0f}% of "
             f"one core"
+        )
+        wall0, cpu0 = flood_without_ui(work, lines)
+        print(
+            f"  same flood through PtyShell alone (no UI): {wall0:.2f} s wall, CPU {cpu0:.2f} s"
+            f" = {100 * cpu0 / wall0:.0f}%; UI share ~ {cpu - cpu0:.2f} s CPU"
         )
     finally:
         tm.close()

@@ -136,3 +136,23 @@ async def test_resize_reaches_backend_and_takeover_forwards_keys() -> None:
 )
 def test_key_to_bytes(key: str, char: str | None, app_cursor: bool, expected: bytes) -> None:
     assert key_to_bytes(key, char, app_cursor=app_cursor) == expected
+
+
+def test_flood_skips_only_lines_that_scroll_away_unseen() -> None:
+    import pyte
+
+    from tmax_local.tui.terminal import EmulatorScreen, skip_scrolled_away
+
+    flood = b"".join(f"\x1b[32mline {i}\x1b[0m\r\n".encode() for i in range(20000))
+    kept = skip_scrolled_away(flood, 24)
+    assert len(kept) < len(flood) // 4
+    full, fast = EmulatorScreen(80, 24), EmulatorScreen(80, 24)
+    pyte.ByteStream(full).feed(flood)
+    pyte.ByteStream(fast).feed(kept)
+    assert fast.display == full.display  # the same visible screen
+
+    # Anything beyond colours in the skipped part (here: the alternate screen) disables it.
+    alt = b"\x1b[?1049h" + flood
+    assert skip_scrolled_away(alt, 24) == alt
+    moves = b"\x1b[5;1Hx" + flood
+    assert skip_scrolled_away(moves, 24) == moves

@@ -33,6 +33,7 @@ from tmax_local.tui.status import StatusBar
 from tmax_local.tui.terminal import TerminalPane
 
 MODES = ("ask", "auto", "never-run")
+PLACEHOLDER = "Describe a task and press Enter"
 
 
 @dataclass
@@ -120,7 +121,7 @@ class TmaxApp(App[int]):
                 yield Static("Terminal", classes="pane-title", id="term-title")
                 yield TerminalPane(id="terminal")
         yield ApprovalBar(id="approval")
-        yield Input(placeholder="Describe a task and press Enter", id="task")
+        yield Input(placeholder=PLACEHOLDER, id="task")
         yield StatusBar(self.options.ram_probe, id="status")
         yield Footer()
 
@@ -151,7 +152,10 @@ class TmaxApp(App[int]):
         )
         self.query_one("#task", Input).focus()
         if self.options.start_shell:
-            self.start_shell()
+            try:
+                self.start_shell()
+            except TmaxError as err:
+                self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
         if self.options.resume or self.options.session:
             self.load_resumed()
         if self.options.autoload:
@@ -238,6 +242,9 @@ class TmaxApp(App[int]):
             return
         self.reasoning.add_task(text)
         self.agent_running = True
+        self.query_one(
+            "#task", Input
+        ).placeholder = "Type a follow-up for the agent's next turn (Enter queues it)"
         self.finished = None
         self.status.update_info(state="thinking")
         self.run_agent(text)
@@ -247,6 +254,12 @@ class TmaxApp(App[int]):
         self.session.run_task(task)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == "model" and event.state == WorkerState.ERROR:
+            # Not a TmaxError (those are shown by load_model): a bug or a llama.cpp failure.
+            # Shown in the app, in one line, rather than lost or crashing the UI.
+            err = event.worker.error
+            self.status.update_info(loading="no model", state="error")
+            self.reasoning.add_note(f"model loading failed: {err!r}", level="error")
         if event.worker.group == "agent" and event.state in (
             WorkerState.SUCCESS,
             WorkerState.ERROR,
@@ -254,6 +267,7 @@ class TmaxApp(App[int]):
         ):
             self.drain_now()
             self.agent_running = False
+            self.query_one("#task", Input).placeholder = PLACEHOLDER
             if event.state == WorkerState.ERROR:
                 err = event.worker.error
                 message = str(err) if isinstance(err, TmaxError) else repr(err)

@@ -152,6 +152,44 @@ class EmulatorScreen(pyte.Screen):
         return list(self.display)
 
 
+# When output floods in faster than the emulator can parse it (pyte is pure Python),
+# lines that would scroll past unseen are not parsed: only the last KEEP_BYTES are, cut at
+# a line break, and only when nothing in the skipped part could change more than the
+# scrolled-away lines (alternate screen, cursor addressing, erase/scroll-region controls).
+FLOOD_BYTES = 64 * 1024
+KEEP_BYTES = 16 * 1024
+
+
+def skip_scrolled_away(data: bytes, rows: int) -> bytes:
+    """The part of a large burst that can still be visible once it has all been shown."""
+    if len(data) <= FLOOD_BYTES:
+        return data
+    cut = data.rfind(b"\n", 0, len(data) - KEEP_BYTES)
+    if cut <= 0:
+        return data
+    kept = data[cut + 1 :]
+    if kept.count(b"\n") < rows + 1:
+        return data
+    skipped = data[: cut + 1]
+    if b"\x1b" in skipped and _touches_screen(skipped):
+        return data
+    return b"\r\n" + kept
+
+
+def _touches_screen(chunk: bytes) -> bool:
+    """Whether an escape sequence in ``chunk`` does more than colour text (SGR)."""
+    for seq in chunk.split(b"\x1b")[1:]:
+        if not seq:
+            continue
+        if seq[:1] != b"[":
+            return True  # ESC c (reset), ESC 7/8 (save/restore cursor), charsets, OSC...
+        body = seq[1:]
+        end = next((i for i, b in enumerate(body) if 0x40 <= b <= 0x7E), None)
+        if end is None or body[end : end + 1] != b"m":
+            return True
+    return False
+
+
 class TerminalBackend(Protocol):
     """What the pane drives: the persistent shell (`tmax_local.shell.PtyShell`)."""
 
@@ -277,7 +315,7 @@ class TerminalPane(Widget, can_focus=True):
             self._posted = False
         if not data:
             return
-        self.feed(data)
+        self.feed(skip_scrolled_away(data, self.screen_model.lines))
 
     def feed(self, data: bytes) -> None:
         """Feed bytes to the emulator directly (UI thread)."""
