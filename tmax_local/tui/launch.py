@@ -44,10 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from tmax_local.tui.app import TuiOptions, make_app
+def options_from_args(args: argparse.Namespace):  # -> TuiOptions (imports Textual)
+    from tmax_local.tui.app import TuiOptions
 
-    options = TuiOptions(
+    return TuiOptions(
         model=args.model,
         mode=args.mode,
         cwd=args.cwd,
@@ -58,7 +58,12 @@ def run(args: argparse.Namespace) -> int:
         task=args.task,
         grammar=_read_grammar(args.grammar),
     )
-    app = make_app(options)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tmax_local.tui.app import make_app
+
+    app = make_app(options_from_args(args))
     result = app.run()
     return int(result or 0)
 
