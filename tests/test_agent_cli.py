@@ -18,15 +18,27 @@ SUBMIT = bash_reply("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
 @pytest.fixture
 def env(tmp_path):
     e = dict(os.environ)
-    e.update(TMAX_DATA_DIR=str(tmp_path / "data"), TMAX_CONFIG_DIR=str(tmp_path / "cfg"),
-             TMAX_MODELS_DIR=str(tmp_path / "models"), HF_HOME=str(tmp_path / "hf"),
-             HF_HUB_OFFLINE="1")
+    e.update(
+        TMAX_DATA_DIR=str(tmp_path / "data"),
+        TMAX_CONFIG_DIR=str(tmp_path / "cfg"),
+        TMAX_MODELS_DIR=str(tmp_path / "models"),
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_OFFLINE="1",
+    )
     return e
 
 
 def run_cli(args, env, cwd, stdin=""):
-    return subprocess.run([sys.executable, "-m", "tmax_local", "run", *args], input=stdin,
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tmax_local", "run", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
 
 
 def write_script(path: Path, replies: list[str]) -> Path:
@@ -37,15 +49,20 @@ def write_script(path: Path, replies: list[str]) -> Path:
 def test_approve_edit_reject_and_json(tmp_path, env):
     work = tmp_path / "w"
     work.mkdir()
-    script = write_script(tmp_path / "s.json", [
-        bash_reply("echo one > a.txt", "First a file."),
-        bash_reply("echo two > b.txt"),
-        bash_reply("rm a.txt"),
-        SUBMIT,
-    ])
+    script = write_script(
+        tmp_path / "s.json",
+        [
+            bash_reply("echo one > a.txt", "First a file."),
+            bash_reply("echo two > b.txt"),
+            bash_reply("rm a.txt"),
+            SUBMIT,
+        ],
+    )
     answers = "a\ne\necho edited > c.txt\nr\nplease keep a.txt\n"
     out = tmp_path / "t.json"
-    p = run_cli(["Make files", "--model", f"script:{script}", "--json", str(out)], env, work, answers)
+    p = run_cli(
+        ["Make files", "--model", f"script:{script}", "--json", str(out)], env, work, answers
+    )
     assert p.returncode == 0, p.stderr
     assert (work / "a.txt").read_text() == "one\n"
     assert not (work / "b.txt").exists() and (work / "c.txt").read_text() == "edited\n"
@@ -69,8 +86,20 @@ def test_task_file_auto_mode_and_exit_status_when_not_submitted(tmp_path, env):
     work.mkdir()
     (tmp_path / "task.md").write_text("List files.\n")
     script = write_script(tmp_path / "s.json", [bash_reply("ls"), bash_reply("pwd")])
-    p = run_cli(["--task-file", str(tmp_path / "task.md"), "--model", f"script:{script}",
-                 "--approve", "auto", "--max-steps", "2"], env, work)
+    p = run_cli(
+        [
+            "--task-file",
+            str(tmp_path / "task.md"),
+            "--model",
+            f"script:{script}",
+            "--approve",
+            "auto",
+            "--max-steps",
+            "2",
+        ],
+        env,
+        work,
+    )
     assert p.returncode == 1
     assert "finished: step_limit" in p.stdout and str(work) in p.stdout
 
@@ -78,14 +107,19 @@ def test_task_file_auto_mode_and_exit_status_when_not_submitted(tmp_path, env):
 def test_always_allow_rule_and_stdin_task(tmp_path, env):
     work = tmp_path / "w"
     work.mkdir()
-    script = write_script(tmp_path / "s.json", [
-        bash_reply("touch x1"), bash_reply("touch x2"), SUBMIT])
+    script = write_script(
+        tmp_path / "s.json", [bash_reply("touch x1"), bash_reply("touch x2"), SUBMIT]
+    )
     p = run_cli(["Touch", "--model", f"script:{script}"], env, work, "l\n")
     assert p.returncode == 0, p.stdout + p.stderr
     assert (work / "x1").exists() and (work / "x2").exists()
     assert p.stdout.count("? approve this command") == 1
-    p2 = run_cli(["-", "--model", f"script:{script}", "--approve", "never-run"], env, work,
-                 "Touch things from stdin")
+    p2 = run_cli(
+        ["-", "--model", f"script:{script}", "--approve", "never-run"],
+        env,
+        work,
+        "Touch things from stdin",
+    )
     assert p2.returncode == 0 and "Dry run" in p2.stdout
 
 

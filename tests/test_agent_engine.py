@@ -14,16 +14,17 @@ from tmax_local.agent.parser import parse_reply
 
 # Forces a well-formed bash call out of a random model (llama.cpp allows only an
 # end-of-generation token once the grammar is complete).
-CALL_GRAMMAR = r'''
+CALL_GRAMMAR = r"""
 root ::= [a-z]{0,6} "\n\n<tool_call>\n<function=bash>\n<parameter=command>\n" cmd "\n</parameter>\n</function>\n</tool_call>"
 cmd ::= "echo " [a-z]{1,6}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory):
     pytest.importorskip("transformers")
     from tmax_local.convert import convert_checkpoint
+
     from tmax_local.testing.checkpoints import make_tiny_checkpoint
 
     d = tmp_path_factory.mktemp("tiny")
@@ -32,7 +33,7 @@ def tiny_gguf(tmp_path_factory):
 
 
 def _engine(path, **kw) -> LlamaEngine:
-    opts = dict(n_ctx=4096, threads=2, seed=7, cache_type_k="f32", cache_type_v="f32")
+    opts = {"n_ctx": 4096, "threads": 2, "seed": 7, "cache_type_k": "f32", "cache_type_v": "f32"}
     opts.update(kw)
     return LlamaEngine(path, EngineOptions(**opts))
 
@@ -73,7 +74,9 @@ def test_append_only_stream_counts_and_state(tiny_gguf):
         assert g.context_used == len(eng.stream) == eng.context_used
         assert parse_reply(g.text).command is not None
     assert [t["evaluated"] for t in eng.turn_log][1:] == [
-        eng.count_tokens(harness.tool_response_turn(f"word{s}\n\n(exit_code=0)")) + 1 for s in range(1)]
+        eng.count_tokens(harness.tool_response_turn(f"word{s}\n\n(exit_code=0)")) + 1
+        for s in range(1)
+    ]
 
     # The state reached append-only equals a fresh evaluation of the same ids.
     live = _last_logits(eng)
@@ -87,8 +90,9 @@ def test_append_only_stream_counts_and_state(tiny_gguf):
 
 def test_max_tokens_and_cancel(tiny_gguf):
     eng = _engine(tiny_gguf)
-    g = eng.generate(harness.render_prompt("x"), on_text=lambda s: None,
-                     cancel=threading.Event(), max_tokens=5)
+    g = eng.generate(
+        harness.render_prompt("x"), on_text=lambda s: None, cancel=threading.Event(), max_tokens=5
+    )
     assert g.tokens_generated <= 5
     if g.finish == "length":
         assert g.tokens_generated == 5
@@ -99,8 +103,12 @@ def test_max_tokens_and_cancel(tiny_gguf):
         seen.append(s)
         cancel.set()
 
-    g2 = eng.generate(harness.tool_response_turn("ok\n\n(exit_code=0)", model_closed_turn=g.finish == "stop"),
-                      on_text=on_text, cancel=cancel, max_tokens=50)
+    g2 = eng.generate(
+        harness.tool_response_turn("ok\n\n(exit_code=0)", model_closed_turn=g.finish == "stop"),
+        on_text=on_text,
+        cancel=cancel,
+        max_tokens=50,
+    )
     assert g2.finish in ("cancelled", "stop")
     if g2.finish == "cancelled":
         assert g2.tokens_generated <= 3
@@ -120,8 +128,9 @@ def test_end_to_end_real_model_real_loop(tiny_gguf, tmp_path):
     seen: list = []
     tw = TranscriptWriter(tmp_path / "t.jsonl")
     with PtyShell(tmp_path, timeout=30) as shell:
-        agent = Agent(eng, shell, Gate("auto", cwd=tmp_path), config=HarnessConfig(max_steps=2),
-                      transcript=tw)
+        agent = Agent(
+            eng, shell, Gate("auto", cwd=tmp_path), config=HarnessConfig(max_steps=2), transcript=tw
+        )
         agent.subscribe(seen.append)
         done = agent.run("Say a word.")
     tw.close()
@@ -134,7 +143,10 @@ def test_end_to_end_real_model_real_loop(tiny_gguf, tmp_path):
     stats = [e for e in seen if isinstance(e, ev.TurnStats)]
     assert stats[0].tokens_evaluated == eng.count_tokens(harness.render_prompt("Say a word."))
     # Turn 2 evaluated only the observation turn (+ the reply's final token).
-    assert stats[1].tokens_evaluated == eng.count_tokens(harness.tool_response_turn(ran[0].observation)) + 1
+    assert (
+        stats[1].tokens_evaluated
+        == eng.count_tokens(harness.tool_response_turn(ran[0].observation)) + 1
+    )
     assert stats[1].context_used == len(eng.stream) and stats[1].context_limit == 4096
     # The transcript rebuilds the exact stream text the model saw (re-tokenizing it would NOT
     # give the sampled ids back: a random model picks non-canonical splits, hence the

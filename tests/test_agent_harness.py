@@ -38,7 +38,9 @@ def render_with_template(messages, tools, add_generation_prompt=True) -> str:
     return tpl.render(messages=messages, tools=tools, add_generation_prompt=add_generation_prompt)
 
 
-@pytest.mark.parametrize("task", ["Say hi.", "  Fix the bug in /app/x.py — ünïcode ✓\n\nThen test.\n"])
+@pytest.mark.parametrize(
+    "task", ["Say hi.", "  Fix the bug in /app/x.py — ünïcode ✓\n\nThen test.\n"]
+)
 def test_first_prompt_equals_template_rendering(task):
     messages = [
         {"role": "system", "content": harness.prompts().system},
@@ -91,12 +93,15 @@ def test_format_error_matches_the_trajectories():
 
 def _rebuild_output(content: str) -> tuple[str, int]:
     """From a recorded observation, an output that must format to it again."""
-    body, code = re.fullmatch(r"(.*)\n\n\(exit_code=(-?\d+)\)", content, re.S).groups()
+    body, code = re.fullmatch(r"(.*)\n\n\(exit_code=(-?\d+)\)", content, re.DOTALL).groups()
     if body == "(no output)":
         return "", int(code)
     m = re.fullmatch(
         r".*?\n\n---- HEAD \((\d+) chars\) ----\n(.*)\n---- (\d+) chars elided ----\n"
-        r"---- TAIL \((\d+) chars\) ----\n(.*)", body, re.S)
+        r"---- TAIL \((\d+) chars\) ----\n(.*)",
+        body,
+        re.DOTALL,
+    )
     if m is None:
         return body, int(code)
     head, elided, tail = m.group(2), int(m.group(3)), m.group(5)
@@ -129,10 +134,20 @@ def test_observation_layout_details():
     assert harness.format_observation(exact, 0) == exact + "\n\n(exit_code=0)"
     long = "h" * 5000 + "m" * 7 + "t" * 4999 + "T"
     obs = harness.format_observation(long, 0)
-    assert obs.startswith(harness.prompts().too_long_hint + "\n\n---- HEAD (5000 chars) ----\n" + "h" * 5000 + "\n---- 7 chars elided ----\n")
+    assert obs.startswith(
+        harness.prompts().too_long_hint
+        + "\n\n---- HEAD (5000 chars) ----\n"
+        + "h" * 5000
+        + "\n---- 7 chars elided ----\n"
+    )
     assert obs.endswith("---- TAIL (5000 chars) ----\n" + "t" * 4999 + "T\n\n(exit_code=0)")
-    small = harness.HarnessConfig(observation_max_chars=10, observation_head_chars=3, observation_tail_chars=2)
-    assert "---- HEAD (3 chars) ----\nabc\n---- 7 chars elided ----\n---- TAIL (2 chars) ----\nkl\n\n" in harness.format_observation("abcdefghijkl", 0, config=small)
+    small = harness.HarnessConfig(
+        observation_max_chars=10, observation_head_chars=3, observation_tail_chars=2
+    )
+    assert (
+        "---- HEAD (3 chars) ----\nabc\n---- 7 chars elided ----\n---- TAIL (2 chars) ----\nkl\n\n"
+        in harness.format_observation("abcdefghijkl", 0, config=small)
+    )
 
 
 def test_submission_detection():
@@ -140,3 +155,20 @@ def test_submission_detection():
     assert harness.is_submission("  echo 'COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT'\n")
     assert not harness.is_submission("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT && rm -rf x")
     assert not harness.is_submission("ls")
+
+
+def test_agent_imports_without_textual_or_llama_and_does_no_work():
+    """The agent core imports without Textual, and importing loads neither llama.cpp nor
+    prompt files (no work at import time)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import tmax_local.agent.loop, tmax_local.agent.engine, tmax_local.agent.cli_run\n"
+        "import tmax_local.agent.resolve, tmax_local.agent.scripted, tmax_local.agent.transcript\n"
+        "bad = [m for m in ('textual', 'llama_cpp', 'yaml', 'huggingface_hub') if m in sys.modules]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -51,7 +51,8 @@ def test_runs_commands_and_submits(shell, workdir, tmp_path):
     replies = [
         bash_reply("printf 'hello\\n' > out.txt", "I'll write the file first."),
         bash_reply("cat out.txt && cd sub 2>/dev/null; pwd"),
-        "I am done.\n\n" + render_tool_calls([("bash", {"command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"})]),
+        "I am done.\n\n"
+        + render_tool_calls([("bash", {"command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"})]),
     ]
     tw = TranscriptWriter(tmp_path / "s.jsonl")
     agent, model, seen = make_agent(replies, shell, workdir, transcript=tw)
@@ -61,7 +62,10 @@ def test_runs_commands_and_submits(shell, workdir, tmp_path):
     assert (workdir / "out.txt").read_text() == "hello\n"
 
     executed = kinds(seen, ev.CommandExecuted)
-    assert [e.command for e in executed] == ["printf 'hello\\n' > out.txt", "cat out.txt && cd sub 2>/dev/null; pwd"]
+    assert [e.command for e in executed] == [
+        "printf 'hello\\n' > out.txt",
+        "cat out.txt && cd sub 2>/dev/null; pwd",
+    ]
     assert executed[0].observation == "(no output)\n\n(exit_code=0)"
     assert executed[1].observation == f"hello\n{workdir}\n\n(exit_code=0)"
     # Exactly the RL framing, appended after the model's <|im_end|>.
@@ -108,11 +112,13 @@ def test_ask_mode_reject_edit_and_allow_rule(shell, workdir):
         SUBMIT,
     ]
     (workdir / "precious").mkdir()
-    answers = iter([
-        Reject("do not delete that"),
-        Edit("ls -1 -a"),
-        AllowRule("touch *"),
-    ])
+    answers = iter(
+        [
+            Reject("do not delete that"),
+            Edit("ls -1 -a"),
+            AllowRule("touch *"),
+        ]
+    )
     asked: list[str] = []
 
     def approver(request):
@@ -134,7 +140,9 @@ def test_ask_mode_reject_edit_and_allow_rule(shell, workdir):
 
 
 def test_never_run_mode_runs_nothing(shell, workdir):
-    agent, model, seen = make_agent([bash_reply("touch x"), SUBMIT], shell, workdir, mode="never-run")
+    agent, _model, seen = make_agent(
+        [bash_reply("touch x"), SUBMIT], shell, workdir, mode="never-run"
+    )
     assert agent.run("t").reason == "submitted"
     assert not (workdir / "x").exists()
     assert kinds(seen, ev.CommandRejected) and not kinds(seen, ev.CommandExecuted)
@@ -144,8 +152,9 @@ def test_step_limit_timeout_and_script_end(shell, workdir):
     from tmax_local.agent.harness import HarnessConfig
 
     cfg = HarnessConfig(max_steps=2, command_timeout=1.0)
-    agent, model, seen = make_agent([bash_reply("sleep 30"), bash_reply("echo hi"), SUBMIT],
-                                    shell, workdir, config=cfg)
+    agent, _model, seen = make_agent(
+        [bash_reply("sleep 30"), bash_reply("echo hi"), SUBMIT], shell, workdir, config=cfg
+    )
     done = agent.run("t")
     assert done.reason == "step_limit" and done.steps == 2
     first = kinds(seen, ev.CommandExecuted)[0]
@@ -159,7 +168,9 @@ def test_stop_from_another_thread_and_queued_instruction(shell, workdir):
     from tmax_local.shell import CommandStarted
 
     sleeping = threading.Event()
-    shell.subscribe(lambda e: sleeping.set() if isinstance(e, CommandStarted) and "sleep" in e.command else None)
+    shell.subscribe(
+        lambda e: sleeping.set() if isinstance(e, CommandStarted) and "sleep" in e.command else None
+    )
     replies = [bash_reply("echo first"), bash_reply("sleep 20"), SUBMIT]
     agent, model, seen = make_agent(replies, shell, workdir)
     agent.queue_instruction("Please also print the date.")
@@ -175,7 +186,8 @@ def test_stop_from_another_thread_and_queued_instruction(shell, workdir):
     assert added and added[0].step == 1 and added[0].text == "Please also print the date."
     assert model.appended[1].endswith(
         "</tool_response>\n<|im_end|>\n<|im_start|>user\nPlease also print the date.<|im_end|>\n"
-        "<|im_start|>assistant\n<think>\n")
+        "<|im_start|>assistant\n<think>\n"
+    )
     # The shell is usable afterwards.
     assert shell.run("echo alive", 10).output.strip() == "alive"
 
@@ -194,7 +206,7 @@ def test_context_thinning_keeps_going(shell, workdir):
 
 
 def test_context_full_stops_clearly(shell, workdir):
-    agent, model, seen = make_agent([bash_reply("echo a")], shell, workdir)
+    agent, model, _seen = make_agent([bash_reply("echo a")], shell, workdir)
     model.context_limit = 100
     done = agent.run("t")
     assert done.reason == "context_full" and "context" in done.message
@@ -213,27 +225,34 @@ def test_replay_real_trajectory_commands(shell, workdir):
     for m in msgs:
         if m["role"] != "assistant":
             continue
-        calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in m["tool_calls"]]
+        calls = [
+            (c["function"]["name"], json.loads(c["function"]["arguments"])) for c in m["tool_calls"]
+        ]
         replies.append(render_tool_calls(calls, m["content"] or ""))
         if len(replies) == 3:
             break
     replies.append(SUBMIT)
-    agent, model, seen = make_agent(replies, shell, workdir, mode="ask", approver=lambda r: Approve())
+    agent, _model, seen = make_agent(
+        replies, shell, workdir, mode="ask", approver=lambda r: Approve()
+    )
     assert agent.run("t").reason == "submitted"
     ran = kinds(seen, ev.CommandExecuted)
     assert [e.command for e in ran][:2] == ["ls -la", "mkdir -p vectorops"]
     assert (workdir / "vectorops").is_dir()
     assert all(e.observation.endswith("(exit_code=0)") for e in ran)
     # The first reply had two calls: the second was reported, not run.
-    assert kinds(seen, ev.ToolCallProposed)[0].ignored == ['find . -type f -name "*.py" 2>/dev/null | head -20']
+    assert kinds(seen, ev.ToolCallProposed)[0].ignored == [
+        'find . -type f -name "*.py" 2>/dev/null | head -20'
+    ]
 
 
 def test_resume_from_transcript(shell, workdir, tmp_path):
     from tmax_local.agent.harness import HarnessConfig
 
     tw = TranscriptWriter(tmp_path / "r.jsonl")
-    agent, model, _ = make_agent([bash_reply("echo first")], shell, workdir, transcript=tw,
-                                 config=HarnessConfig(max_steps=1))
+    agent, model, _ = make_agent(
+        [bash_reply("echo first")], shell, workdir, transcript=tw, config=HarnessConfig(max_steps=1)
+    )
     assert agent.run("t").reason == "step_limit"
     tw.close()
     records = load_records(tmp_path / "r.jsonl")

@@ -65,8 +65,10 @@ def test_parse_recovers_recorded_commands(path: Path):
 
 def test_recorded_malformed_reply_is_a_format_error():
     # Recorded in filter-js-from-html: "<functionbash>" — vLLM found no call, nor may we.
-    raw = ("Let me check.\n\n<tool_call>\n<functionbash>\n<parameter=command>\nls -la /app/\n"
-           "</parameter>\n</function>\n</tool_call>")
+    raw = (
+        "Let me check.\n\n<tool_call>\n<functionbash>\n<parameter=command>\nls -la /app/\n"
+        "</parameter>\n</function>\n</tool_call>"
+    )
     reply = parse_reply(raw)
     assert reply.command is None
     assert reply.malformed == 1
@@ -93,8 +95,10 @@ def test_only_one_newline_stripped_each_side():
 
 
 def test_several_calls_first_runs_rest_ignored():
-    raw = render_tool_calls([("bash", {"command": "ls"}), ("bash", {"command": "pwd"}),
-                             ("bash", {"command": "id"})], "Explore.")
+    raw = render_tool_calls(
+        [("bash", {"command": "ls"}), ("bash", {"command": "pwd"}), ("bash", {"command": "id"})],
+        "Explore.",
+    )
     reply = parse_reply(raw)
     assert reply.command == "ls" and reply.ignored == ["pwd", "id"]
 
@@ -107,7 +111,9 @@ def test_unknown_tool_is_a_format_error():
 
 def test_text_after_im_end_is_dropped_and_unclosed_call_at_end_accepted():
     p = ReplyParser()
-    kept = p.feed("x<tool_call>\n<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>\n<|im_")
+    kept = p.feed(
+        "x<tool_call>\n<function=bash>\n<parameter=command>\nls\n</parameter>\n</function>\n<|im_"
+    )
     assert p.in_tool_call
     kept += p.feed("end|>garbage")
     assert p.ended and "garbage" not in kept and "<|im_end|>" not in p.text

@@ -24,20 +24,31 @@ from tmax_local.errors import ConfigError
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", nargs="?", help="the task; '-' reads it from stdin")
     p.add_argument("--task-file", type=Path, help="read the task from this file")
-    p.add_argument("--model", default=None,
-                   help="GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or "
-                        "script:PATH (JSON list of raw replies); default allenai/tmax-2b")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or "
+        "script:PATH (JSON list of raw replies); default allenai/tmax-2b",
+    )
     p.add_argument("--quant", default="Q4_K_M", help="quantization to convert/download (Q4_K_M)")
     p.add_argument("--revision", default=None, help="HF branch/tag/commit of --model")
-    p.add_argument("--approve", choices=("ask", "auto", "never-run"), default="ask",
-                   help="approval mode (default ask)")
+    p.add_argument(
+        "--approve",
+        choices=("ask", "auto", "never-run"),
+        default="ask",
+        help="approval mode (default ask)",
+    )
     p.add_argument("--json", type=Path, dest="json_path", help="write the full transcript here")
     p.add_argument("--cwd", type=Path, default=None, help="working directory (default: here)")
     p.add_argument("--gpu-layers", type=int, default=None, help="layers on the GPU (-1 all)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (physical cores)")
     p.add_argument("--ctx", type=int, default=65536, help="context size in tokens (65536)")
-    p.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None,
-                   help="flash attention (default: on with GPU offload)")
+    p.add_argument(
+        "--flash-attn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="flash attention (default: on with GPU offload)",
+    )
     p.add_argument("--cache-type-k", default=None, help="KV cache type for K (f16, q8_0, f32…)")
     p.add_argument("--cache-type-v", default=None, help="KV cache type for V")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per command (120)")
@@ -59,7 +70,9 @@ def _read_task(args: argparse.Namespace) -> str:
     elif args.task:
         task = args.task
     else:
-        raise ConfigError("no task given: tmax-local run \"TASK\" (or --task-file FILE, or - for stdin)")
+        raise ConfigError(
+            'no task given: tmax-local run "TASK" (or --task-file FILE, or - for stdin)'
+        )
     if not task.strip():
         raise ConfigError("the task is empty")
     return task
@@ -84,7 +97,7 @@ class TerminalView:
                     visible = visible[:-k]
                     break
         if len(visible) > self._shown:
-            text = visible[self._shown:]
+            text = visible[self._shown :]
             self.out.write(text)
             self._shown = len(visible)
             self._mid_line = not text.endswith("\n")
@@ -100,8 +113,10 @@ class TerminalView:
             self._show_reasoning(e.text)
         elif isinstance(e, ev.TurnStats):
             self._newline()
-            w(f"   [{e.tokens_generated} tokens, {e.gen_tokens_per_s:.1f} tok/s, "
-              f"{e.tokens_evaluated} evaluated, context {e.context_used}/{e.context_limit}]\n")
+            w(
+                f"   [{e.tokens_generated} tokens, {e.gen_tokens_per_s:.1f} tok/s, "
+                f"{e.tokens_evaluated} evaluated, context {e.context_used}/{e.context_limit}]\n"
+            )
         elif isinstance(e, ev.FormatErrorRaised):
             w("   ! no valid bash call in the reply (format error sent back)\n")
         elif isinstance(e, ev.ToolCallProposed):
@@ -196,13 +211,24 @@ def run(args: argparse.Namespace) -> int:
     cwd = (args.cwd or Path.cwd()).resolve()
     if not cwd.is_dir():
         raise ConfigError(f"--cwd {cwd} is not a directory")
-    config = HarnessConfig(max_steps=args.max_steps, command_timeout=args.timeout,
-                           max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                           top_p=args.top_p)
-    options = EngineOptions(n_ctx=args.ctx, gpu_layers=args.gpu_layers, threads=args.threads,
-                            flash_attn=args.flash_attn, cache_type_k=args.cache_type_k,
-                            cache_type_v=args.cache_type_v, temperature=args.temperature,
-                            top_p=args.top_p, seed=args.seed)
+    config = HarnessConfig(
+        max_steps=args.max_steps,
+        command_timeout=args.timeout,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
+    options = EngineOptions(
+        n_ctx=args.ctx,
+        gpu_layers=args.gpu_layers,
+        threads=args.threads,
+        flash_attn=args.flash_attn,
+        cache_type_k=args.cache_type_k,
+        cache_type_v=args.cache_type_v,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
     resolved = resolve_model(args.model, args.quant, revision=args.revision)
     model = load_backend(resolved, options)
     gate = Gate.load(cwd, args.approve)
@@ -211,8 +237,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             stdin_for_answers = open("/dev/tty", encoding="utf-8")  # noqa: SIM115
         except OSError:
-            raise ConfigError("the task came from stdin, so answers cannot: use --approve "
-                              "auto/never-run or pass the task as an argument") from None
+            raise ConfigError(
+                "the task came from stdin, so answers cannot: use --approve "
+                "auto/never-run or pass the task as an argument"
+            ) from None
     approver = PromptApprover(stdin_for_answers, sys.stdout)
     view = TerminalView(sys.stdout)
 
@@ -224,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         approver.on_eof = agent.stop
         interrupts = 0
 
-        def on_sigint(signum, frame):  # noqa: ARG001
+        def on_sigint(signum, frame):
             nonlocal interrupts
             interrupts += 1
             agent.stop()
@@ -246,8 +274,9 @@ def run(args: argparse.Namespace) -> int:
         data = summarize(load_records(transcript.path))
         data["transcript_path"] = str(transcript.path)
         args.json_path.parent.mkdir(parents=True, exist_ok=True)
-        args.json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
-                                  encoding="utf-8")
+        args.json_path.write_text(
+            json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     if done.reason == "submitted":
         return 0
     return 130 if done.reason == "stopped" else 1

@@ -34,8 +34,16 @@ from tmax_local.agent import harness
 from tmax_local.agent.protocols import Generation
 from tmax_local.errors import ModelNotFound, TmaxError
 
-CACHE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
-               "bf16": 30}
+CACHE_TYPES = {
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "bf16": 30,
+}
 
 
 class ContextOverflow(TmaxError):
@@ -79,14 +87,22 @@ def _cache_type(name: str | None) -> int | None:
     try:
         return CACHE_TYPES[name.lower()]
     except KeyError:
-        raise TmaxError(f"unknown KV cache type {name!r}; use one of {', '.join(CACHE_TYPES)}") from None
+        raise TmaxError(
+            f"unknown KV cache type {name!r}; use one of {', '.join(CACHE_TYPES)}"
+        ) from None
 
 
 class LlamaEngine:
     """``ModelBackend`` on llama.cpp. ``stream`` holds the conversation's token ids."""
 
-    def __init__(self, model_path: str | Path, options: EngineOptions = EngineOptions(), *,
-                 name: str | None = None, llama: Any | None = None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        options: EngineOptions = EngineOptions(),
+        *,
+        name: str | None = None,
+        llama: Any | None = None,
+    ):
         self.model_path = Path(model_path)
         self.options = options
         self.name = name or self.model_path.name
@@ -111,12 +127,19 @@ class LlamaEngine:
         o = self.options
         gpu_layers = default_gpu_layers() if o.gpu_layers is None else o.gpu_layers
         flash = (gpu_layers != 0) if o.flash_attn is None else o.flash_attn
-        kwargs: dict[str, Any] = dict(
-            model_path=str(self.model_path), n_ctx=o.n_ctx, n_gpu_layers=gpu_layers,
-            n_threads=o.threads or default_threads(), n_batch=o.n_batch, n_ubatch=o.n_batch,
-            use_mmap=o.use_mmap, flash_attn=flash, verbose=o.verbose,
-            type_k=_cache_type(o.cache_type_k), type_v=_cache_type(o.cache_type_v),
-        )
+        kwargs: dict[str, Any] = {
+            "model_path": str(self.model_path),
+            "n_ctx": o.n_ctx,
+            "n_gpu_layers": gpu_layers,
+            "n_threads": o.threads or default_threads(),
+            "n_batch": o.n_batch,
+            "n_ubatch": o.n_batch,
+            "use_mmap": o.use_mmap,
+            "flash_attn": flash,
+            "verbose": o.verbose,
+            "type_k": _cache_type(o.cache_type_k),
+            "type_v": _cache_type(o.cache_type_v),
+        }
         if o.seed is not None:
             kwargs["seed"] = o.seed
         try:
@@ -150,8 +173,14 @@ class LlamaEngine:
         self.stream = []
         self.llm.reset()
 
-    def generate(self, append: str, *, on_text: Callable[[str], None],
-                 cancel: threading.Event, max_tokens: int) -> Generation:
+    def generate(
+        self,
+        append: str,
+        *,
+        on_text: Callable[[str], None],
+        cancel: threading.Event,
+        max_tokens: int,
+    ) -> Generation:
         from llama_cpp import llama_cpp as lib
 
         t0 = time.perf_counter()
@@ -164,7 +193,8 @@ class LlamaEngine:
         if room < 1:
             raise ContextOverflow(
                 f"the next turn needs {len(new)} tokens but only "
-                f"{self.context_limit - len(self.stream)} are left of {self.context_limit}")
+                f"{self.context_limit - len(self.stream)} are left of {self.context_limit}"
+            )
         self.stream.extend(new)
         budget = min(max_tokens, room)
 
@@ -175,8 +205,16 @@ class LlamaEngine:
         finish = "length"
         t_first: float | None = None
         vocab = self.llm._model.vocab
-        gen = self.llm.generate(feed, reset=False, temp=o.temperature, top_p=o.top_p,
-                                top_k=0, min_p=0.0, repeat_penalty=1.0, grammar=self._grammar)
+        gen = self.llm.generate(
+            feed,
+            reset=False,
+            temp=o.temperature,
+            top_p=o.top_p,
+            top_k=0,
+            min_p=0.0,
+            repeat_penalty=1.0,
+            grammar=self._grammar,
+        )
         try:
             for token in gen:
                 if t_first is None:
@@ -208,13 +246,19 @@ class LlamaEngine:
             on_text(tail)
         t_end = time.perf_counter()
         t_first = t_first or t_end
-        self.turn_log.append({"evaluated": len(feed), "generated": generated,
-                              "context": len(self.stream)})
+        self.turn_log.append(
+            {"evaluated": len(feed), "generated": generated, "context": len(self.stream)}
+        )
         return Generation(
-            text="".join(text_parts), finish=finish, tokens_evaluated=len(feed),
-            tokens_generated=generated, prompt_seconds=t_first - t0,
-            generation_seconds=t_end - t_first, time_to_first_token_s=t_first - t0,
-            context_used=len(self.stream))
+            text="".join(text_parts),
+            finish=finish,
+            tokens_evaluated=len(feed),
+            tokens_generated=generated,
+            prompt_seconds=t_first - t0,
+            generation_seconds=t_end - t_first,
+            time_to_first_token_s=t_first - t0,
+            context_used=len(self.stream),
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -42,7 +42,9 @@ BASH_TOOL: dict[str, Any] = {
         ),
         "parameters": {
             "type": "object",
-            "properties": {"command": {"type": "string", "description": "The bash command to execute."}},
+            "properties": {
+                "command": {"type": "string", "description": "The bash command to execute."}
+            },
             "required": ["command"],
         },
     },
@@ -139,7 +141,9 @@ def render_prompt(task: str, system_prompt: str | None = None) -> str:
     prompt. Equal to the Qwen 3.5 template's rendering of [system, user] with
     ``add_generation_prompt=True``."""
     user = render_instance(task).strip()
-    return render_system_turn(system_prompt) + f"{IM_START}user\n{user}{IM_END}\n" + GENERATION_PROMPT
+    return (
+        render_system_turn(system_prompt) + f"{IM_START}user\n{user}{IM_END}\n" + GENERATION_PROMPT
+    )
 
 
 def _close_reply(model_closed_turn: bool) -> str:
@@ -148,8 +152,9 @@ def _close_reply(model_closed_turn: bool) -> str:
     return "" if model_closed_turn else IM_END
 
 
-def tool_response_turn(observation: str, *, model_closed_turn: bool = True,
-                       instruction: str | None = None) -> str:
+def tool_response_turn(
+    observation: str, *, model_closed_turn: bool = True, instruction: str | None = None
+) -> str:
     """What is appended after the model's reply when a command ran (or was rejected).
 
     ``instruction`` (a follow-up the user typed while the agent worked) becomes its own user
@@ -168,8 +173,9 @@ def user_turn(message: str) -> str:
     return f"{IM_START}user\n{message.strip()}{IM_END}\n"
 
 
-def user_message_turn(message: str, *, model_closed_turn: bool = True,
-                      instruction: str | None = None) -> str:
+def user_message_turn(
+    message: str, *, model_closed_turn: bool = True, instruction: str | None = None
+) -> str:
     """What is appended after a reply with no usable tool call: the format error as a user
     message (as the evaluation harness sent it), then the generation prompt."""
     text = _close_reply(model_closed_turn) + user_turn(message)
@@ -182,8 +188,9 @@ def format_error(error: str = FORMAT_ERROR_NO_CALL) -> str:
     return prompts().format_error_template.replace("{{error}}", error).strip()
 
 
-def truncate_output(output: str, config: HarnessConfig = HarnessConfig(), *,
-                    dropped: int = 0) -> str:
+def truncate_output(
+    output: str, config: HarnessConfig = HarnessConfig(), *, dropped: int = 0
+) -> str:
     """mini-swe-agent's head/tail cut with the too-long hint, for outputs over the limit.
 
     ``dropped`` counts characters already removed from the middle of ``output`` upstream
@@ -196,12 +203,18 @@ def truncate_output(output: str, config: HarnessConfig = HarnessConfig(), *,
         f"{prompts().too_long_hint}\n\n"
         f"---- HEAD ({head} chars) ----\n{output[:head]}\n"
         f"---- {elided} chars elided ----\n"
-        f"---- TAIL ({tail} chars) ----\n{output[len(output) - tail:]}"
+        f"---- TAIL ({tail} chars) ----\n{output[len(output) - tail :]}"
     )
 
 
-def format_observation(output: str, exit_code: int | None, *, stderr: str = "",
-                       config: HarnessConfig = HarnessConfig(), dropped: int = 0) -> str:
+def format_observation(
+    output: str,
+    exit_code: int | None,
+    *,
+    stderr: str = "",
+    config: HarnessConfig = HarnessConfig(),
+    dropped: int = 0,
+) -> str:
     """The text the model reads after a command.
 
     ``output`` is stdout (our PTY merges stderr into it, so ``stderr`` is usually empty);

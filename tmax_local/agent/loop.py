@@ -80,13 +80,28 @@ class Agent:
     ``transcript`` receives every event and the raw stream records (see ``transcript``).
     """
 
-    def __init__(self, model: ModelBackend, shell: Shell, gate: Any, *,
-                 approver: Approver | None = None, config: HarnessConfig = HarnessConfig(),
-                 transcript: TranscriptWriter | None = None, system_prompt: str | None = None,
-                 context_reserve: int = 2048, keep_recent: int = 2, thin_chars: int = 400):
+    def __init__(
+        self,
+        model: ModelBackend,
+        shell: Shell,
+        gate: Any,
+        *,
+        approver: Approver | None = None,
+        config: HarnessConfig | None = None,
+        transcript: TranscriptWriter | None = None,
+        system_prompt: str | None = None,
+        context_reserve: int = 2048,
+        keep_recent: int = 2,
+        thin_chars: int = 400,
+    ):
         self.model, self.shell, self.gate, self.approver = model, shell, gate, approver
-        self.config, self.transcript, self.system_prompt = config, transcript, system_prompt
-        self.context_reserve, self.keep_recent, self.thin_chars = context_reserve, keep_recent, thin_chars
+        self.config = config if config is not None else HarnessConfig()
+        self.transcript, self.system_prompt = transcript, system_prompt
+        self.context_reserve, self.keep_recent, self.thin_chars = (
+            context_reserve,
+            keep_recent,
+            thin_chars,
+        )
         self.step_count = 0
         self.session_id = new_session_id()
         self._subscribers: list[Callable[[ev.AgentEvent], None]] = []
@@ -125,8 +140,14 @@ class Agent:
 
     # --- the loop ---------------------------------------------------------------------
     def run(self, task: str) -> ev.AgentFinished:
-        self.emit(ev.SessionStarted(self.session_id, task, self.model.name,
-                                    str(self.transcript.path) if self.transcript else None))
+        self.emit(
+            ev.SessionStarted(
+                self.session_id,
+                task,
+                self.model.name,
+                str(self.transcript.path) if self.transcript else None,
+            )
+        )
         self._set_pending(harness.render_prompt(task, self.system_prompt), 1, reset=True)
         return self._loop()
 
@@ -170,8 +191,10 @@ class Agent:
             self._turns.append(_Turn("user", instruction))
             self.emit(ev.InstructionAdded(step, instruction))
         wrap = harness.tool_response_turn if kind == "observation" else harness.user_message_turn
-        self._set_pending(wrap(observation, model_closed_turn=self._last_closed,
-                               instruction=instruction), step + 1)
+        self._set_pending(
+            wrap(observation, model_closed_turn=self._last_closed, instruction=instruction),
+            step + 1,
+        )
 
     def _generate(self, step: int) -> ReplyParser:
         parser = ReplyParser()
@@ -181,16 +204,30 @@ class Agent:
             if kept:
                 self.emit(ev.ReasoningDelta(step, kept))
 
-        gen = self.model.generate(self._pending, on_text=on_text, cancel=self._cancel,
-                                  max_tokens=self.config.max_new_tokens)
+        gen = self.model.generate(
+            self._pending,
+            on_text=on_text,
+            cancel=self._cancel,
+            max_tokens=self.config.max_new_tokens,
+        )
         self._record("Reply", step=step, text=gen.text, finish=gen.finish)
         self._last_closed = gen.finish == "stop"
         self._turns.append(_Turn("reply", gen.text, self._last_closed))
-        self.emit(ev.TurnStats(
-            step, gen.tokens_evaluated, gen.tokens_generated,
-            gen.tokens_generated / gen.generation_seconds if gen.generation_seconds > 0 else 0.0,
-            gen.tokens_evaluated / gen.prompt_seconds if gen.prompt_seconds > 0 else 0.0,
-            gen.time_to_first_token_s, gen.context_used, self.model.context_limit, gen.finish))
+        self.emit(
+            ev.TurnStats(
+                step,
+                gen.tokens_evaluated,
+                gen.tokens_generated,
+                gen.tokens_generated / gen.generation_seconds
+                if gen.generation_seconds > 0
+                else 0.0,
+                gen.tokens_evaluated / gen.prompt_seconds if gen.prompt_seconds > 0 else 0.0,
+                gen.time_to_first_token_s,
+                gen.context_used,
+                self.model.context_limit,
+                gen.finish,
+            )
+        )
         if gen.finish == "cancelled" or self._cancel.is_set():
             raise Stopped("Stopped by the user.")
         return parser
@@ -236,10 +273,14 @@ class Agent:
             self._shell_back.set()
         exit_code = 124 if result.timed_out else result.exit_code
         observation = harness.format_observation(
-            result.output, exit_code, config=self.config,
-            dropped=getattr(result, "dropped_chars", 0))
-        self.emit(ev.CommandExecuted(step, verdict.command, result, observation,
-                                     time.perf_counter() - t0))
+            result.output,
+            exit_code,
+            config=self.config,
+            dropped=getattr(result, "dropped_chars", 0),
+        )
+        self.emit(
+            ev.CommandExecuted(step, verdict.command, result, observation, time.perf_counter() - t0)
+        )
         if self._cancel.is_set():
             raise Stopped("Stopped by the user.")
         if harness.SUBMIT_MARKER in result.output:
@@ -257,21 +298,29 @@ class Agent:
         if after + self.context_reserve > self.model.context_limit:
             raise ContextFull(
                 f"The conversation no longer fits the {self.model.context_limit}-token context "
-                "even with old outputs shortened; start a new session or raise --ctx.")
+                "even with old outputs shortened; start a new session or raise --ctx."
+            )
         self.model.reset()
         self._set_pending(text, step, reset=True)
-        self.emit(ev.ContextThinned(
-            step, before + need - self.context_reserve, after,
-            f"Context nearly full: shortened older command outputs and re-read the "
-            f"conversation ({before} → {after} tokens)."))
+        self.emit(
+            ev.ContextThinned(
+                step,
+                before + need - self.context_reserve,
+                after,
+                f"Context nearly full: shortened older command outputs and re-read the "
+                f"conversation ({before} → {after} tokens).",
+            )
+        )
 
     def _rebuilt(self, thin: bool) -> str:
         """The conversation as text, older observations cut to head/tail, plus the pending turn."""
         obs_idx = [i for i, t in enumerate(self._turns) if t.kind == "observation"]
         old = set(obs_idx[: max(0, len(obs_idx) - self.keep_recent)]) if thin else set()
-        short = HarnessConfig(observation_max_chars=self.thin_chars,
-                              observation_head_chars=self.thin_chars // 2,
-                              observation_tail_chars=self.thin_chars // 2)
+        short = HarnessConfig(
+            observation_max_chars=self.thin_chars,
+            observation_head_chars=self.thin_chars // 2,
+            observation_tail_chars=self.thin_chars // 2,
+        )
         text = ""
         for i, t in enumerate(self._turns):
             if t.kind == "prompt":
@@ -284,7 +333,9 @@ class Agent:
                 text += turn[: -len(harness.GENERATION_PROMPT)]
             else:
                 text += harness.user_turn(t.text)
-            if t.kind in ("observation", "user") and (i + 1 == len(self._turns) or self._turns[i + 1].kind == "reply"):
+            if t.kind in ("observation", "user") and (
+                i + 1 == len(self._turns) or self._turns[i + 1].kind == "reply"
+            ):
                 text += harness.GENERATION_PROMPT
         return text
 

@@ -77,10 +77,8 @@ class ParsedReply:
 
 
 def _strip_one_newline(value: str) -> str:
-    if value.startswith("\n"):
-        value = value[1:]
-    if value.endswith("\n"):
-        value = value[:-1]
+    value = value.removeprefix("\n")
+    value = value.removesuffix("\n")
     return value
 
 
@@ -150,8 +148,9 @@ def parse_reply(text: str) -> ParsedReply:
         )
     elif not calls[0].command:
         error = harness.format_error("'command' parameter is required.")
-    return ParsedReply(text=text, reasoning=reasoning, calls=calls, malformed=malformed,
-                       error=error)
+    return ParsedReply(
+        text=text, reasoning=reasoning, calls=calls, malformed=malformed, error=error
+    )
 
 
 class ReplyParser:

@@ -38,9 +38,11 @@ class ResolvedModel:
 
 
 def _offline_hint(model: str, quant: str) -> str:
-    return (f"{model} is not available locally and the Hugging Face Hub cannot be reached. "
-            f"Connect once and run `tmax-local convert {model} --quant {quant}` (or pass "
-            f"--model PATH.gguf / a checkpoint directory).")
+    return (
+        f"{model} is not available locally and the Hugging Face Hub cannot be reached. "
+        f"Connect once and run `tmax-local convert {model} --quant {quant}` (or pass "
+        f"--model PATH.gguf / a checkpoint directory)."
+    )
 
 
 def _gguf_in_dir(directory: Path, quant: str) -> Path | None:
@@ -52,15 +54,17 @@ def _gguf_in_dir(directory: Path, quant: str) -> Path | None:
             return f
     if len(files) == 1:
         return files[0]
-    raise ModelNotFound(f"{directory} holds several GGUF files and none matches {quant}; "
-                        "pass the file itself with --model")
+    raise ModelNotFound(
+        f"{directory} holds several GGUF files and none matches {quant}; "
+        "pass the file itself with --model"
+    )
 
 
 def _pick_gguf_file(files: list[str], quant: str) -> str | None:
     ggufs = [f for f in files if f.lower().endswith(".gguf")]
     exact = [f for f in ggufs if quant.lower() in Path(f).name.lower()]
     if exact:
-        return sorted(exact, key=len)[0]
+        return min(exact, key=len)
     return None
 
 
@@ -89,13 +93,18 @@ def _go_offline() -> None:
     constants.HF_HUB_OFFLINE = True
 
 
-def resolve_model(model: str | None = None, quant: str = DEFAULT_QUANT, *,
-                  revision: str | None = None, progress: bool = True) -> ResolvedModel:
+def resolve_model(
+    model: str | None = None,
+    quant: str = DEFAULT_QUANT,
+    *,
+    revision: str | None = None,
+    progress: bool = True,
+) -> ResolvedModel:
     """Find (downloading/converting once if needed) the model file for ``--model``."""
     model = (model or DEFAULT_MODEL).strip()
     quant = quant.upper()
     if model.startswith("script:"):
-        path = Path(model[len("script:"):]).expanduser()
+        path = Path(model[len("script:") :]).expanduser()
         if not path.is_file():
             raise ModelNotFound(f"model script not found: {path}")
         return ResolvedModel("script", path, f"script:{path.name}")
@@ -116,8 +125,10 @@ def resolve_model(model: str | None = None, quant: str = DEFAULT_QUANT, *,
     from tmax_local.convert.source import looks_like_repo_id
 
     if not looks_like_repo_id(model):
-        raise ModelNotFound(f"model not found: {model} is not a file, a directory or a repo id "
-                            "like 'allenai/tmax-2b'")
+        raise ModelNotFound(
+            f"model not found: {model} is not a file, a directory or a repo id "
+            "like 'allenai/tmax-2b'"
+        )
     from tmax_local.convert import default_output
 
     name = model.rstrip("/").split("/")[-1]
@@ -164,8 +175,9 @@ def _from_hub(repo: str, quant: str, revision: str | None, progress: bool) -> Re
 def _convert(source: str, quant: str, revision: str | None, progress: bool) -> Path:
     from tmax_local.convert import convert_checkpoint
 
-    return convert_checkpoint(source, quant=quant, revision=revision, progress=progress,
-                              overwrite=False)
+    return convert_checkpoint(
+        source, quant=quant, revision=revision, progress=progress, overwrite=False
+    )
 
 
 def load_backend(resolved: ResolvedModel, options: Any = None) -> Any:

@@ -30,8 +30,15 @@ class ScriptExhausted(TmaxError):
 class ScriptedModel:
     """Plays ``replies`` one per turn. ``chunk`` sets the streaming piece size (characters)."""
 
-    def __init__(self, replies: Iterable[str], *, name: str = "script",
-                 context_limit: int = 65536, chunk: int = 16, chars_per_token: int = 4):
+    def __init__(
+        self,
+        replies: Iterable[str],
+        *,
+        name: str = "script",
+        context_limit: int = 65536,
+        chunk: int = 16,
+        chars_per_token: int = 4,
+    ):
         self.replies = list(replies)
         self.name = name
         self.context_limit = context_limit
@@ -66,8 +73,14 @@ class ScriptedModel:
         self.stream = ""
         self.resets += 1
 
-    def generate(self, append: str, *, on_text: Callable[[str], None],
-                 cancel: threading.Event, max_tokens: int) -> Generation:
+    def generate(
+        self,
+        append: str,
+        *,
+        on_text: Callable[[str], None],
+        cancel: threading.Event,
+        max_tokens: int,
+    ) -> Generation:
         if self.turns >= len(self.replies):
             raise ScriptExhausted(f"the model script has no reply left for turn {self.turns + 1}")
         t0 = time.perf_counter()

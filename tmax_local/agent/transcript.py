@@ -128,8 +128,14 @@ def stream_text(records: list[dict[str, Any]]) -> tuple[str, str | None]:
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The ``--json`` transcript: task, model, outcome, and per step the reply, the command,
     its output, exit code, timings and token counts."""
-    out: dict[str, Any] = {"session_id": None, "task": None, "model": None, "steps": [],
-                           "finished": None, "messages": []}
+    out: dict[str, Any] = {
+        "session_id": None,
+        "task": None,
+        "model": None,
+        "steps": [],
+        "finished": None,
+        "messages": [],
+    }
     steps: dict[int, dict[str, Any]] = {}
 
     def step(n: int) -> dict[str, Any]:
@@ -145,8 +151,14 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "Appended":
             out["messages"].append({"role": "input", "step": r["step"], "text": r["text"]})
         elif kind == "Reply":
-            out["messages"].append({"role": "assistant", "step": r["step"], "text": r["text"],
-                                    "finish": r.get("finish")})
+            out["messages"].append(
+                {
+                    "role": "assistant",
+                    "step": r["step"],
+                    "text": r["text"],
+                    "finish": r.get("finish"),
+                }
+            )
             step(r["step"])["reply"] = r["text"]
         elif kind == "ToolCallProposed":
             step(r["step"]).update(proposed=r["command"], ignored=r["ignored"])
@@ -159,13 +171,17 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "CommandExecuted":
             res = r.get("result") or {}
             step(r["step"]).update(
-                command=r["command"], observation=r["observation"],
+                command=r["command"],
+                observation=r["observation"],
                 output=res.get("output") if isinstance(res, dict) else None,
                 exit_code=res.get("exit_code") if isinstance(res, dict) else None,
                 timed_out=res.get("timed_out") if isinstance(res, dict) else None,
-                duration_s=r.get("duration_s"))
+                duration_s=r.get("duration_s"),
+            )
         elif kind == "TurnStats":
-            step(r["step"])["stats"] = {k: v for k, v in r.items() if k not in ("kind", "t", "step")}
+            step(r["step"])["stats"] = {
+                k: v for k, v in r.items() if k not in ("kind", "t", "step")
+            }
         elif kind == "InstructionAdded":
             step(r["step"])["instruction"] = r["text"]
         elif kind == "ContextThinned":
