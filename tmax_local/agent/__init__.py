@@ -1,8 +1,24 @@
 """The TMax agent: harness, model backends, the loop and its events (no Textual here).
 
-Public entry points (imported lazily by users, nothing is loaded here):
-- ``tmax_local.agent.events``: the events a UI renders.
-- ``tmax_local.agent.protocols``: ModelBackend, Shell, Approver.
-- ``tmax_local.agent.loop.Agent``: the loop.
-- ``tmax_local.agent.resolve.resolve_model``: ``--model`` → a loadable backend spec.
+Nothing is imported or loaded by this package itself; import the modules you need::
+
+    from tmax_local.agent.resolve import resolve_model, load_backend
+    from tmax_local.agent.engine import EngineOptions
+    from tmax_local.agent.loop import Agent
+    from tmax_local.agent.transcript import TranscriptWriter
+    from tmax_local.approval import Gate
+    from tmax_local.shell import PtyShell
+
+    model = load_backend(resolve_model("allenai/tmax-2b", "Q4_K_M"), EngineOptions(n_ctx=65536))
+    with PtyShell(workdir, timeout=120) as shell:
+        agent = Agent(model, shell, Gate.load(workdir, "ask"), approver=my_approver,
+                      transcript=TranscriptWriter(path))
+        agent.subscribe(on_event)          # events.py: what a UI renders
+        finished = agent.run("the task")   # blocks; stop()/queue_instruction() from elsewhere
+
+Modules: ``events`` (the UI contract), ``protocols`` (ModelBackend, Shell, Approver),
+``harness`` (exact prompts and stream framing), ``parser`` (reply → command), ``engine``
+(llama.cpp, append-only token stream), ``scripted`` (replays raw replies), ``loop``
+(Agent), ``transcript`` (JSON lines, resume, --json), ``resolve`` (--model), ``cli_run``
+(`tmax-local run`).
 """
