@@ -349,6 +349,11 @@ def _children(pid: int | None):
         return []
 
 
+def test_half_typed_input_between_commands_is_discarded(shell) -> None:
+    shell.send_input(b"garbage-without-enter")
+    assert shell.run("echo ok").output == "ok\n"
+
+
 def test_interrupt_when_idle_is_harmless(shell) -> None:
     shell.interrupt()
     shell.interrupt()

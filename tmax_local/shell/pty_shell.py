@@ -670,8 +670,10 @@ def _command_line(nonce: str, path: str) -> bytes:
     """The line typed for each command.  The completion marker comes from the
     line itself and, when the line is cut short (Ctrl-C, timeout), from
     PROMPT_COMMAND.  Backslashes keep aliases the model defines out of it."""
+    # Ctrl-U first: the terminal's line-kill discards anything half-typed by the user.
     return (
-        f" \\__tmax_pre {nonce}; \\builtin . {_quote(path)}; {{ \\__tmax_done $?; }} 2>/dev/null\n"
+        f"\x15 \\__tmax_pre {nonce}; \\builtin . {_quote(path)};"
+        " { \\__tmax_done $?; } 2>/dev/null\n"
     ).encode()
 
 
