@@ -176,16 +176,13 @@ async def test_take_over_typing_answers_a_prompt(tmp_path, workdir) -> None:
 
 
 async def test_ctrl_c_interrupts_the_running_command(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("sleep 60; touch never.txt"), SUBMIT]))
+    command = "echo sleeping-now; sleep 60; touch never.txt"
+    app = make_app(options(tmp_path, workdir, [call(command), SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "wait")
         await wait_approval(pilot, app)
         await pilot.press("a")
-        await wait_until(
-            pilot,
-            lambda: any(type(e).__name__ == "CommandStarted" for e in app.events_seen),
-            "command started",
-        )
+        await wait_until(pilot, lambda: "\nsleeping-now" in app.terminal.text(), "command running")
         await pilot.press("ctrl+t", "ctrl+c")
         done = await wait_finished(pilot, app)
         assert done.reason == "submitted"  # the agent went on after the interrupted command
