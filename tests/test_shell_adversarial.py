@@ -140,6 +140,10 @@ CASES = [
         "multiline_with_trailing_comment", "echo a\necho b  # trailing comment", 0, output="a\nb\n"
     ),
     Case("only_a_comment", "# nothing to do", 0, output=""),
+    Case("empty_command", "", 0, output=""),
+    Case("whitespace_only_command", "  \t \n  ", 0, output=""),
+    Case("nul_byte_inside_command", "echo a\x00b", 0, output="ab\n"),
+    Case("return_at_top_level", "return 3", 3, output="", then=("echo ok", "ok\n")),
     Case("no_final_newline_in_output", "printf 'abc'", 0, output="abc"),
     Case("no_output_at_all", "true", 0, output=""),
     Case("stderr_is_captured", "echo err >&2", 0, output="err\n"),
