@@ -119,43 +119,32 @@ def filler_observation(engine, tokens: int) -> str:
     return line * max(1, tokens // per)
 
 
-def build_history(engine, target: int) -> tuple[str, list[dict]]:
-    """(stream text, chat messages) of a conversation of about ``target`` tokens."""
+def history_turns(engine, start: int):
+    """Endless (stream text, chat messages) pairs of one more tool turn (~1k tokens each)."""
     from tmax_local.agent import harness
     from tmax_local.agent.parser import bash_reply
 
-    task = "Investigate the build directory and report what takes space."
-    text = harness.render_prompt(task)
-    messages = [
-        {"role": "system", "content": harness.prompts().system},
-        {"role": "user", "content": harness.render_instance(task)},
-    ]
-    i = 0
-    while engine.count_tokens(text) < target:
-        reply = bash_reply(
-            f"ls -la /srv/build/part{i}",
-            f"I should look at part {i} of the build tree to see what is there.",
-        )
+    i = start
+    while True:
+        command = f"ls -la /srv/build/part{i}"
+        thought = f"I should look at part {i} of the build tree to see what is there."
         obs = harness.format_observation(filler_observation(engine, 900), 0)
-        text += reply + harness.IM_END + harness.tool_response_turn(obs)
-        messages.append(
+        text = bash_reply(command, thought) + harness.IM_END + harness.tool_response_turn(obs)
+        msgs = [
             {
                 "role": "assistant",
-                "content": reply.split("\n\n<tool_call>")[0],
+                "content": thought,
                 "tool_calls": [
                     {
                         "type": "function",
-                        "function": {
-                            "name": "bash",
-                            "arguments": {"command": f"ls -la /srv/build/part{i}"},
-                        },
+                        "function": {"name": "bash", "arguments": {"command": command}},
                     }
                 ],
-            }
-        )
-        messages.append({"role": "tool", "content": obs})
+            },
+            {"role": "tool", "content": obs},
+        ]
+        yield text, msgs
         i += 1
-    return text, messages
 
 
 def render_template(messages: list[dict]) -> str:
@@ -174,22 +163,38 @@ def render_template(messages: list[dict]) -> str:
     )
 
 
-def bench_turns(engine, histories: list[int], new_tokens: int) -> None:
+def bench_turns(engine, naive_llm, histories: list[int], new_tokens: int) -> None:
+    """One conversation grows through the history sizes (append-only, its prefill untimed);
+    at each size, one ~``new_tokens`` turn is timed there and, on a second context, the
+    same chat re-rendered by the template and evaluated from scratch."""
     from tmax_local.agent import harness
 
+    task = "Investigate the build directory and report what takes space."
+    messages = [
+        {"role": "system", "content": harness.prompts().system},
+        {"role": "user", "content": harness.render_instance(task)},
+    ]
+    engine.reset()
+    nothing = threading.Event()
+    engine.generate(
+        harness.render_prompt(task), on_text=lambda s: None, cancel=nothing, max_tokens=1
+    )
+    turns = history_turns(engine, 0)
     print(f"turn adding ~{new_tokens} tokens (+16 generated):", flush=True)
-    print(f"{'history':>8} {'append-only':>28} {'naive re-render':>30}")
+    print(f"{'history':>8} {'append-only':>28} {'naive re-render':>30}", flush=True)
     for h in histories:
-        text, messages = build_history(engine, h)
-        # Append-only: the history is already in the model's state (prefill not timed) ...
-        engine.reset()
-        engine.generate(text, on_text=lambda s: None, cancel=threading.Event(), max_tokens=1)
+        grow = ""
+        while engine.context_used + engine.count_tokens(grow) < h:
+            text, msgs = next(turns)
+            grow += text
+            messages += msgs
+        if grow:  # the model reads this history once, as it would have turn by turn
+            engine.generate(grow, on_text=lambda s: None, cancel=nothing, max_tokens=1)
         obs = harness.format_observation(filler_observation(engine, new_tokens - 30), 0)
-        append = harness.tool_response_turn(obs)
-        g = engine.generate(append, on_text=lambda s: None, cancel=threading.Event(), max_tokens=16)
+        append = harness.tool_response_turn(obs, model_closed_turn=False)
+        g = engine.generate(append, on_text=lambda s: None, cancel=nothing, max_tokens=16)
         hist = g.context_used - g.tokens_evaluated - g.tokens_generated
-        # ... naive: the template re-renders the whole chat, evaluated from scratch.
-        messages2 = messages + [
+        messages += [
             {
                 "role": "assistant",
                 "content": "Let me look.",
@@ -202,10 +207,10 @@ def bench_turns(engine, histories: list[int], new_tokens: int) -> None:
             },
             {"role": "tool", "content": obs},
         ]
-        naive_tokens = engine.tokenize(render_template(messages2))
-        engine.llm.reset()
+        naive_tokens = engine.tokenize(render_template(messages))
+        naive_llm.reset()
         t0 = time.perf_counter()
-        for _tok in engine.llm.generate(naive_tokens, temp=0.7, top_p=0.95, top_k=0, min_p=0.0):
+        for _tok in naive_llm.generate(naive_tokens, temp=0.7, top_p=0.95, top_k=0, min_p=0.0):
             break
         naive_ttft = time.perf_counter() - t0
         print(
@@ -264,7 +269,7 @@ def main() -> int:
         if "decode" not in skip:
             bench_decode(engine, args.decode_tokens, args.rounds)
         if "turns" not in skip:
-            bench_turns(engine, histories, args.new_tokens)
+            bench_turns(engine, load(path, n_ctx, threads), histories, args.new_tokens)
     return 0
 
 
