@@ -156,3 +156,22 @@ def test_flood_skips_only_lines_that_scroll_away_unseen() -> None:
     assert skip_scrolled_away(alt, 24) == alt
     moves = b"\x1b[5;1Hx" + flood
     assert skip_scrolled_away(moves, 24) == moves
+
+
+async def test_scrollback_shows_lines_that_scrolled_off() -> None:
+    app = PaneApp(Recorder())
+    async with app.run_test(size=(40, 10)) as pilot:
+        pane = app.query_one(TerminalPane)
+        pane.feed(b"".join(f"row {i}\r\n".encode() for i in range(50)))
+        await pilot.pause()
+        assert pane.render_line(0).text.strip() == "row 41"
+        assert len(pane.screen_model.history) == 41
+        await pilot.press("shift+pageup")  # the pane is focused, not taken over
+        assert pane.scrollback == 9
+        assert pane.render_line(0).text.strip() == "row 32"
+        pane.scroll_history(10_000)  # clamped at the oldest line
+        assert pane.render_line(0).text.strip() == "row 0"
+        pane.takeover = True  # taking over shows the live screen again
+        await pilot.pause()
+        assert pane.scrollback == 0
+        assert pane.render_line(0).text.strip() == "row 41"

@@ -91,6 +91,8 @@ class TmaxApp(App[int]):
         Binding("f3", "cycle_mode", "Mode"),
         Binding("ctrl+o", "export", "Export"),
         Binding("f5", "fetch_model", "Get model"),
+        Binding("shift+pageup", "terminal_page(1)", "Terminal history", show=False),
+        Binding("shift+pagedown", "terminal_page(-1)", "Terminal history", show=False),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -374,6 +376,10 @@ class TmaxApp(App[int]):
     # -- actions -----------------------------------------------------------------------
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    def action_terminal_page(self, direction: int) -> None:
+        pane = self.terminal
+        pane.scroll_history(direction * max(1, pane.screen_model.lines - 1))
 
     def action_takeover(self) -> None:
         self.terminal.takeover = True

@@ -28,6 +28,7 @@ Every command waits for you unless a rule or the approval mode allows it.
 | m / F3 | anywhere | switch approval mode (ask → auto → never-run) |
 | Ctrl+T | anywhere | take over the terminal: keys go to the shell |
 | Ctrl+] | terminal | hand control back to the app |
+| Shift+PgUp/PgDn, wheel | terminal | scroll back through the terminal's history |
 | Ctrl+C | terminal | interrupt the running command (take-over mode) |
 | Ctrl+X | anywhere | stop the agent (its generation and any pending request) |
 | Ctrl+O | anywhere | export the session (Markdown) and the terminal recording (.cast) |

@@ -13,6 +13,7 @@ command); Ctrl-] hands control back to the app.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -73,8 +74,10 @@ def _colour(name: str) -> str | None:
 class EmulatorScreen(pyte.Screen):
     """A pyte screen that also knows the alternate screen buffer (full-screen programs)."""
 
-    def __init__(self, columns: int, lines: int) -> None:
+    def __init__(self, columns: int, lines: int, history: int = 2000) -> None:
         super().__init__(columns, lines)
+        self.history: deque[StaticDefaultDict] = deque(maxlen=history)
+        """Lines scrolled off the top of the main screen (oldest first)."""
         self.in_alt_screen = False
         self._saved_main: dict[int, StaticDefaultDict] | None = None
         self._saved_cursor: pyte.screens.Cursor | None = None
@@ -123,6 +126,15 @@ class EmulatorScreen(pyte.Screen):
         self._saved_main = None
         self._saved_cursor = None
         self.dirty.update(range(self.lines))
+
+    def index(self) -> None:
+        """Line feed at the bottom scrolls: keep the line leaving the top as history."""
+        top, bottom = self.margins or pyte.screens.Margins(0, self.lines - 1)
+        if self.cursor.y == bottom and top == 0 and not self.in_alt_screen:
+            line = StaticDefaultDict(self.default_char)
+            line.update(self.buffer[0])
+            self.history.append(line)
+        super().index()
 
     def resize(self, lines: int | None = None, columns: int | None = None) -> None:
         """Shrink like xterm: drop blank rows below the cursor first, then from the top."""
@@ -255,9 +267,13 @@ class TerminalPane(Widget, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+right_square_bracket", "release", "Hand back", show=True, priority=True),
+        Binding("shift+pageup", "page_back", "Scroll back", show=False),
+        Binding("shift+pagedown", "page_forward", "Scroll forward", show=False),
     ]
 
     takeover: reactive[bool] = reactive(False)
+    scrollback: reactive[int] = reactive(0)
+    """How many lines the view is scrolled back into history (0: the live screen)."""
 
     @dataclass
     class Pending(Message):
@@ -361,8 +377,10 @@ class TerminalPane(Widget, can_focus=True):
 
     # -- drawing -----------------------------------------------------------------------
     def _line_strip(self, y: int) -> Strip:
+        return self._strip_of(self.screen_model.buffer[y])
+
+    def _strip_of(self, line: StaticDefaultDict) -> Strip:
         screen = self.screen_model
-        line = screen.buffer[y]
         segments: list[Segment] = []
         run: list[str] = []
         run_key: tuple | None = None
@@ -394,6 +412,13 @@ class TerminalPane(Widget, can_focus=True):
         base = self.rich_style
         if y >= screen.lines or y >= len(self._strips):
             return Strip.blank(width, base)
+        if self.scrollback and not screen.in_alt_screen:
+            back = len(screen.history) - self.scrollback + y
+            if back < len(screen.history):
+                strip = self._strip_of(screen.history[back])
+                strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in strip])
+                return strip.adjust_cell_length(width, base)
+            y = back - len(screen.history)
         strip = self._strips[y]
         if strip is None:
             strip = self._line_strip(y)
@@ -404,10 +429,34 @@ class TerminalPane(Widget, can_focus=True):
         strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in strip])
         return strip.adjust_cell_length(width, base)
 
+    # -- scrollback --------------------------------------------------------------------
+    def scroll_history(self, lines: int) -> None:
+        """Scroll the view back (positive) or forward (negative) through history."""
+        limit = 0 if self.screen_model.in_alt_screen else len(self.screen_model.history)
+        self.scrollback = max(0, min(limit, self.scrollback + lines))
+
+    def watch_scrollback(self) -> None:
+        self.refresh()
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self.scroll_history(3)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self.scroll_history(-3)
+
+    def action_page_back(self) -> None:
+        self.scroll_history(max(1, self.screen_model.lines - 1))
+
+    def action_page_forward(self) -> None:
+        self.scroll_history(-max(1, self.screen_model.lines - 1))
+
     # -- take-over ---------------------------------------------------------------------
     def watch_takeover(self, value: bool) -> None:
         self.set_class(value, "-takeover")
         if value:
+            self.scrollback = 0
             self.focus()
         self.post_message(self.TakeoverChanged(value))
         self.refresh()
