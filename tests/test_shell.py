@@ -20,6 +20,7 @@ from tmax_local.shell import (
     AltScreenChanged,
     AsciicastRecorder,
     CommandFinished,
+    CommandResult,
     CommandStarted,
     InputWaitSuspected,
     Output,
@@ -252,7 +253,7 @@ def test_asciicast_recording(shell, tmp_path) -> None:
 def test_run_from_worker_thread_and_interrupt(shell) -> None:
     started = threading.Event()
     shell.subscribe(lambda e: started.set() if isinstance(e, CommandStarted) else None)
-    box: list[object] = []
+    box: list[CommandResult] = []
     worker = threading.Thread(target=lambda: box.append(shell.run("sleep 30; echo never")))
     worker.start()
     assert started.wait(10)

@@ -607,14 +607,18 @@ def test_adversarial_command(case: Case, tmp_path) -> None:
             # Answer from another thread, as a UI would.
             threading.Thread(target=shell.send_input, args=(case.answer,)).start()
 
+    def track() -> None:
+        assert shell.pid is not None
+        sessions.add(shell.pid)
+
     try:
         shell.start()
-        sessions.add(shell.pid)
+        track()
         shell.subscribe(on_event)
         if case.setup:
             assert shell.run(case.setup).exit_code == 0
         result = shell.run(case.command, timeout=case.timeout)
-        sessions.add(shell.pid)
+        track()
 
         assert result.exit_code == case.exit_code, result
         assert result.timed_out is case.timed_out, result
@@ -642,15 +646,14 @@ def test_adversarial_command(case: Case, tmp_path) -> None:
             assert _eventually(lambda: not _tree(shell.pid)), _tree(shell.pid)
         if case.then:
             follow = shell.run(case.then[0], timeout=LONG)
-            sessions.add(shell.pid)
+            track()
             assert (follow.exit_code, follow.output) == (0, case.then[1]), follow
     finally:
         shell.close()
     # After close, no process from any of the shell's sessions remains.
-    for sid in sessions:
-        assert _eventually(lambda sid=sid: not procs.session_members(sid)), procs.session_members(
-            sid
-        )
+    assert _eventually(lambda: not any(procs.session_members(sid) for sid in sessions)), [
+        procs.session_members(sid) for sid in sessions
+    ]
     assert not shell.alt_screen
 
 

@@ -199,7 +199,7 @@ class PtyShell:
         self._workdir: str | None = None
 
     # -- lifecycle -----------------------------------------------------------
-    def start(self) -> PtyShell:
+    def start(self) -> Self:
         """Start bash (idempotent).  Raises TmaxError if it cannot start."""
         with self._run_lock:
             if self._closed:
@@ -612,13 +612,14 @@ class PtyShell:
             status = match.group(2)
             with self._cond:
                 running = self._current
-                mine = running is not None and running.nonce == nonce and not running.finished
+                if running is not None and (running.nonce != nonce or running.finished):
+                    running = None  # an earlier command's marker (e.g. from PROMPT_COMMAND)
                 if status == b"S":
-                    if mine:
+                    if running is not None:
                         running.begun = True
                     continue
                 bash.ready = True
-                if mine:
+                if running is not None:
                     # Only this marker knows the flags the command left on.
                     bash.flags = match.group(3).decode()
                     running.exit_code = int(status)
