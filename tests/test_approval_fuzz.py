@@ -27,8 +27,9 @@ from tmax_local.approval.wrappers import _TRANSPARENT
 
 ALLOWED = ("ls", "cat", "grep", "echo", "true")
 RULES = RuleSet.of(allow=[f"{name} *" for name in ALLOWED])
+EXAMPLES = int(os.environ.get("TMAX_FUZZ_EXAMPLES", "300"))  # raise it for a long campaign
 FUZZ = settings(
-    max_examples=300,
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -50,6 +51,9 @@ ARGS = [
     "$(cat <<EOF\nzap\nEOF\n)", "\\\n", "a\\\nb", "'x\ny'", "\"x\ny\"", "$'a\\'b'",
     '"`zap`"', "'`zap`'", "\\`zap\\`", "$(ls `zap`)", "${x[$(zap)]}", "\\\\", "--", "-",
     "$HOME", "~", "&", ";", "|", "||", "&&", "(", ")", "{", "}", ">f", "2>&1", "<in",
+    "#x\nzap", "\\\nzap", "'\n'zap", "$(\nzap\n)", "<<<$(zap)", '"$(ls)"', "$(ls; zap)",
+    "#\\\nzap", "a#\nzap", "$(ls #)\nzap)", "$(case x in x) zap;; esac)", "$((0))zap",
+    "`ls`zap", "\\#\nzap", "${x#\nzap}", "$'\n'zap", "\r\nzap", "\\\r\nzap",
 ]
 SEPARATORS = ["; ", " && ", " || ", " | ", "\n", " & ", "\r\n", "\n\n", ";;", " |& ", " # ", ";"]
 REDIRECTS = [
@@ -229,7 +233,7 @@ def test_run_by_rule_means_every_reparsed_part_matches_an_allow_rule(command):
     assert not any(c in command for c in "\r\x00\x1b\u00a0\u200b\u202e\ufeff")
 
 
-@settings(FUZZ, max_examples=600)
+@settings(FUZZ, max_examples=2 * EXAMPLES)
 @given(
     st.one_of(hostile_command(), hostile_command(ALLOWED_SPELLINGS, noise=1)).filter(safe_command)
 )
@@ -248,11 +252,16 @@ def test_what_bash_executes_is_exactly_what_was_approved_by_rule(oracle, command
 @FUZZ
 @given(st.sampled_from(["ls", "ls -la", "cat f", "echo hi"]), COMMANDS)
 def test_a_rule_never_matches_across_a_newline(first, rest):
-    """``first\\nrest`` runs by rule only if ``rest`` on its own would."""
+    """``first\\nrest`` runs by rule only if its parts are ``first``'s then ``rest``'s, each
+    allowed on its own: nothing after the newline rides on the rule that matched ``first``."""
     assume(rest.strip())
     d = decide(f"{first}\n{rest}", "ask", RULES, CWD)
     if d.action == "run":
-        assert decide(rest, "ask", RULES, CWD).action == "run", rest
+        alone = analyze(rest, CWD)
+        assert alone.parsed
+        expected = [p.argv for p in analyze(first, CWD).parts] + [p.argv for p in alone.parts]
+        assert [pd.part.argv for pd in d.parts] == expected
+        assert all(RULES.allowing(p) is not None for p in alone.parts)
 
 
 LOOKALIKES = {

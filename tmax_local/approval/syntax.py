@@ -254,8 +254,8 @@ def _eval(ctx: _Ctx, node: Node) -> tuple[str, bool]:
         return _eval_sequence(ctx, node)
     if kind == "variable_assignment":
         return _eval_assignment(ctx, node)
-    if kind in _DYNAMIC:
-        return text, False
+    if kind == "simple_expansion" and any(c in text for c in " \t\n"):
+        ctx.problems.append(f"the parser read {text!r} as one expansion; bash would not")
     return text, False
 
 
@@ -558,6 +558,10 @@ def _walk(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, d
             )
         for child in node.children:
             _walk(ctx, child, (), piped, depth + 1)
+    elif kind == "compound_statement" and ctx.text(node).startswith("{"):
+        _check_braces(ctx, node)
+        for child in node.children:
+            _walk(ctx, child, redirects, piped, depth + 1)
     elif kind in _REDIRECT_TYPES:
         # commands after a here-document start (`cat <<EOF | sh`) sit inside the redirect
         for child in node.children:
@@ -565,6 +569,17 @@ def _walk(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, d
     else:
         for child in node.children:
             _walk(ctx, child, redirects, piped, depth + 1)
+
+
+def _check_braces(ctx: _Ctx, node: Node) -> None:
+    """``{`` and ``}`` are reserved words in bash only as separate words: ``{}`` or
+    ``{ls; }`` are not groups to bash, whatever the grammar says."""
+    text = ctx.text(node)
+    body = text[1:-1].rstrip(" \t")
+    if not text.endswith("}") or len(text) < 2 or text[1] not in " \t\n" or (
+        body and body[-1] not in ";&\n"
+    ):
+        ctx.problems.append(f"{text[:20]!r} is not a {{ …; }} group to bash")
 
 
 def _nested_walk(ctx: _Ctx, nodes: list[Node], piped: bool, depth: int) -> None:
