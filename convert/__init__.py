@@ -13,8 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["convert_checkpoint", "resolve_source", "list_quants", "default_output", "QUANT_TYPES",
-           "DEFAULT_QUANT"]
+__all__ = [
+    "DEFAULT_QUANT",
+    "QUANT_TYPES",
+    "convert_checkpoint",
+    "default_output",
+    "list_quants",
+    "resolve_source",
+]
 
 if TYPE_CHECKING:
     from tmax_local.convert.api import convert_checkpoint, default_output, list_quants

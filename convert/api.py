@@ -7,12 +7,11 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from tmax_local.convert.checkpoint import Checkpoint, open_checkpoint
-from tmax_local.convert.qwen35 import HParams, PlannedTensor, plan_tensors, read_hparams
 from tmax_local.convert.quants import (
     DEFAULT_QUANT,
     DEFAULT_RECIPE,
@@ -24,9 +23,11 @@ from tmax_local.convert.quants import (
     parse_tensor_types,
     run_llama_quantize,
 )
+from tmax_local.convert.qwen35 import HParams, PlannedTensor, plan_tensors, read_hparams
 from tmax_local.convert.source import resolve_source
 from tmax_local.convert.vocab import load_vocab
 from tmax_local.convert.writer import nbytes_for, write_gguf
+
 from tmax_local.errors import ConversionError, Interrupted
 
 
@@ -56,7 +57,8 @@ def _direct_type(t: PlannedTensor, quant: str, overrides: list[tuple[str, str]])
     if tname not in DIRECT_TYPES:
         raise ConversionError(
             f"--tensor-type {tname} for {t.name} needs llama.cpp's quantizer; with --quant {quant} "
-            f"only {', '.join(DIRECT_TYPES)} can be chosen per tensor")
+            f"only {', '.join(DIRECT_TYPES)} can be chosen per tensor"
+        )
     if tname == "Q8_0" and not _fits_q8_0(t):
         return "F16"
     return tname
@@ -110,8 +112,9 @@ def _os_error(err: OSError, where: Path) -> ConversionError:
     return ConversionError(f"writing {where} failed: {err.strerror or err}")
 
 
-def prepare(source: str | Path, *, revision: str | None = None, progress: bool = True
-            ) -> tuple[Checkpoint, HParams, list[PlannedTensor]]:
+def prepare(
+    source: str | Path, *, revision: str | None = None, progress: bool = True
+) -> tuple[Checkpoint, HParams, list[PlannedTensor]]:
     """Resolve, open and validate a checkpoint without writing anything."""
     local = resolve_source(source, revision=revision, progress=progress)
     ckpt = open_checkpoint(local)
@@ -120,8 +123,9 @@ def prepare(source: str | Path, *, revision: str | None = None, progress: bool =
     return ckpt, hp, plan
 
 
-def list_quants(source: str | Path, *, revision: str | None = None, progress: bool = True
-                ) -> list[tuple[QuantType, int]]:
+def list_quants(
+    source: str | Path, *, revision: str | None = None, progress: bool = True
+) -> list[tuple[QuantType, int]]:
     """Every supported type with its approximate output size for this checkpoint."""
     _, _, plan = prepare(source, revision=revision, progress=progress)
     return [(q, estimate_size(plan, q)) for q in QUANT_TYPES.values()]
@@ -175,12 +179,22 @@ def convert_checkpoint(
     if need > free:
         raise ConversionError(
             f"not enough space in {out.parent}: about {need / 1e9:.1f} GB needed, "
-            f"{free / 1e9:.1f} GB free")
+            f"{free / 1e9:.1f} GB free"
+        )
 
     def write(path: Path, type_of: Callable[[PlannedTensor], str], ftype: int) -> None:
-        write_gguf(path, model_name=name, hp=hp, vocab=vocab, chat_template=ckpt.chat_template,
-                   plan=plan, type_of=type_of, file_type=ftype, progress=progress,
-                   on_tensor=_on_tensor)
+        write_gguf(
+            path,
+            model_name=name,
+            hp=hp,
+            vocab=vocab,
+            chat_template=ckpt.chat_template,
+            plan=plan,
+            type_of=type_of,
+            file_type=ftype,
+            progress=progress,
+            on_tensor=_on_tensor,
+        )
 
     stem = out.name
     try:
@@ -191,8 +205,14 @@ def convert_checkpoint(
                 base = "BF16" if ckpt.source_dtype == "BF16" else "F16"
                 with _temp_path(out.parent, stem, f".{base}.partial") as mid:
                     write(mid, lambda t: _intermediate_type(t, base, user), QUANT_TYPES[base].ftype)
-                    run_llama_quantize(str(mid), str(tmp), q, user + list(DEFAULT_RECIPE),
-                                       nthread=nthread, progress=progress)
+                    run_llama_quantize(
+                        str(mid),
+                        str(tmp),
+                        q,
+                        user + list(DEFAULT_RECIPE),
+                        nthread=nthread,
+                        progress=progress,
+                    )
                 if tmp.stat().st_size == 0:
                     raise ConversionError(f"llama.cpp quantizer produced no output for {q.name}")
             umask = os.umask(0)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tmax_local.convert.safetensors_io import TensorRef, read_header
+
 from tmax_local.errors import ConversionError
 
 SUPPORTED_ARCHITECTURES = ("Qwen3_5ForConditionalGeneration", "Qwen3_5ForCausalLM")
@@ -62,15 +63,20 @@ def load_config(path: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
         raise ConversionError(f"config.json in {path} is not a JSON object")
     archs = config.get("architectures") or []
     if not isinstance(archs, list) or not archs:
-        raise ConversionError("config.json has no 'architectures' entry; cannot tell the model type")
+        raise ConversionError(
+            "config.json has no 'architectures' entry; cannot tell the model type"
+        )
     arch = str(archs[0])
     if arch not in SUPPORTED_ARCHITECTURES:
         raise ConversionError(
             f"unsupported architecture {arch!r}: tmax-local converts Qwen 3.5 / TMax models "
-            f"({', '.join(SUPPORTED_ARCHITECTURES)})")
+            f"({', '.join(SUPPORTED_ARCHITECTURES)})"
+        )
     text = config.get("text_config") if arch == "Qwen3_5ForConditionalGeneration" else config
     if not isinstance(text, dict):
-        raise ConversionError("config.json: Qwen3_5ForConditionalGeneration needs a 'text_config' object")
+        raise ConversionError(
+            "config.json: Qwen3_5ForConditionalGeneration needs a 'text_config' object"
+        )
     text = dict(text)
     # tie_word_embeddings lives at the top level of the multimodal config
     if "tie_word_embeddings" not in text and "tie_word_embeddings" in config:
@@ -85,7 +91,9 @@ def _tensor_files(path: Path) -> list[Path]:
         try:
             names = sorted(set(data["weight_map"].values()))
         except (KeyError, TypeError, AttributeError):
-            raise ConversionError("model.safetensors.index.json has no valid 'weight_map'") from None
+            raise ConversionError(
+                "model.safetensors.index.json has no valid 'weight_map'"
+            ) from None
         files = [path / n for n in names]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
@@ -108,7 +116,9 @@ def open_checkpoint(path: Path) -> Checkpoint:
 
     tok_json = path / "tokenizer.json"
     if not tok_json.is_file():
-        raise ConversionError(f"tokenizer.json missing in {path}: the GGUF needs the model's tokenizer")
+        raise ConversionError(
+            f"tokenizer.json missing in {path}: the GGUF needs the model's tokenizer"
+        )
     tok_cfg_path = path / "tokenizer_config.json"
     if not tok_cfg_path.is_file():
         raise ConversionError(f"tokenizer_config.json missing in {path}")
@@ -124,6 +134,13 @@ def open_checkpoint(path: Path) -> Checkpoint:
     tensors: dict[str, TensorRef] = {}
     for f in _tensor_files(path):
         tensors.update(read_header(f))
-    return Checkpoint(path=path, config=config, text=text, architecture=arch, tensors=tensors,
-                      tokenizer_json=tok_json, tokenizer_config=tok_cfg if isinstance(tok_cfg, dict) else {},
-                      chat_template=template if isinstance(template, str) else None)
+    return Checkpoint(
+        path=path,
+        config=config,
+        text=text,
+        architecture=arch,
+        tensors=tensors,
+        tokenizer_json=tok_json,
+        tokenizer_config=tok_cfg if isinstance(tok_cfg, dict) else {},
+        chat_template=template if isinstance(template, str) else None,
+    )

@@ -9,20 +9,41 @@ from tmax_local.convert.quants import DEFAULT_QUANT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="SOURCE",
-                        help="checkpoint directory or Hugging Face repo id (e.g. hamishivi/tmax-2b)")
-    parser.add_argument("--quant", "-q", default=DEFAULT_QUANT, metavar="TYPE",
-                        help=f"output type (default {DEFAULT_QUANT}; see --list-quants)")
-    parser.add_argument("--output", "-o", metavar="PATH",
-                        help="output .gguf path (default: models/<model>-<TYPE>.gguf)")
-    parser.add_argument("--revision", metavar="REV",
-                        help="branch, tag or commit of a Hub repo (e.g. step-0200)")
-    parser.add_argument("--tensor-type", action="append", default=[], metavar="PATTERN=TYPE",
-                        dest="tensor_types",
-                        help="override the type of tensors whose name matches the regex PATTERN "
-                             "(e.g. 'ffn_down=Q6_K'); repeatable, first match wins")
-    parser.add_argument("--list-quants", action="store_true",
-                        help="list the output types with their approximate size for SOURCE and exit")
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="checkpoint directory or Hugging Face repo id (e.g. hamishivi/tmax-2b)",
+    )
+    parser.add_argument(
+        "--quant",
+        "-q",
+        default=DEFAULT_QUANT,
+        metavar="TYPE",
+        help=f"output type (default {DEFAULT_QUANT}; see --list-quants)",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="output .gguf path (default: models/<model>-<TYPE>.gguf)",
+    )
+    parser.add_argument(
+        "--revision", metavar="REV", help="branch, tag or commit of a Hub repo (e.g. step-0200)"
+    )
+    parser.add_argument(
+        "--tensor-type",
+        action="append",
+        default=[],
+        metavar="PATTERN=TYPE",
+        dest="tensor_types",
+        help="override the type of tensors whose name matches the regex PATTERN "
+        "(e.g. 'ffn_down=Q6_K'); repeatable, first match wins",
+    )
+    parser.add_argument(
+        "--list-quants",
+        action="store_true",
+        help="list the output types with their approximate size for SOURCE and exit",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -38,7 +59,13 @@ def run(args: argparse.Namespace) -> int:
             shown = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
             print(f"{q.name:<8} {shown:>10}  {how}{q.note}".rstrip())
         return 0
-    out = api.convert_checkpoint(args.source, args.quant, args.output, revision=args.revision,
-                                 tensor_types=args.tensor_types, progress=progress)
+    out = api.convert_checkpoint(
+        args.source,
+        args.quant,
+        args.output,
+        revision=args.revision,
+        tensor_types=args.tensor_types,
+        progress=progress,
+    )
     print(f"wrote {out}")
     return 0

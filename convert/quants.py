@@ -12,9 +12,9 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from tmax_local.errors import ConversionError
 
@@ -30,37 +30,53 @@ class QuantType:
 
 # Types that need an importance matrix in llama.cpp (which tmax-local does not compute)
 # are left out: IQ1_*, IQ2_*, IQ3_XXS, IQ3_XS, Q2_K_S.
-QUANT_TYPES: dict[str, QuantType] = {q.name: q for q in (
-    QuantType("F32", 0, 32.0, True, "full precision, for checks"),
-    QuantType("F16", 1, 16.0, True),
-    QuantType("BF16", 32, 16.0, True),
-    QuantType("Q8_0", 7, 8.5, True, "near-lossless"),
-    QuantType("Q6_K", 18, 6.56, False),
-    QuantType("Q5_K_M", 17, 5.70, False),
-    QuantType("Q5_K_S", 16, 5.54, False),
-    QuantType("Q5_1", 9, 5.65, False),
-    QuantType("Q5_0", 8, 5.21, False),
-    QuantType("Q4_K_M", 15, 4.89, False, "default: best size/quality balance"),
-    QuantType("Q4_K_S", 14, 4.58, False),
-    QuantType("Q4_1", 3, 4.78, False),
-    QuantType("Q4_0", 2, 4.34, False),
-    QuantType("IQ4_NL", 25, 4.50, False),
-    QuantType("IQ4_XS", 30, 4.25, False),
-    QuantType("Q3_K_L", 13, 4.27, False),
-    QuantType("Q3_K_M", 12, 3.91, False),
-    QuantType("Q3_K_S", 11, 3.50, False),
-    QuantType("IQ3_M", 27, 3.66, False),
-    QuantType("IQ3_S", 26, 3.44, False),
-    QuantType("Q2_K", 10, 3.00, False, "low quality"),
-)}
+QUANT_TYPES: dict[str, QuantType] = {
+    q.name: q
+    for q in (
+        QuantType("F32", 0, 32.0, True, "full precision, for checks"),
+        QuantType("F16", 1, 16.0, True),
+        QuantType("BF16", 32, 16.0, True),
+        QuantType("Q8_0", 7, 8.5, True, "near-lossless"),
+        QuantType("Q6_K", 18, 6.56, False),
+        QuantType("Q5_K_M", 17, 5.70, False),
+        QuantType("Q5_K_S", 16, 5.54, False),
+        QuantType("Q5_1", 9, 5.65, False),
+        QuantType("Q5_0", 8, 5.21, False),
+        QuantType("Q4_K_M", 15, 4.89, False, "default: best size/quality balance"),
+        QuantType("Q4_K_S", 14, 4.58, False),
+        QuantType("Q4_1", 3, 4.78, False),
+        QuantType("Q4_0", 2, 4.34, False),
+        QuantType("IQ4_NL", 25, 4.50, False),
+        QuantType("IQ4_XS", 30, 4.25, False),
+        QuantType("Q3_K_L", 13, 4.27, False),
+        QuantType("Q3_K_M", 12, 3.91, False),
+        QuantType("Q3_K_S", 11, 3.50, False),
+        QuantType("IQ3_M", 27, 3.66, False),
+        QuantType("IQ3_S", 26, 3.44, False),
+        QuantType("Q2_K", 10, 3.00, False, "low quality"),
+    )
+}
 
 DEFAULT_QUANT = "Q4_K_M"
 
 # ggml_type values (same numbering as gguf.GGMLQuantizationType) allowed in --tensor-type
 GGML_TYPES: dict[str, int] = {
-    "F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
-    "Q2_K": 10, "Q3_K": 11, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14,
-    "IQ3_S": 21, "IQ4_NL": 20, "IQ4_XS": 23, "BF16": 30,
+    "F32": 0,
+    "F16": 1,
+    "Q4_0": 2,
+    "Q4_1": 3,
+    "Q5_0": 6,
+    "Q5_1": 7,
+    "Q8_0": 8,
+    "Q2_K": 10,
+    "Q3_K": 11,
+    "Q4_K": 12,
+    "Q5_K": 13,
+    "Q6_K": 14,
+    "IQ3_S": 21,
+    "IQ4_NL": 20,
+    "IQ4_XS": 23,
+    "BF16": 30,
 }
 DIRECT_TYPES = ("F32", "F16", "BF16", "Q8_0")
 
@@ -96,7 +112,8 @@ def parse_tensor_types(specs: list[str] | None) -> list[tuple[str, str]]:
         tname = tname.upper()
         if tname not in GGML_TYPES:
             raise ConversionError(
-                f"--tensor-type {spec!r}: unknown tensor type {tname!r} (one of: {', '.join(GGML_TYPES)})")
+                f"--tensor-type {spec!r}: unknown tensor type {tname!r} (one of: {', '.join(GGML_TYPES)})"
+            )
         try:
             re.compile(pattern)
         except re.error as err:
@@ -112,9 +129,15 @@ def match_override(name: str, overrides: list[tuple[str, str]]) -> str | None:
     return None
 
 
-def run_llama_quantize(src: str, dst: str, quant: QuantType, overrides: list[tuple[str, str]],
-                       nthread: int | None = None, max_buf_size: int = 256 * 1024 * 1024,
-                       progress: bool = False) -> None:
+def run_llama_quantize(
+    src: str,
+    dst: str,
+    quant: QuantType,
+    overrides: list[tuple[str, str]],
+    nthread: int | None = None,
+    max_buf_size: int = 256 * 1024 * 1024,
+    progress: bool = False,
+) -> None:
     """Quantize ``src`` → ``dst`` with llama.cpp. ``overrides`` are tried in order."""
     import llama_cpp
 
@@ -134,13 +157,17 @@ def run_llama_quantize(src: str, dst: str, quant: QuantType, overrides: list[tup
             arr[i].type = GGML_TYPES[tname]
         arr[len(overrides)].pattern = None
         keep.append(arr)
-        params.tt_overrides = ctypes.cast(arr, ctypes.POINTER(llama_cpp.llama_model_tensor_override))
+        params.tt_overrides = ctypes.cast(
+            arr, ctypes.POINTER(llama_cpp.llama_model_tensor_override)
+        )
     with _quiet_llama_log(progress, quant.name) as errors:
         rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
     if rc != 0:
         detail = " ".join(" ".join(errors).split())[:300]
-        raise ConversionError(f"llama.cpp quantizer failed for {quant.name}"
-                              + (f": {detail}" if detail else f" (code {rc})"))
+        raise ConversionError(
+            f"llama.cpp quantizer failed for {quant.name}"
+            + (f": {detail}" if detail else f" (code {rc})")
+        )
 
 
 _PROGRESS_LINE = re.compile(rb"^\[\s*(\d+)/\s*(\d+)\]")

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-
 from tmax_local.convert.checkpoint import Checkpoint
 from tmax_local.convert.safetensors_io import TensorRef
+
 from tmax_local.errors import ConversionError
 
 ARCH = "qwen35"
@@ -92,7 +93,8 @@ def read_hparams(text: dict[str, Any]) -> HParams:
         sections = (sections + [0, 0, 0, 0])[:4]
         interval = int(text.get("full_attention_interval") or 4)
         layer_types = text.get("layer_types") or [
-            "full_attention" if (i + 1) % interval == 0 else "linear_attention" for i in range(n_layers)
+            "full_attention" if (i + 1) % interval == 0 else "linear_attention"
+            for i in range(n_layers)
         ]
         hp = HParams(
             vocab_size=int(_get(text, "vocab_size")),
@@ -120,12 +122,15 @@ def read_hparams(text: dict[str, Any]) -> HParams:
         raise ConversionError(f"config.json: invalid hyper-parameter ({err})") from None
     if len(hp.layer_types) != hp.n_layers:
         raise ConversionError(
-            f"config.json: layer_types has {len(hp.layer_types)} entries for {hp.n_layers} layers")
+            f"config.json: layer_types has {len(hp.layer_types)} entries for {hp.n_layers} layers"
+        )
     bad = set(hp.layer_types) - {"full_attention", "linear_attention"}
     if bad:
-        raise ConversionError(f"config.json: unknown layer type {sorted(bad)[0]!r}")
+        raise ConversionError(f"config.json: unknown layer type {min(bad)!r}")
     if hp.lin_v_heads % hp.lin_k_heads:
-        raise ConversionError("config.json: linear_num_value_heads must be a multiple of linear_num_key_heads")
+        raise ConversionError(
+            "config.json: linear_num_value_heads must be a multiple of linear_num_key_heads"
+        )
     return hp
 
 
@@ -151,8 +156,9 @@ def write_metadata(writer, hp: HParams) -> None:
     writer.add_full_attention_interval(hp.full_attention_interval)
     # Per-layer kinds: the loader derives them from the interval when this key is absent
     # (PyPI gguf 0.19 has no helper for it), so write it by name.
-    writer.add_array(f"{ARCH}.attention.recurrent_layers",
-                     [t == "linear_attention" for t in hp.layer_types])
+    writer.add_array(
+        f"{ARCH}.attention.recurrent_layers", [t == "linear_attention" for t in hp.layer_types]
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -180,7 +186,7 @@ def _reorder_v(x: np.ndarray, axis: int, n_k: int, per_k: int, head: int) -> np.
     """Grouped-by-K-head → tiled order along ``axis`` (length n_k*per_k*head)."""
     axis %= x.ndim
     shape = x.shape
-    y = x.reshape(shape[:axis] + (n_k, per_k, head) + shape[axis + 1:])
+    y = x.reshape(shape[:axis] + (n_k, per_k, head) + shape[axis + 1 :])
     y = np.swapaxes(y, axis, axis + 1)
     return np.ascontiguousarray(y).reshape(shape)
 
@@ -197,10 +203,10 @@ def _strip(name: str, arch: str) -> str | None:
         return name
     if arch == "Qwen3_5ForConditionalGeneration":
         if name.startswith("model.language_model."):
-            return name[len("model.language_model."):]
+            return name[len("model.language_model.") :]
         return None  # anything else of the multimodal wrapper is not text-model weight
     if name.startswith("model."):
-        return name[len("model."):]
+        return name[len("model.") :]
     return None
 
 
@@ -265,8 +271,12 @@ _LAYER_MAP = {
     "linear_attn.out_proj.weight": "ssm_out.weight",
 }
 
-_PLUS_ONE = ("input_layernorm.weight", "post_attention_layernorm.weight", "q_norm.weight",
-             "k_norm.weight")
+_PLUS_ONE = (
+    "input_layernorm.weight",
+    "post_attention_layernorm.weight",
+    "q_norm.weight",
+    "k_norm.weight",
+)
 
 
 def _transform_for(rel: str, hp: HParams, reorder: bool) -> Transform | None:
@@ -275,9 +285,12 @@ def _transform_for(rel: str, hp: HParams, reorder: bool) -> Transform | None:
     nk, per_k = hp.lin_k_heads, hp.lin_v_heads // hp.lin_k_heads
     kd = 2 * hp.key_dim
     if reorder and hp.needs_v_reorder and ".linear_attn." in rel:
-        if rel.endswith("in_proj_qkv.weight") or rel.endswith("conv1d.weight"):
-            steps.append(lambda x: np.concatenate(
-                [x[:kd], _reorder_v(x[kd:], 0, nk, per_k, hp.lin_v_dim)], axis=0))
+        if rel.endswith(("in_proj_qkv.weight", "conv1d.weight")):
+            steps.append(
+                lambda x: np.concatenate(
+                    [x[:kd], _reorder_v(x[kd:], 0, nk, per_k, hp.lin_v_dim)], axis=0
+                )
+            )
         elif rel.endswith("in_proj_z.weight"):
             steps.append(lambda x: _reorder_v(x, 0, nk, per_k, hp.lin_v_dim))
         elif rel.endswith(("in_proj_a.weight", "in_proj_b.weight", "A_log", "dt_bias")):
@@ -314,7 +327,9 @@ def gguf_name(rel: str) -> str:
     return f"blk.{m.group(1)}.{_LAYER_MAP[m.group(2)]}"
 
 
-def plan_tensors(ckpt: Checkpoint, hp: HParams, *, reorder_v_heads: bool = True) -> list[PlannedTensor]:
+def plan_tensors(
+    ckpt: Checkpoint, hp: HParams, *, reorder_v_heads: bool = True
+) -> list[PlannedTensor]:
     """Map, validate and order every output tensor. Raises on missing / mis-shaped tensors.
 
     ``reorder_v_heads=False`` exists only so tests can prove the reordering matters.
@@ -328,16 +343,22 @@ def plan_tensors(ckpt: Checkpoint, hp: HParams, *, reorder_v_heads: bool = True)
     missing = [n for n in want if n not in rel_refs]
     if missing:
         raise ConversionError(
-            f"checkpoint is missing tensor {missing[0]!r}" + (f" (and {len(missing) - 1} more)"
-                                                               if len(missing) > 1 else ""))
+            f"checkpoint is missing tensor {missing[0]!r}"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     plan: list[PlannedTensor] = []
     for rel, shape in want.items():
         ref = rel_refs[rel]
         if tuple(ref.shape) != shape:
             raise ConversionError(
-                f"tensor {ref.name!r} has shape {list(ref.shape)}, expected {list(shape)} from config.json")
+                f"tensor {ref.name!r} has shape {list(ref.shape)}, expected {list(shape)} from config.json"
+            )
         out_shape = (shape[0], shape[2]) if rel.endswith("conv1d.weight") else shape
         name = gguf_name(rel)
-        keep_f32 = len(out_shape) == 1 or name.endswith(("_norm.weight", "ssm_conv1d.weight", "ssm_a"))
-        plan.append(PlannedTensor(name, ref, out_shape, _transform_for(rel, hp, reorder_v_heads), keep_f32))
+        keep_f32 = len(out_shape) == 1 or name.endswith(
+            ("_norm.weight", "ssm_conv1d.weight", "ssm_a")
+        )
+        plan.append(
+            PlannedTensor(name, ref, out_shape, _transform_for(rel, hp, reorder_v_heads), keep_f32)
+        )
     return plan

@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -49,7 +49,11 @@ class TensorRef:
 
     @property
     def row_elems(self) -> int:
-        return math.prod(self.shape[1:]) if len(self.shape) > 1 else (self.shape[0] if self.shape else 1)
+        return (
+            math.prod(self.shape[1:])
+            if len(self.shape) > 1
+            else (self.shape[0] if self.shape else 1)
+        )
 
     def _map(self, first_row: int, n_rows: int) -> np.ndarray:
         raw = _DTYPES[self.dtype]
@@ -59,8 +63,13 @@ class TensorRef:
             count, start = n_rows * self.row_elems, first_row * self.row_elems
         if count == 0:
             return np.zeros(0, dtype=raw)
-        return np.memmap(self.path, dtype=raw, mode="r", offset=self.offset + start * raw.itemsize,
-                         shape=(count,))
+        return np.memmap(
+            self.path,
+            dtype=raw,
+            mode="r",
+            offset=self.offset + start * raw.itemsize,
+            shape=(count,),
+        )
 
     def read_raw(self, first_row: int = 0, n_rows: int | None = None) -> np.ndarray:
         """Rows ``[first_row, first_row+n_rows)`` in the file's own dtype (a fresh copy)."""
@@ -117,20 +126,28 @@ def read_header(path: Path) -> dict[str, TensorRef]:
             raise ConversionError(f"{path.name}: corrupt header entry for {name!r}") from None
         if dtype not in _DTYPES:
             raise ConversionError(
-                f"{path.name}: tensor {name!r} has dtype {dtype}; only BF16, F16 and F32 are supported")
+                f"{path.name}: tensor {name!r} has dtype {dtype}; only BF16, F16 and F32 are supported"
+            )
         expected = math.prod(shape) * _DTYPES[dtype].itemsize
         if end - begin != expected or begin < 0:
-            raise ConversionError(f"{path.name}: corrupt header: {name!r} size does not match its shape")
+            raise ConversionError(
+                f"{path.name}: corrupt header: {name!r} size does not match its shape"
+            )
         if base + end > size:
             raise ConversionError(
                 f"{path.name}: truncated safetensors file ({size} bytes, tensor {name!r} needs "
-                f"{base + end})")
+                f"{base + end})"
+            )
         refs[name] = TensorRef(name, path, dtype, shape, base + begin, expected)
     return refs
 
 
-def write_safetensors(path: Path, tensors: list[tuple[str, str, tuple[int, ...]]],
-                      produce, metadata: dict[str, str] | None = None) -> None:
+def write_safetensors(
+    path: Path,
+    tensors: list[tuple[str, str, tuple[int, ...]]],
+    produce,
+    metadata: dict[str, str] | None = None,
+) -> None:
     """Write a safetensors file tensor by tensor.
 
     ``tensors`` lists (name, dtype, shape) in file order; ``produce(name)`` returns that
@@ -143,7 +160,11 @@ def write_safetensors(path: Path, tensors: list[tuple[str, str, tuple[int, ...]]
     offset = 0
     for name, dtype, shape in tensors:
         nbytes = math.prod(shape) * _DTYPES[dtype].itemsize
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)

@@ -27,8 +27,13 @@ def looks_like_repo_id(source: str) -> bool:
     return bool(_REPO_ID.match(source)) and ".." not in source
 
 
-def resolve_source(source: str | Path, *, revision: str | None = None, progress: bool = True,
-                   cache_dir: str | Path | None = None) -> Path:
+def resolve_source(
+    source: str | Path,
+    *,
+    revision: str | None = None,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+) -> Path:
     """A local checkpoint directory for ``source``.
 
     An existing directory is used as is (``revision`` must then be None). Otherwise a
@@ -38,12 +43,16 @@ def resolve_source(source: str | Path, *, revision: str | None = None, progress:
     path = Path(source).expanduser()
     if path.is_dir():
         if revision is not None:
-            raise ConversionError("--revision applies to Hugging Face repo ids, not local directories")
+            raise ConversionError(
+                "--revision applies to Hugging Face repo ids, not local directories"
+            )
         return path
     text = str(source)
     if not looks_like_repo_id(text):
-        raise ConversionError(f"checkpoint not found: {text} is neither a directory nor a repo id "
-                              "like 'hamishivi/tmax-2b'")
+        raise ConversionError(
+            f"checkpoint not found: {text} is neither a directory nor a repo id "
+            "like 'hamishivi/tmax-2b'"
+        )
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import (
@@ -60,18 +69,26 @@ def resolve_source(source: str | Path, *, revision: str | None = None, progress:
     else:
         disable_progress_bars()
     try:
-        local = snapshot_download(repo_id=text, revision=revision, allow_patterns=ALLOW_PATTERNS,
-                                  cache_dir=str(cache_dir) if cache_dir else None)
+        local = snapshot_download(
+            repo_id=text,
+            revision=revision,
+            allow_patterns=ALLOW_PATTERNS,
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
     except RevisionNotFoundError:
         raise ConversionError(f"{text}: revision {revision!r} not found on the Hub") from None
     except GatedRepoError:
-        raise ConversionError(f"{text}: gated repository; log in with `hf auth login` first") from None
+        raise ConversionError(
+            f"{text}: gated repository; log in with `hf auth login` first"
+        ) from None
     except RepositoryNotFoundError:
-        raise ConversionError(f"{text}: no such model repository on the Hub (or it is private)") from None
+        raise ConversionError(
+            f"{text}: no such model repository on the Hub (or it is private)"
+        ) from None
     except LocalEntryNotFoundError:
         raise ConversionError(
-            f"{text}: not in the local Hugging Face cache and the Hub cannot be reached "
-            "(offline?)") from None
+            f"{text}: not in the local Hugging Face cache and the Hub cannot be reached (offline?)"
+        ) from None
     except OSError as err:
         raise ConversionError(f"download of {text} failed: {err}") from None
     finally:

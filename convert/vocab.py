@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmax_local.convert.checkpoint import Checkpoint
+
 from tmax_local.errors import ConversionError
 
 # gguf.TokenType values
@@ -46,12 +47,16 @@ def load_vocab(ckpt: Checkpoint, n_rows: int) -> Vocab:
         data = json.loads(ckpt.tokenizer_json.read_text(encoding="utf-8"))
         model = data["model"]
         if model.get("type") != "BPE":
-            raise ConversionError(f"tokenizer.json: expected a BPE model, got {model.get('type')!r}")
+            raise ConversionError(
+                f"tokenizer.json: expected a BPE model, got {model.get('type')!r}"
+            )
         vocab: dict[str, int] = model["vocab"]
         raw_merges = model.get("merges", [])
         added = data.get("added_tokens", [])
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
-        raise ConversionError(f"tokenizer.json in {ckpt.path} is not a valid tokenizer file") from None
+        raise ConversionError(
+            f"tokenizer.json in {ckpt.path} is not a valid tokenizer file"
+        ) from None
 
     by_id: dict[int, tuple[str, int]] = {int(i): (t, NORMAL) for t, i in vocab.items()}
     for tok in added:
@@ -60,7 +65,8 @@ def load_vocab(ckpt: Checkpoint, n_rows: int) -> Vocab:
         by_id[tid] = (content, kind)
     if by_id and max(by_id) >= n_rows:
         raise ConversionError(
-            f"tokenizer has token id {max(by_id)} but the embedding has only {n_rows} rows")
+            f"tokenizer has token id {max(by_id)} but the embedding has only {n_rows} rows"
+        )
     tokens: list[str] = []
     types: list[int] = []
     for i in range(n_rows):
@@ -79,7 +85,9 @@ def load_vocab(ckpt: Checkpoint, n_rows: int) -> Vocab:
     if eos is None:
         eos = ids.get("<|im_end|>")
     if not isinstance(eos, int):
-        raise ConversionError("cannot determine the end-of-sequence token (tokenizer_config.json eos_token)")
+        raise ConversionError(
+            "cannot determine the end-of-sequence token (tokenizer_config.json eos_token)"
+        )
     pad = _token_id(cfg.get("pad_token"), ids)
     if pad is None:
         pad = ids.get("<|endoftext|>")

@@ -9,11 +9,10 @@ largest tensor that needs a whole-tensor transform: the linear-attention ones).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
-
 from tmax_local.convert.qwen35 import ARCH, HParams, PlannedTensor, write_metadata
 from tmax_local.convert.vocab import Vocab, write_vocab
 
@@ -41,13 +40,17 @@ def encode(arr: np.ndarray, tname: str) -> np.ndarray:
     if tname == "F16":
         return np.ascontiguousarray(arr, dtype="<f2")
     gguf = _gguf()
-    return gguf.quants.quantize(np.ascontiguousarray(arr, dtype=np.float32),
-                                gguf.GGMLQuantizationType[tname])
+    return gguf.quants.quantize(
+        np.ascontiguousarray(arr, dtype=np.float32), gguf.GGMLQuantizationType[tname]
+    )
 
 
 def _raw_passthrough(t: PlannedTensor, tname: str) -> bool:
-    return t.transform is None and (t.src.dtype, tname) in {("BF16", "BF16"), ("F16", "F16"),
-                                                             ("F32", "F32")}
+    return t.transform is None and (t.src.dtype, tname) in {
+        ("BF16", "BF16"),
+        ("F16", "F16"),
+        ("F32", "F32"),
+    }
 
 
 def _chunks(t: PlannedTensor, tname: str) -> Iterable[np.ndarray]:
@@ -64,9 +67,19 @@ def _chunks(t: PlannedTensor, tname: str) -> Iterable[np.ndarray]:
         yield encode(data, tname)
 
 
-def write_gguf(path: Path, *, model_name: str, hp: HParams, vocab: Vocab, chat_template: str | None,
-               plan: list[PlannedTensor], type_of: Callable[[PlannedTensor], str], file_type: int,
-               progress: bool = True, on_tensor: Callable[[PlannedTensor], None] | None = None) -> None:
+def write_gguf(
+    path: Path,
+    *,
+    model_name: str,
+    hp: HParams,
+    vocab: Vocab,
+    chat_template: str | None,
+    plan: list[PlannedTensor],
+    type_of: Callable[[PlannedTensor], str],
+    file_type: int,
+    progress: bool = True,
+    on_tensor: Callable[[PlannedTensor], None] | None = None,
+) -> None:
     """Write ``plan`` to ``path`` (which must not be the final name: callers rename)."""
     gguf = _gguf()
     writer = gguf.GGUFWriter(path, ARCH)
@@ -79,8 +92,9 @@ def write_gguf(path: Path, *, model_name: str, hp: HParams, vocab: Vocab, chat_t
         types = [type_of(t) for t in plan]
         sizes = [nbytes_for(t.shape, tn) for t, tn in zip(plan, types)]
         for t, tn, nb in zip(plan, types, sizes):
-            writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), nb,
-                                   raw_dtype=gguf.GGMLQuantizationType[tn])
+            writer.add_tensor_info(
+                t.name, t.shape, np.dtype(np.float32), nb, raw_dtype=gguf.GGMLQuantizationType[tn]
+            )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
@@ -91,7 +105,9 @@ def write_gguf(path: Path, *, model_name: str, hp: HParams, vocab: Vocab, chat_t
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=sum(sizes), unit="B", unit_scale=True, desc="Writing GGUF", leave=False)
+            bar = tqdm(
+                total=sum(sizes), unit="B", unit_scale=True, desc="Writing GGUF", leave=False
+            )
         try:
             for t, tn, nb in zip(plan, types, sizes):
                 if on_tensor is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,9 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
 
 
 @pytest.fixture(scope="session")
-def tiny_gguf(tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
-              ) -> Callable[..., Path]:
+def tiny_gguf(
+    tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Path]:
     """Factory: tiny checkpoint (kwargs) converted with our converter to ``quant`` (cached)."""
     cache: dict[tuple[Any, ...], Path] = {}
 

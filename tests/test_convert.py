@@ -18,8 +18,8 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("transformers")
 
 SEQ_LEN = 64
-K_NE_V = dict(linear_k_heads=2, linear_v_heads=4)  # value heads > key heads: reorder needed
-K_EQ_V = dict(linear_k_heads=4, linear_v_heads=4)
+K_NE_V = {"linear_k_heads": 2, "linear_v_heads": 4}  # value heads > key heads: reorder needed
+K_EQ_V = {"linear_k_heads": 4, "linear_v_heads": 4}
 
 
 def _token_ids() -> list[int]:
@@ -41,8 +41,16 @@ def _reference_logits(ckpt: Path) -> np.ndarray:
 def _llama_logits(gguf_path: Path) -> np.ndarray:
     import llama_cpp
 
-    llm = llama_cpp.Llama(str(gguf_path), n_ctx=128, n_batch=128, logits_all=True, type_k=0,
-                          type_v=0, n_threads=2, verbose=False)
+    llm = llama_cpp.Llama(
+        str(gguf_path),
+        n_ctx=128,
+        n_batch=128,
+        logits_all=True,
+        type_k=0,
+        type_v=0,
+        n_threads=2,
+        verbose=False,
+    )
     try:
         ids = _token_ids()
         llm.eval(ids)
@@ -79,11 +87,25 @@ def _field(reader, key: str):
     "kwargs",
     [
         pytest.param(dict(naming="causal", **K_NE_V), id="causal-K2V4-bf16"),
-        pytest.param(dict(naming="causal", **K_EQ_V, dtype="float16", seed=3), id="causal-K4V4-f16"),
-        pytest.param(dict(naming="conditional", vision=True, mtp=True, shards=3, **K_NE_V, seed=1),
-                     id="conditional-vision-mtp-sharded"),
-        pytest.param(dict(naming="causal", mtp=True, dtype="float32", untied=True, seed=2,
-                          template_file=True, **K_NE_V), id="causal-mtp-untied-f32"),
+        pytest.param(
+            dict(naming="causal", **K_EQ_V, dtype="float16", seed=3), id="causal-K4V4-f16"
+        ),
+        pytest.param(
+            dict(naming="conditional", vision=True, mtp=True, shards=3, **K_NE_V, seed=1),
+            id="conditional-vision-mtp-sharded",
+        ),
+        pytest.param(
+            dict(
+                naming="causal",
+                mtp=True,
+                dtype="float32",
+                untied=True,
+                seed=2,
+                template_file=True,
+                **K_NE_V,
+            ),
+            id="causal-mtp-untied-f32",
+        ),
     ],
 )
 def test_f32_conversion_matches_transformers(tiny_checkpoint, tiny_gguf, kwargs):
@@ -108,8 +130,9 @@ def test_value_head_reordering_matters(tiny_checkpoint, tmp_path):
     from tmax_local.convert import convert_checkpoint
 
     ckpt = tiny_checkpoint(naming="causal", **K_NE_V)
-    bad = convert_checkpoint(ckpt, "F32", tmp_path / "noreorder.gguf", progress=False,
-                             _reorder_v_heads=False)
+    bad = convert_checkpoint(
+        ckpt, "F32", tmp_path / "noreorder.gguf", progress=False, _reorder_v_heads=False
+    )
     err = _errors(_llama_logits(bad), _reference_logits(ckpt))
     print(f"without V reorder: {err}")
     assert err["max_rel"] > 0.2 and err["corr"] < 0.8, err
@@ -118,10 +141,10 @@ def test_value_head_reordering_matters(tiny_checkpoint, tmp_path):
 # measured on the seed-0 tiny model: F16 rms 1e-3, BF16 1e-2, Q8_0 0.06 (corr .998),
 # Q4_K_M 0.40 (corr .92); a broken conversion gives corr ~0.5
 BOUNDS = {
-    "F16": dict(rms_rel=0.01, corr=0.9999, top1=0.95),
-    "BF16": dict(rms_rel=0.05, corr=0.998, top1=0.9),
-    "Q8_0": dict(rms_rel=0.15, corr=0.99, top1=0.8),
-    "Q4_K_M": dict(rms_rel=0.6, corr=0.85, top1=0.4),
+    "F16": {"rms_rel": 0.01, "corr": 0.9999, "top1": 0.95},
+    "BF16": {"rms_rel": 0.05, "corr": 0.998, "top1": 0.9},
+    "Q8_0": {"rms_rel": 0.15, "corr": 0.99, "top1": 0.8},
+    "Q4_K_M": {"rms_rel": 0.6, "corr": 0.85, "top1": 0.4},
 }
 
 
@@ -155,20 +178,25 @@ def test_quant_recipe_types(tiny_gguf):
 
 def test_tensor_type_overrides(tiny_checkpoint, tmp_path):
     import gguf
-
     from tmax_local.convert import convert_checkpoint
 
     T = gguf.GGMLQuantizationType
     ckpt = tiny_checkpoint(naming="causal", **K_NE_V)
-    out = convert_checkpoint(ckpt, "Q4_K_M", tmp_path / "o.gguf", progress=False,
-                             tensor_types=[r"ffn_down=Q8_0", "token_embd=Q6_K", r"attn_gate=Q5_K"])
+    out = convert_checkpoint(
+        ckpt,
+        "Q4_K_M",
+        tmp_path / "o.gguf",
+        progress=False,
+        tensor_types=[r"ffn_down=Q8_0", "token_embd=Q6_K", r"attn_gate=Q5_K"],
+    )
     types = {t.name: T(t.tensor_type) for t in _gguf_reader(out).tensors}
     assert all(types[f"blk.{i}.ffn_down.weight"] == T.Q8_0 for i in range(4))
     assert types["token_embd.weight"] == T.Q6_K
     assert types["blk.0.attn_gate.weight"] == T.Q5_K
     # direct types accept direct per-tensor types
-    out2 = convert_checkpoint(ckpt, "F16", tmp_path / "f.gguf", progress=False,
-                              tensor_types=["ffn_=Q8_0"])
+    out2 = convert_checkpoint(
+        ckpt, "F16", tmp_path / "f.gguf", progress=False, tensor_types=["ffn_=Q8_0"]
+    )
     types2 = {t.name: T(t.tensor_type) for t in _gguf_reader(out2).tensors}
     assert types2["blk.0.ffn_gate.weight"] == T.Q8_0 and types2["blk.0.attn_qkv.weight"] == T.F16
 

@@ -9,15 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-KW = dict(naming="causal", linear_k_heads=2, linear_v_heads=4)
+KW = {"naming": "causal", "linear_k_heads": 2, "linear_v_heads": 4}
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "tmax_local", "convert", *args],
-                          capture_output=True, text=True, timeout=300, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "tmax_local", "convert", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=full_env,
+        check=False,
+    )
 
 
 def _read(path: Path):
@@ -43,8 +47,10 @@ def test_cli_list_quants(tiny_checkpoint):
     proc = _run(str(tiny_checkpoint(**KW)), "--list-quants")
     assert proc.returncode == 0, proc.stderr
     scale = {"MB": 1e6, "GB": 1e9}
-    rows = {m.group(1): float(m.group(2)) * scale[m.group(3)]
-            for m in re.finditer(r"^(\S+)\s+([\d.]+) (MB|GB)", proc.stdout, re.M)}
+    rows = {
+        m.group(1): float(m.group(2)) * scale[m.group(3)]
+        for m in re.finditer(r"^(\S+)\s+([\d.]+) (MB|GB)", proc.stdout, re.MULTILINE)
+    }
     from tmax_local.convert import QUANT_TYPES
 
     assert set(rows) == set(QUANT_TYPES)
@@ -78,18 +84,25 @@ def _fake_hub_cache(root: Path, repo: str, snapshots: dict[str, tuple[str, Path]
 
 def test_repo_id_and_revision_from_hf_cache(tiny_checkpoint, tmp_path):
     main = tiny_checkpoint(**KW)
-    step = tiny_checkpoint(naming="causal", linear_k_heads=4, linear_v_heads=4, dtype="float16",
-                           seed=3)
-    cache = _fake_hub_cache(tmp_path / "hub", "tmax-test/tiny-tmax",
-                            {"main": ("a" * 40, main), "step-0200": ("b" * 40, step)})
-    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TMAX_MODELS_DIR": str(tmp_path / "m")}
+    step = tiny_checkpoint(
+        naming="causal", linear_k_heads=4, linear_v_heads=4, dtype="float16", seed=3
+    )
+    cache = _fake_hub_cache(
+        tmp_path / "hub",
+        "tmax-test/tiny-tmax",
+        {"main": ("a" * 40, main), "step-0200": ("b" * 40, step)},
+    )
+    env = {
+        "HF_HUB_CACHE": str(cache),
+        "HF_HUB_OFFLINE": "1",
+        "TMAX_MODELS_DIR": str(tmp_path / "m"),
+    }
 
     proc = _run("tmax-test/tiny-tmax", "--revision", "step-0200", "--quant", "F16", env=env)
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "m" / "tiny-tmax-F16.gguf"
     assert _read(out).get_field("qwen35.ssm.time_step_rank").contents() == 4  # step-0200: K=V=4
     assert _read(out).get_field("qwen35.ssm.group_count").contents() == 4
-
 
 
 def test_uncached_repo_offline_is_a_clear_error(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from tmax_local.errors import ConversionError, Interrupted
 
-KW = dict(naming="causal", linear_k_heads=2, linear_v_heads=4)
+KW = {"naming": "causal", "linear_k_heads": 2, "linear_v_heads": 4}
 
 
 def _clone(src: Path, dst: Path, *, copy_weights: bool = False) -> Path:
@@ -45,7 +45,9 @@ def out_dir(tmp_path) -> Path:
     return d
 
 
-def _convert_fails(src: Path, out_dir: Path, match: str, quant: str = "F32", **kw) -> ConversionError:
+def _convert_fails(
+    src: Path, out_dir: Path, match: str, quant: str = "F32", **kw
+) -> ConversionError:
     from tmax_local.convert import convert_checkpoint
 
     with pytest.raises(ConversionError, match=match) as info:
@@ -86,21 +88,26 @@ def test_truncated_safetensors(tiny_checkpoint, tmp_path, out_dir):
 def test_corrupt_safetensors_header(tiny_checkpoint, tmp_path, out_dir):
     src = _clone(tiny_checkpoint(**KW), tmp_path / "c", copy_weights=True)
     with open(src / "model.safetensors", "r+b") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
+        (_n,) = struct.unpack("<Q", fh.read(8))
         fh.seek(8)
         fh.write(b"\xff\xfe garbage")
     _convert_fails(src, out_dir, "corrupt safetensors header")
 
 
 def test_missing_tensor(ckpt, out_dir):
-    _edit_config(ckpt, num_hidden_layers=5, layer_types=["linear_attention"] * 3 + ["full_attention",
-                                                                                  "linear_attention"])
+    _edit_config(
+        ckpt,
+        num_hidden_layers=5,
+        layer_types=["linear_attention"] * 3 + ["full_attention", "linear_attention"],
+    )
     _convert_fails(ckpt, out_dir, r"missing tensor 'layers\.4\.")
 
 
 def test_wrong_shape(ckpt, out_dir):
     _edit_config(ckpt, intermediate_size=1024)
-    _convert_fails(ckpt, out_dir, r"'model\.layers\.0\.mlp\.\w+_proj\.weight' has shape .* expected")
+    _convert_fails(
+        ckpt, out_dir, r"'model\.layers\.0\.mlp\.\w+_proj\.weight' has shape .* expected"
+    )
 
 
 def test_unknown_quant(ckpt, out_dir):
@@ -142,9 +149,22 @@ def test_full_output_location(ckpt, out_dir):
         resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20))
 
     proc = subprocess.run(
-        [sys.executable, "-m", "tmax_local", "convert", str(ckpt), "--quant", "F32", "--output",
-         str(out_dir / "model.gguf")],
-        capture_output=True, text=True, timeout=300, preexec_fn=limit,
+        [
+            sys.executable,
+            "-m",
+            "tmax_local",
+            "convert",
+            str(ckpt),
+            "--quant",
+            "F32",
+            "--output",
+            str(out_dir / "model.gguf"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+        check=False,
     )
     assert proc.returncode == 1, proc.stderr
     assert "not enough space" in proc.stderr
@@ -164,7 +184,9 @@ def test_ctrl_c_leaves_nothing(ckpt, out_dir, quant):
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted, match="interrupted") as info:
-        convert_checkpoint(ckpt, quant, out_dir / "model.gguf", progress=False, _on_tensor=interrupt)
+        convert_checkpoint(
+            ckpt, quant, out_dir / "model.gguf", progress=False, _on_tensor=interrupt
+        )
     assert info.value.exit_code == 130
     assert len(seen) == 5
     assert list(out_dir.iterdir()) == []

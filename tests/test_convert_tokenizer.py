@@ -22,7 +22,7 @@ TEXTS = {
     "emoji": "Deploy 🚀 done ✅ — 👩‍💻 and 🇯🇵 flags, café naïve",
     "numbers": "3.14159 1234567890 0x1F 1e-6",
     "special": "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\nok</think>\n"
-               "<tool_call>\n<function=bash>\n</tool_call><|endoftext|>",
+    "<tool_call>\n<function=bash>\n</tool_call><|endoftext|>",
     "whitespace": "a\n\nb   c\t\td \n \n  e",
 }
 
@@ -31,8 +31,11 @@ TEXTS = {
 def vocab_llama(tiny_gguf):
     import llama_cpp
 
-    llm = llama_cpp.Llama(str(tiny_gguf("F32", naming="causal", linear_k_heads=2, linear_v_heads=4)),
-                          vocab_only=True, verbose=False)
+    llm = llama_cpp.Llama(
+        str(tiny_gguf("F32", naming="causal", linear_k_heads=2, linear_v_heads=4)),
+        vocab_only=True,
+        verbose=False,
+    )
     yield llm
     llm.close()
 
@@ -54,21 +57,33 @@ def test_llama_cpp_tokenizes_like_hf(vocab_llama, hf_tokenizer, kind):
 
 def test_special_token_ids(vocab_llama):
     ids = {
-        "<|endoftext|>": 248044, "<|im_start|>": 248045, "<|im_end|>": 248046,
-        "<tool_call>": 248058, "</tool_call>": 248059, "<tool_response>": 248066,
-        "</tool_response>": 248067, "<think>": 248068, "</think>": 248069,
+        "<|endoftext|>": 248044,
+        "<|im_start|>": 248045,
+        "<|im_end|>": 248046,
+        "<tool_call>": 248058,
+        "</tool_call>": 248059,
+        "<tool_response>": 248066,
+        "</tool_response>": 248067,
+        "<think>": 248068,
+        "</think>": 248069,
     }
     for text, tid in ids.items():
         assert vocab_llama.tokenize(text.encode(), add_bos=False, special=True) == [tid], text
     assert vocab_llama.token_eos() == 248046
 
 
-TOOL = {"type": "function", "function": {
-    "name": "bash",
-    "description": "Execute a bash command in a persistent shell.",
-    "parameters": {"type": "object", "properties": {"command": {"type": "string"}},
-                   "required": ["command"]},
-}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "bash",
+        "description": "Execute a bash command in a persistent shell.",
+        "parameters": {
+            "type": "object",
+            "properties": {"command": {"type": "string"}},
+            "required": ["command"],
+        },
+    },
+}
 INSTRUCTIONS = (
     "\n\nIf you choose to call a function ONLY reply in the following format with NO suffix:\n\n"
     "<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n"
@@ -98,25 +113,32 @@ def _render(template: str, **ctx) -> str:
 def test_embedded_chat_template_renders_harness_turns(tiny_gguf):
     import gguf
 
-    reader = gguf.GGUFReader(str(tiny_gguf("F32", naming="causal", linear_k_heads=2,
-                                           linear_v_heads=4)))
+    reader = gguf.GGUFReader(
+        str(tiny_gguf("F32", naming="causal", linear_k_heads=2, linear_v_heads=4))
+    )
     template = reader.get_field("tokenizer.chat_template").contents()
     command = "ls -la /tmp\ncat 'a b.txt' | wc -l"
     messages = [
         {"role": "system", "content": "You are a terminal agent."},
         {"role": "user", "content": "Count the lines."},
-        {"role": "assistant", "content": "Listing first.",
-         "tool_calls": [{"function": {"name": "bash", "arguments": {"command": command}}}]},
+        {
+            "role": "assistant",
+            "content": "Listing first.",
+            "tool_calls": [{"function": {"name": "bash", "arguments": {"command": command}}}],
+        },
         {"role": "tool", "content": "3\n\n(exit_code=0)"},
     ]
     out = _render(template, messages=messages, tools=[TOOL], add_generation_prompt=True)
     expected = (
         "<|im_start|>system\n# Tools\n\nYou have access to the following functions:\n\n<tools>\n"
-        + json.dumps(TOOL, ensure_ascii=False) + "\n</tools>" + INSTRUCTIONS
+        + json.dumps(TOOL, ensure_ascii=False)
+        + "\n</tools>"
+        + INSTRUCTIONS
         + "\n\nYou are a terminal agent.<|im_end|>\n"
         "<|im_start|>user\nCount the lines.<|im_end|>\n"
         "<|im_start|>assistant\n<think>\n\n</think>\n\nListing first.\n\n"
-        "<tool_call>\n<function=bash>\n<parameter=command>\n" + command
+        "<tool_call>\n<function=bash>\n<parameter=command>\n"
+        + command
         + "\n</parameter>\n</function>\n</tool_call><|im_end|>\n"
         "<|im_start|>user\n<tool_response>\n3\n\n(exit_code=0)\n</tool_response><|im_end|>\n"
         "<|im_start|>assistant\n<think>\n"

@@ -22,8 +22,9 @@ import importlib.resources
 import json
 import math
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,25 +39,65 @@ QWEN35_PATTERN = (
 # The 33 added tokens, ids from 248044 (HARNESS.md §3). The XML-like ones and the FIM /
 # repo tokens are not "special" in Qwen's tokenizer files (they are meant to be seen in text).
 ADDED_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
-    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-    "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>",
-    "<|audio_start|>", "<|audio_end|>", "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>",
-    "<tts_text_bos_single>", "<|audio_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+    "<|audio_start|>",
+    "<|audio_end|>",
+    "<tts_pad>",
+    "<tts_text_bos>",
+    "<tts_text_eod>",
+    "<tts_text_bos_single>",
+    "<|audio_pad|>",
 )
-_NOT_SPECIAL = {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>",
-                "</think>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-                "<|repo_name|>", "<|file_sep|>"}
+_NOT_SPECIAL = {
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
+}
 
 
 # ---------------------------------------------------------------------------
 # tokenizer
 
+
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte → printable-character map used by byte-level BPE."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    )
     out = {b: chr(b) for b in printable}
     n = 0
     for b in range(256):
@@ -87,7 +128,7 @@ def _merge_for(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[bytes,
                 best_i, best_r = i, r
         if best_i < 0:
             break
-        parts[best_i:best_i + 2] = [parts[best_i] + parts[best_i + 1]]
+        parts[best_i : best_i + 2] = [parts[best_i] + parts[best_i + 1]]
     if len(parts) != 2:
         return None  # not reachable by merges (a few ranks are whole-word only)
     return parts[0], parts[1]
@@ -112,35 +153,63 @@ def tokenizer_json_text() -> str:
             if pair is not None:
                 merges.append([s(pair[0]), s(pair[1])])
     added = [
-        {"id": N_RANKS + i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-         "normalized": False, "special": t not in _NOT_SPECIAL}
+        {
+            "id": N_RANKS + i,
+            "content": t,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": t not in _NOT_SPECIAL,
+        }
         for i, t in enumerate(ADDED_TOKENS)
     ]
-    byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
-                  "use_regex": False}
+    byte_level = {
+        "type": "ByteLevel",
+        "add_prefix_space": False,
+        "trim_offsets": False,
+        "use_regex": False,
+    }
     data = {
         "version": "1.0",
         "truncation": None,
         "padding": None,
         "added_tokens": added,
         "normalizer": {"type": "NFC"},
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": QWEN35_PATTERN}, "behavior": "Isolated",
-             "invert": False},
-            byte_level,
-        ]},
+        "pre_tokenizer": {
+            "type": "Sequence",
+            "pretokenizers": [
+                {
+                    "type": "Split",
+                    "pattern": {"Regex": QWEN35_PATTERN},
+                    "behavior": "Isolated",
+                    "invert": False,
+                },
+                byte_level,
+            ],
+        },
         "post_processor": byte_level,
         "decoder": byte_level,
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
-                  "ignore_merges": False, "vocab": vocab, "merges": merges},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": "",
+            "end_of_word_suffix": "",
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": merges,
+        },
     }
     return json.dumps(data, ensure_ascii=False)
 
 
 def chat_template() -> str:
-    return (importlib.resources.files("tmax_local.testing") / "data" / "qwen35_chat_template.jinja"
-            ).read_text(encoding="utf-8")
+    return (
+        importlib.resources.files("tmax_local.testing") / "data" / "qwen35_chat_template.jinja"
+    ).read_text(encoding="utf-8")
 
 
 def write_tokenizer(path: Path, *, template_file: bool = False) -> None:
@@ -159,8 +228,14 @@ def write_tokenizer(path: Path, *, template_file: bool = False) -> None:
         "model_max_length": 262144,
         "split_special_tokens": False,
         "added_tokens_decoder": {
-            str(N_RANKS + i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
-                               "single_word": False, "special": t not in _NOT_SPECIAL}
+            str(N_RANKS + i): {
+                "content": t,
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+                "special": t not in _NOT_SPECIAL,
+            }
             for i, t in enumerate(ADDED_TOKENS)
         },
     }
@@ -168,17 +243,31 @@ def write_tokenizer(path: Path, *, template_file: bool = False) -> None:
         (path / "chat_template.jinja").write_text(chat_template(), encoding="utf-8")
     else:
         cfg["chat_template"] = chat_template()
-    (path / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False),
-                                                encoding="utf-8")
+    (path / "tokenizer_config.json").write_text(
+        json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
 
 
 # ---------------------------------------------------------------------------
 # configs and tensors
 
-def text_config_dict(*, hidden_size: int, num_layers: int, intermediate_size: int, num_heads: int,
-                     num_kv_heads: int, head_dim: int, linear_k_heads: int, linear_v_heads: int,
-                     linear_k_dim: int, linear_v_dim: int, vocab_size: int = VOCAB_SIZE,
-                     dtype: str = "bfloat16", tie: bool = True) -> dict[str, Any]:
+
+def text_config_dict(
+    *,
+    hidden_size: int,
+    num_layers: int,
+    intermediate_size: int,
+    num_heads: int,
+    num_kv_heads: int,
+    head_dim: int,
+    linear_k_heads: int,
+    linear_v_heads: int,
+    linear_k_dim: int,
+    linear_v_dim: int,
+    vocab_size: int = VOCAB_SIZE,
+    dtype: str = "bfloat16",
+    tie: bool = True,
+) -> dict[str, Any]:
     return {
         "model_type": "qwen3_5_text",
         "vocab_size": vocab_size,
@@ -198,13 +287,18 @@ def text_config_dict(*, hidden_size: int, num_layers: int, intermediate_size: in
         "linear_value_head_dim": linear_v_dim,
         "linear_num_key_heads": linear_k_heads,
         "linear_num_value_heads": linear_v_heads,
-        "layer_types": ["full_attention" if (i + 1) % 4 == 0 else "linear_attention"
-                        for i in range(num_layers)],
+        "layer_types": [
+            "full_attention" if (i + 1) % 4 == 0 else "linear_attention" for i in range(num_layers)
+        ],
         "full_attention_interval": 4,
         "mtp_num_hidden_layers": 1,  # as real configs announce, whether or not mtp.* are saved
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10_000_000.0,
-                            "partial_rotary_factor": 0.25, "mrope_interleaved": True,
-                            "mrope_section": [11, 11, 10]},
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 10_000_000.0,
+            "partial_rotary_factor": 0.25,
+            "mrope_interleaved": True,
+            "mrope_section": [11, 11, 10],
+        },
         "eos_token_id": 248046,
         "pad_token_id": None,
         "bos_token_id": None,
@@ -231,8 +325,14 @@ def _to_storage(a: np.ndarray, dtype: str) -> np.ndarray:
     return a.astype(np.float16 if dtype == "float16" else np.float32)
 
 
-def _write_checkpoint(path: Path, config: dict[str, Any], names: list[tuple[str, tuple[int, ...]]],
-                      produce: Callable[[str], np.ndarray], dtype: str, shards: int) -> None:
+def _write_checkpoint(
+    path: Path,
+    config: dict[str, Any],
+    names: list[tuple[str, tuple[int, ...]]],
+    produce: Callable[[str], np.ndarray],
+    dtype: str,
+    shards: int,
+) -> None:
     path.mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     st = _ST_DTYPE[dtype]
@@ -246,8 +346,9 @@ def _write_checkpoint(path: Path, config: dict[str, Any], names: list[tuple[str,
         return (_to_storage(part, dtype) for part in data)
 
     if len(groups) == 1:
-        write_safetensors(path / "model.safetensors", [(n, st, s) for n, s in groups[0]], store,
-                          {"format": "pt"})
+        write_safetensors(
+            path / "model.safetensors", [(n, st, s) for n, s in groups[0]], store, {"format": "pt"}
+        )
         return
     weight_map: dict[str, str] = {}
     total = 0
@@ -259,24 +360,31 @@ def _write_checkpoint(path: Path, config: dict[str, Any], names: list[tuple[str,
             total += math.prod(s) * np.dtype(_to_storage(np.zeros(1), dtype).dtype).itemsize
     (path / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2),
-        encoding="utf-8")
+        encoding="utf-8",
+    )
 
 
-def _extra_tensors(hidden: int, vision: bool, mtp: bool, prefix_visual: str) -> list[tuple[str, tuple[int, ...]]]:
+def _extra_tensors(
+    hidden: int, vision: bool, mtp: bool, prefix_visual: str
+) -> list[tuple[str, tuple[int, ...]]]:
     extra: list[tuple[str, tuple[int, ...]]] = []
     if vision:
         v = prefix_visual
-        extra += [(v + "patch_embed.proj.weight", (64, 3, 2, 16, 16)),
-                  (v + "blocks.0.norm1.weight", (64,)),
-                  (v + "blocks.0.attn.qkv.weight", (192, 64)),
-                  (v + "merger.linear_fc2.weight", (hidden, 256))]
+        extra += [
+            (v + "patch_embed.proj.weight", (64, 3, 2, 16, 16)),
+            (v + "blocks.0.norm1.weight", (64,)),
+            (v + "blocks.0.attn.qkv.weight", (192, 64)),
+            (v + "merger.linear_fc2.weight", (hidden, 256)),
+        ]
     if mtp:
-        extra += [("mtp.fc.weight", (hidden, 2 * hidden)),
-                  ("mtp.pre_fc_norm_embedding.weight", (hidden,)),
-                  ("mtp.pre_fc_norm_hidden.weight", (hidden,)),
-                  ("mtp.layers.0.input_layernorm.weight", (hidden,)),
-                  ("mtp.layers.0.mlp.up_proj.weight", (2 * hidden, hidden)),
-                  ("mtp.norm.weight", (hidden,))]
+        extra += [
+            ("mtp.fc.weight", (hidden, 2 * hidden)),
+            ("mtp.pre_fc_norm_embedding.weight", (hidden,)),
+            ("mtp.pre_fc_norm_hidden.weight", (hidden,)),
+            ("mtp.layers.0.input_layernorm.weight", (hidden,)),
+            ("mtp.layers.0.mlp.up_proj.weight", (2 * hidden, hidden)),
+            ("mtp.norm.weight", (hidden,)),
+        ]
     return extra
 
 
@@ -307,10 +415,20 @@ def make_tiny_checkpoint(
     from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
 
     path = Path(path)
-    tc = text_config_dict(hidden_size=hidden_size, num_layers=num_layers,
-                          intermediate_size=2 * hidden_size, num_heads=2, num_kv_heads=1,
-                          head_dim=256, linear_k_heads=linear_k_heads, linear_v_heads=linear_v_heads,
-                          linear_k_dim=64, linear_v_dim=64, dtype=dtype, tie=not untied)
+    tc = text_config_dict(
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        intermediate_size=2 * hidden_size,
+        num_heads=2,
+        num_kv_heads=1,
+        head_dim=256,
+        linear_k_heads=linear_k_heads,
+        linear_v_heads=linear_v_heads,
+        linear_k_dim=64,
+        linear_v_dim=64,
+        dtype=dtype,
+        tie=not untied,
+    )
     torch.manual_seed(seed)
     cfg = Qwen3_5TextConfig(**{k: v for k, v in tc.items() if k not in ("model_type", "dtype")})
     model = Qwen3_5ForCausalLM(cfg).eval()
@@ -341,17 +459,27 @@ def make_tiny_checkpoint(
 
     rng = np.random.default_rng(seed + 2)
     if naming == "conditional":
-        rename = {n: ("model.language_model." + n[len("model."):] if n.startswith("model.") else n)
-                  for n, _ in names}
+        rename = {
+            n: ("model.language_model." + n[len("model.") :] if n.startswith("model.") else n)
+            for n, _ in names
+        }
         config: dict[str, Any] = {
             "architectures": ["Qwen3_5ForConditionalGeneration"],
             "model_type": "qwen3_5",
             "text_config": tc,
-            "vision_config": {"model_type": "qwen3_5_vision", "depth": 1, "hidden_size": 64,
-                              "out_hidden_size": hidden_size, "num_heads": 2, "patch_size": 16},
+            "vision_config": {
+                "model_type": "qwen3_5_vision",
+                "depth": 1,
+                "hidden_size": 64,
+                "out_hidden_size": hidden_size,
+                "num_heads": 2,
+                "patch_size": 16,
+            },
             "tie_word_embeddings": not untied,
-            "image_token_id": 248056, "video_token_id": 248057,
-            "vision_start_token_id": 248053, "vision_end_token_id": 248054,
+            "image_token_id": 248056,
+            "video_token_id": 248057,
+            "vision_start_token_id": 248053,
+            "vision_end_token_id": 248054,
         }
         config["text_config"] = {k: v for k, v in tc.items() if k != "tie_word_embeddings"}
         visual = "model.visual."
@@ -380,15 +508,18 @@ def load_reference_model(path: str | Path):
     from tmax_local.convert.checkpoint import open_checkpoint
 
     ckpt = open_checkpoint(Path(path))
-    tc = {k: v for k, v in ckpt.text.items()
-          if k not in ("model_type", "dtype", "architectures", "mtp_num_hidden_layers")}
+    tc = {
+        k: v
+        for k, v in ckpt.text.items()
+        if k not in ("model_type", "dtype", "architectures", "mtp_num_hidden_layers")
+    }
     cfg = Qwen3_5TextConfig(**tc)
     model = Qwen3_5ForCausalLM(cfg).eval()
     sd = {}
     for name, ref in ckpt.tensors.items():
         if name.startswith("model.language_model."):
-            key = "model." + name[len("model.language_model."):]
-        elif name.startswith("model.visual.") or name.startswith("mtp."):
+            key = "model." + name[len("model.language_model.") :]
+        elif name.startswith(("model.visual.", "mtp.")):
             continue
         else:
             key = name
@@ -405,9 +536,18 @@ def load_reference_model(path: str | Path):
 # ---------------------------------------------------------------------------
 # full-size 2B (benchmark)
 
-QWEN35_2B = dict(hidden_size=2048, num_layers=24, intermediate_size=6144, num_heads=8,
-                 num_kv_heads=2, head_dim=256, linear_k_heads=16, linear_v_heads=16,
-                 linear_k_dim=128, linear_v_dim=128)
+QWEN35_2B = {
+    "hidden_size": 2048,
+    "num_layers": 24,
+    "intermediate_size": 6144,
+    "num_heads": 8,
+    "num_kv_heads": 2,
+    "head_dim": 256,
+    "linear_k_heads": 16,
+    "linear_v_heads": 16,
+    "linear_k_dim": 128,
+    "linear_v_dim": 128,
+}
 
 
 def make_full_size_2b_checkpoint(path: str | Path, *, seed: int = 0, shards: int = 2) -> Path:
@@ -426,8 +566,10 @@ def make_full_size_2b_checkpoint(path: str | Path, *, seed: int = 0, shards: int
             return rng.standard_normal(s, dtype=np.float32) * 0.1
         scale = np.float32(1.0 / math.sqrt(math.prod(s[1:])))
         step = max(1, (16 << 20) // max(1, math.prod(s[1:])))  # ~64 MB of f32 per chunk
-        return (rng.standard_normal((min(step, s[0] - r), *s[1:]), dtype=np.float32) * scale
-                for r in range(0, s[0], step))
+        return (
+            rng.standard_normal((min(step, s[0] - r), *s[1:]), dtype=np.float32) * scale
+            for r in range(0, s[0], step)
+        )
 
     _write_checkpoint(path, config, names, produce, "bfloat16", shards)
     write_tokenizer(path)
