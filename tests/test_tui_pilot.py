@@ -328,3 +328,16 @@ async def test_resizing_the_app_resizes_the_pty(tmp_path, workdir) -> None:
         rows, cols = (workdir / "size.txt").read_text().split()
         assert (int(rows), int(cols)) == (pane.size.height, pane.size.width)
         assert (pane.screen_model.lines, pane.screen_model.columns) == (int(rows), int(cols))
+
+
+def test_download_progress_bars_become_status_texts() -> None:
+    from tqdm import tqdm
+
+    from tmax_local.tui.bridge import TqdmToStatus
+
+    seen: list[str] = []
+    sink = TqdmToStatus(seen.append, min_interval_s=0.0)
+    for _ in tqdm(range(4), desc="Converting tmax-2b", file=sink, mininterval=0):
+        pass
+    assert seen[0] == "Converting tmax-2b 0%"
+    assert seen[-1] == "Converting tmax-2b 100%"

@@ -7,6 +7,9 @@ importing the TUI package does not load llama.cpp.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,8 +245,16 @@ class Session:
                 f"{spec or 'allenai/tmax-2b'} is not converted yet (looked for "
                 f"{converted_path(spec)})."
             )
-        progress("downloading / converting…" if fetch else "resolving model…")
-        resolved = resolve_model(spec, progress=False)
+        if fetch:
+            # Download and conversion report through tqdm bars on stderr: read those bars
+            # and show them in the status bar (the app draws on the real terminal, which
+            # is not sys.stderr, so nothing else is affected).
+            progress("downloading / converting…")
+            with contextlib.redirect_stderr(TqdmToStatus(progress)):
+                resolved = resolve_model(spec, progress=True)
+        else:
+            progress("resolving model…")
+            resolved = resolve_model(spec, progress=False)
         if resolved.kind == "gguf":
             progress(f"loading {resolved.path.name}…")
         options = EngineOptions(
@@ -358,6 +369,37 @@ class Session:
             self.shell.close()
         if self.recorder is not None:
             self.recorder.close()
+
+
+class TqdmToStatus(io.TextIOBase):
+    """A stderr stand-in that turns tqdm progress bars into short status texts."""
+
+    _BAR = re.compile(r"(?P<desc>[^\r\n|]*?):?\s*(?P<pct>\d{1,3})%\|")
+
+    def __init__(self, report: Callable[[str], None], min_interval_s: float = 0.2) -> None:
+        self._report = report
+        self._min = min_interval_s
+        self._last = 0.0
+        self._last_text = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        import time
+
+        matches = list(self._BAR.finditer(text))
+        if matches:
+            m = matches[-1]
+            desc = m.group("desc").strip() or "progress"
+            shown = f"{desc[:40]} {int(m.group('pct'))}%"
+            now = time.monotonic()
+            if shown != self._last_text and (
+                now - self._last >= self._min or m.group("pct") == "100"
+            ):
+                self._last, self._last_text = now, shown
+                self._report(shown)
+        return len(text)
 
 
 class ModelNeedsFetch(ModelNotFound):
