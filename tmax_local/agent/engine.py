@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tmax_local.agent import harness
-from tmax_local.agent.protocols import Generation
+from tmax_local.agent.protocols import Generation, GenerationFinish
 from tmax_local.errors import ModelNotFound, TmaxError
 
 CACHE_TYPES = {
@@ -51,7 +51,7 @@ class ContextOverflow(TmaxError):
 
 
 def default_threads() -> int:
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
@@ -202,7 +202,7 @@ class LlamaEngine:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         text_parts: list[str] = []
         generated = 0
-        finish = "length"
+        finish: GenerationFinish = "length"
         t_first: float | None = None
         vocab = self.llm._model.vocab
         gen = self.llm.generate(

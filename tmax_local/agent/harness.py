@@ -99,7 +99,7 @@ def _data_text(name: str) -> str:
 @lru_cache(maxsize=1)
 def prompts() -> Prompts:
     """The shipped prompt texts (read on first use, never at import)."""
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     doc = yaml.safe_load(_data_text("vanillux_prompts.yaml"))
     return Prompts(

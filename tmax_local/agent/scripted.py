@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tmax_local.agent import harness
-from tmax_local.agent.protocols import Generation
+from tmax_local.agent.protocols import Generation, GenerationFinish
 from tmax_local.errors import ConfigError, TmaxError
 
 
@@ -92,7 +92,7 @@ class ScriptedModel:
         if end != -1:
             reply = reply[:end]
         limit_chars = max_tokens * self.chars_per_token
-        finish = "stop"
+        finish: GenerationFinish = "stop"
         if len(reply) > limit_chars:
             reply, finish = reply[:limit_chars], "length"
         t1 = time.perf_counter()
