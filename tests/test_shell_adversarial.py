@@ -394,6 +394,17 @@ CASES = [
         background=True,
     ),
     Case(
+        "job_end_notices_dropped_but_jobs_listing_kept",
+        "sleep 0.1 & sleep 0.5; false & wait $!; sleep 30 & jobs",
+        0,
+        check=lambda r: (
+            r.output.endswith("Running                 sleep 30 &\n")
+            and "Done" not in r.output
+            and "Exit 1" not in r.output
+        ),
+        background=True,
+    ),
+    Case(
         "fork_200_children_and_wait",
         "for i in $(seq 200); do sleep 0.2 & done; wait; echo all",
         0,

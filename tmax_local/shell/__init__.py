@@ -50,7 +50,8 @@ Behaviour worth knowing:
   (environment and functions are lost) and the result has ``restarted=True``.
 - ``result.output`` is stdout and stderr merged as a terminal shows them (a
   PTY cannot tell them apart), cleaned (escape sequences removed, ``\r``
-  overwrites resolved, invalid UTF-8 replaced, bash's job notices dropped) and
+  overwrites resolved, invalid UTF-8 replaced, bash's "[1]+ Done" notices
+  dropped) and
   capped while streaming: the first ``head_chars`` and last ``tail_chars``
   characters are kept, with a one-line note between them, and
   ``result.dropped_chars`` counts the rest.

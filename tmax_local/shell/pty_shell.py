@@ -33,7 +33,9 @@ group; a shell that dies or is replaced (``exit``, ``exec``, ``kill -9 $$``,
 Known limits: environment, functions and options are lost when bash is
 restarted; a ``cd`` in the very command that kills bash with SIGKILL is lost
 (``exit`` keeps it, through an EXIT trap); after ``set -o vi``/``emacs`` bash
-stops running ``PROMPT_COMMAND``, so a command interrupted there costs a restart.
+stops running ``PROMPT_COMMAND``, so a command interrupted there costs a restart;
+commands run through ``.``, so ``$BASH_SOURCE`` names our file and a DEBUG trap
+follows ``.``'s rules (``trap - DEBUG`` inside a command does not remove it).
 """
 
 from __future__ import annotations
@@ -79,10 +81,11 @@ _MARK_INTRO = b"\x1b]6973;"
 _MARK = re.compile(rb"\x1b\]6973;([0-9a-f]{16});(\d{1,3}|S);([a-zA-Z]*)\x07")
 _MARK_TAIL = re.compile(rb"[0-9a-f]{0,16}(?:;(?:\d{0,3}|S)(?:;[a-zA-Z]{0,20})?)?")
 _ALT_SCREEN = re.compile(rb"\x1b\[\?(?:1049|1047|47)([hl])")
-# bash's job-control notices ("[1]+  Done   sleep 1"): shell chatter, not command output.
+# bash's notices that a background job ended ("[1]+  Done   sleep 1"): shell chatter
+# the model never saw in training.  "Running" and "Stopped" lines stay: `jobs` prints them.
 _JOB_NOTICE = re.compile(
-    r"^\[\d+\][+-]? +(?:Done|Exit \d+|Running|Stopped|Killed|Terminated|Hangup|Interrupt|Quit"
-    r"|Aborted|Broken pipe|Segmentation fault)(?: \(core dumped\))?(?: +|\(\w+\) +).*\n?",
+    r"^\[\d+\][+-]? +(?:Done|Exit \d+|Killed|Terminated|Hangup|Interrupt|Quit|Aborted"
+    r"|Broken pipe|Segmentation fault)(?: \(core dumped\))?(?: +|\(\w+\) +).*\n?",
     re.MULTILINE,
 )
 _SHELL_NAMES = {"bash", "sh", "dash", "zsh", "ksh", "mksh", "fish", "busybox", "ash"}
