@@ -264,3 +264,39 @@ def test_resume_from_transcript(shell, workdir, tmp_path):
     assert done.reason == "submitted" and done.steps == 3
     assert model2.appended[0] == conversation + pending
     assert kinds(seen2, ev.StepStarted)[0].step == 2
+
+
+def test_replay_reproduces_recorded_observations(shell, workdir):
+    """regex-log: tmax-2b's own replies (heredocs, echo -e, cat) replayed through the loop with
+    /app mapped to a temp dir give back the very observations recorded on Terminal-Bench,
+    byte for byte, except where the original box lacked python3."""
+    msgs = _trajectory("regex-log__8VmDKow")
+    app = str(workdir)
+    replies, recorded = [], []
+    for i, m in enumerate(msgs):
+        if m["role"] != "assistant" or not m.get("tool_calls"):
+            continue
+        calls = [
+            (c["function"]["name"], json.loads(c["function"]["arguments"].replace("/app", app)))
+            for c in m["tool_calls"]
+        ]
+        replies.append(render_tool_calls(calls, m["content"] or ""))
+        recorded.append(msgs[i + 1]["content"].replace("/app", app))
+        if len(replies) == 12:
+            break
+    replies = replies[1:] + [SUBMIT]  # skip the opening `find /app …` (searches elsewhere)
+    recorded = recorded[1:]
+    agent, _model, seen = make_agent(
+        replies, shell, workdir, mode="ask", approver=lambda r: Approve()
+    )
+    assert agent.run("t").reason == "submitted"
+    ran = kinds(seen, ev.CommandExecuted)
+    assert len(ran) == len(recorded)
+    same = 0
+    for e, want in zip(ran, recorded, strict=True):
+        if "python3" in e.command or "here-document" in want:
+            continue
+        assert e.observation == want
+        same += 1
+    assert same >= 5
+    assert (workdir / "regex.txt").read_text().startswith("(?<![A-Za-z0-9])\\d{4}-")
