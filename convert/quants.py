@@ -12,8 +12,8 @@ from __future__ import annotations
 import ctypes
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from contextlib import suppress
 from dataclasses import dataclass
 
 from tmax_local.errors import ConversionError
@@ -160,47 +160,82 @@ def run_llama_quantize(
         params.tt_overrides = ctypes.cast(
             arr, ctypes.POINTER(llama_cpp.llama_model_tensor_override)
         )
-    with _quiet_llama_log(progress, quant.name) as errors:
-        rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
-    if rc != 0:
-        detail = " ".join(" ".join(errors).split())[:300]
+    state = _QuantRun()
+
+    def work() -> None:  # keeps params / override arrays alive through its closure
+        state.rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
+        del keep[:]
+        if state.abandoned.is_set():  # Ctrl-C came first: drop whatever was written
+            with suppress(FileNotFoundError):
+                os.unlink(dst)
+            import llama_cpp._logger as lcl
+
+            llama_cpp.llama_log_set(lcl.llama_log_callback, ctypes.c_void_p(0))
+
+    callback = _make_log_callback(state, progress, quant.name)
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    # The C call cannot be interrupted, so it runs in a worker thread while this (main) thread
+    # waits in short, interruptible joins: Ctrl-C returns at once, and the abandoned worker
+    # deletes its output when it ends (the CLI process simply exits).
+    worker = threading.Thread(target=work, name="llama-quantize", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except BaseException:
+        state.abandoned.set()
+        raise
+    finally:
+        if state.bar is not None:
+            state.bar.close()
+        if not worker.is_alive():
+            import llama_cpp._logger as lcl
+
+            llama_cpp.llama_log_set(lcl.llama_log_callback, ctypes.c_void_p(0))
+    if state.rc != 0:
+        detail = " ".join(" ".join(state.errors).split())[:300]
         raise ConversionError(
             f"llama.cpp quantizer failed for {quant.name}"
-            + (f": {detail}" if detail else f" (code {rc})")
+            + (f": {detail}" if detail else f" (code {state.rc})")
         )
+
+
+class _QuantRun:
+    def __init__(self) -> None:
+        self.rc: int | None = None
+        self.errors: list[str] = []
+        self.abandoned = threading.Event()
+        self.bar = None
+
+
+# ctypes callbacks must outlive every call llama.cpp may make into them
+_LIVE_CALLBACKS: list[object] = []
 
 
 _PROGRESS_LINE = re.compile(rb"^\[\s*(\d+)/\s*(\d+)\]")
 
 
-@contextmanager
-def _quiet_llama_log(progress: bool, label: str) -> Iterator[list[str]]:
-    """Route llama.cpp's log while quantizing: per-tensor lines drive a progress bar,
-    errors are collected (and echoed), the rest is dropped. The library's own
-    callback is restored afterwards."""
+def _make_log_callback(state: _QuantRun, progress: bool, label: str):
+    """llama.cpp log while quantizing: per-tensor lines drive a progress bar, errors are
+    collected, the rest is dropped (and everything once the run is abandoned)."""
     import llama_cpp
-    import llama_cpp._logger as lcl
 
-    errors: list[str] = []
-    bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(unit="tensor", desc=f"Quantizing {label}", leave=False)
+        state.bar = tqdm(unit="tensor", desc=f"Quantizing {label}", leave=False)
 
     @llama_cpp.llama_log_callback
     def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if state.abandoned.is_set():
+            return
         m = _PROGRESS_LINE.match(text)
-        if m and bar is not None:
-            bar.total = int(m.group(2))
-            bar.update(int(m.group(1)) - bar.n)
+        if m and state.bar is not None:
+            state.bar.total = int(m.group(2))
+            state.bar.update(int(m.group(1)) - state.bar.n)
         elif level == 3:  # GGML_LOG_LEVEL_ERROR
-            errors.append(text.decode("utf-8", "replace"))
+            state.errors.append(text.decode("utf-8", "replace"))
 
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-    try:
-        yield errors
-    finally:
-        llama_cpp.llama_log_set(lcl.llama_log_callback, ctypes.c_void_p(0))
-        if bar is not None:
-            bar.close()
+    _LIVE_CALLBACKS.append(callback)
+    del _LIVE_CALLBACKS[:-4]
+    return callback

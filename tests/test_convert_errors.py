@@ -190,3 +190,40 @@ def test_ctrl_c_leaves_nothing(ckpt, out_dir, quant):
     assert info.value.exit_code == 130
     assert len(seen) == 5
     assert list(out_dir.iterdir()) == []
+
+
+def test_ctrl_c_during_llama_quantizer_returns_promptly(ckpt, out_dir, monkeypatch):
+    """The quantizer is one long C call; Ctrl-C must not wait for it, and whatever it writes
+    after the interrupt is removed when it ends."""
+    import _thread
+    import threading
+
+    import llama_cpp
+    from tmax_local.convert import convert_checkpoint
+
+    real = llama_cpp.llama_model_quantize
+    started, release = threading.Event(), threading.Event()
+
+    seen = {}
+
+    def slow_quantize(*args):  # stands in for a quantization that takes minutes
+        started.set()
+        # released by the test only after convert_checkpoint has already returned
+        seen["released_after_return"] = release.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(llama_cpp, "llama_model_quantize", slow_quantize)
+    watcher = threading.Thread(target=lambda: started.wait(60) and _thread.interrupt_main())
+    watcher.start()
+    try:
+        with pytest.raises(Interrupted):
+            convert_checkpoint(ckpt, "Q4_K_M", out_dir / "model.gguf", progress=False)
+        assert not release.is_set()  # returned while the quantizer was still "running"
+    finally:
+        release.set()
+        watcher.join()
+        for t in threading.enumerate():
+            if t.name == "llama-quantize":
+                t.join(120)
+    assert list(out_dir.iterdir()) == []
+    assert seen["released_after_return"]
