@@ -84,16 +84,20 @@ def kinds(app: TmaxApp, kind: type) -> list:
 
 
 async def test_approve_runs_the_command_in_the_pty(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("echo made > made.txt && ls"), SUBMIT]))
+    # A reply with two tool calls: only the first may run, and the bar says so.
+    reply = call("echo made > made.txt && ls") + "\n" + call("touch second.txt", "")
+    app = make_app(options(tmp_path, workdir, [reply, SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "make a file")
         await wait_approval(pilot, app)
         assert app.approval_bar.view.command == "echo made > made.txt && ls"
+        assert app.approval_bar.view.ignored == ["touch second.txt"]
         assert not (workdir / "made.txt").exists()  # nothing runs while the bar waits
         await pilot.press("a")
         done = await wait_finished(pilot, app)
         assert done.reason == "submitted"
         assert (workdir / "made.txt").read_text() == "made\n"
+        assert not (workdir / "second.txt").exists()
         await wait_until(pilot, lambda: "made.txt" in app.terminal.text(), "ls output on screen")
         step = app.reasoning.steps[1]
         assert step.command == "echo made > made.txt && ls" and "exit 0" in step.outcome

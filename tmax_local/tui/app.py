@@ -110,6 +110,7 @@ class TmaxApp(App[int]):
         self._context_warned = False
         self.pending_step = 0
         self.pending_request: Any = None
+        self.pending_ignored: list[str] = []
         if options.theme:
             self.theme = options.theme
 
@@ -314,7 +315,7 @@ class TmaxApp(App[int]):
     def on_approval_needed(self, message: ApprovalNeeded) -> None:
         self.drain_now()
         self.pending_request = message.request
-        view = bridge.approval_view(message.request, self.pending_step)
+        view = bridge.approval_view(message.request, self.pending_step, self.pending_ignored)
         self.status.update_info(state="waiting for approval")
         self.approval_bar.show(view, self.mode)
 

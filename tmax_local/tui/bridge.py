@@ -39,7 +39,7 @@ def _approval():
     return approval
 
 
-def approval_view(request: Any, step: int = 0) -> ApprovalView:
+def approval_view(request: Any, step: int = 0, ignored: list[str] | None = None) -> ApprovalView:
     """What the approval bar shows for an `tmax_local.approval.ApprovalRequest`."""
     from tmax_local.approval import explain
 
@@ -59,6 +59,7 @@ def approval_view(request: Any, step: int = 0) -> ApprovalView:
         rules=list(request.suggested_rules),
         rule_explanation=" · ".join(explanations),
         step=step,
+        ignored=list(ignored or []),
     )
 
 
@@ -451,6 +452,7 @@ def apply_event(app: TmaxApp, event: Any) -> None:
         status.update_info(gen_tok_s=event.gen_tokens_per_s)
         app.note_context(event.context_used, event.context_limit)
     elif isinstance(event, ev.ToolCallProposed):
+        app.pending_ignored = list(event.ignored)
         pane.flush()
         note = f"(+{len(event.ignored)} ignored)" if event.ignored else ""
         pane.step_view(event.step).set_command(event.command, note)
