@@ -345,3 +345,18 @@ def test_download_progress_bars_become_status_texts() -> None:
         pass
     assert seen[0] == "Converting tmax-2b 0%"
     assert seen[-1] == "Converting tmax-2b 100%"
+
+
+async def test_switching_mode_from_the_bar_applies_to_the_next_command(tmp_path, workdir) -> None:
+    replies = [call("touch first.txt"), call("touch second.txt"), SUBMIT]
+    app = make_app(options(tmp_path, workdir, replies))
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot, "two files")
+        await wait_approval(pilot, app)
+        await pilot.press("m")  # ask -> auto
+        assert app.mode == "auto" and app.status.info.mode == "auto"
+        assert app.approval_bar.active  # the pending command still waits for an answer
+        await pilot.press("a")
+        await wait_finished(pilot, app)
+        assert (workdir / "first.txt").exists() and (workdir / "second.txt").exists()
+        assert len(kinds(app, ev.ApprovalRequested)) == 1  # auto ran the harmless second one

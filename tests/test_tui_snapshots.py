@@ -8,6 +8,8 @@ and review the SVGs in tests/__snapshots__/.
 
 from __future__ import annotations
 
+import pytest
+
 from tmax_local.agent import events as ev
 from tmax_local.tui.app import TuiOptions, make_app
 from tmax_local.tui.approval_bar import ApprovalView
@@ -21,14 +23,14 @@ REASONING = (
 )
 
 
-def fixed_app():
+def fixed_app(theme: str = "textual-dark"):
     return make_app(
         TuiOptions(
             start_shell=False,
             autoload=False,
             deterministic=True,
             ram_probe=lambda: "1.4 GiB",
-            theme="textual-dark",
+            theme=theme,
         )
     )
 
@@ -60,7 +62,8 @@ def test_streaming(snap_compare) -> None:
     assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=run_before)
 
 
-def test_waiting_for_approval_with_risk_labels(snap_compare) -> None:
+@pytest.mark.parametrize("theme", ["textual-dark", "textual-light"])
+def test_waiting_for_approval_with_risk_labels(snap_compare, theme: str) -> None:
     async def run_before(pilot) -> None:
         await loaded(pilot)
         app = pilot.app
@@ -86,7 +89,7 @@ def test_waiting_for_approval_with_risk_labels(snap_compare) -> None:
         app.status.update_info(state="waiting for approval")
         await pilot.pause()
 
-    assert snap_compare(fixed_app(), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(fixed_app(theme), terminal_size=SIZE, run_before=run_before)
 
 
 def test_running_command_with_colour_output(snap_compare) -> None:
