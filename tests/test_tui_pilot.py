@@ -169,6 +169,8 @@ async def test_take_over_typing_answers_a_prompt(tmp_path, workdir) -> None:
         await wait_approval(pilot, app)
         await pilot.press("a")
         await wait_until(pilot, lambda: "name?" in app.terminal.text(), "prompt on screen")
+        title = app.query_one("#term-title")
+        await wait_until(pilot, lambda: "waiting for input" in str(title.render()), "the hint")
         await pilot.press("ctrl+t")
         assert app.terminal.takeover
         await pilot.press("b", "o", "b", "enter")
