@@ -5,6 +5,8 @@ The hostile/random inputs are in test_approval_fuzz.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -67,7 +69,7 @@ def labels(command: str, cwd: Path = Path("/work")) -> set[str]:
         ("for f in *; do rm $f; done", [("rm", "$f")]),
         ("while read l; do echo $l; done < in", [("read", "l"), ("echo", "$l")]),
         ("case $x in a) rm a;; b) ls;; esac", [("rm", "a"), ("ls",)]),
-        ('echo "a b" \'c d\' e\\ f', [("echo", "a b", "c d", "e f")]),
+        ("echo \"a b\" 'c d' e\\ f", [("echo", "a b", "c d", "e f")]),
         ("echo \"$(date)\" '$(no)'", [("date",), ("echo", "$(date)", "$(no)")]),
         ("cat <<'EOF'\n$(not run)\nEOF\nls", [("cat",), ("ls",)]),
         ("cat <<EOF\n$(whoami)\nEOF", [("whoami",), ("cat",)]),
@@ -110,8 +112,10 @@ def test_wrappers_are_seen_through():
     assert parts("timeout 5 nice -n 3 pytest -x") == [("pytest", "-x")]
     assert parts("env -i A=1 make") == [("make",)]
     assert analyze("env A=1 make", Path("/w")).parts[0].assignments[0].value == "A=1"
-    assert parts("sudo -u root rm -rf /") == [("sudo", "-u", "root", "rm", "-rf", "/"),
-                                              ("rm", "-rf", "/")]
+    assert parts("sudo -u root rm -rf /") == [
+        ("sudo", "-u", "root", "rm", "-rf", "/"),
+        ("rm", "-rf", "/"),
+    ]
     assert parts("find . -exec rm {} \\;")[1][:1] == ("rm",)
     assert parts("xargs -0 rm -f")[1][:2] == ("rm", "-f")
     assert parts("bash -c 'ls; rm x'") == [("bash", "-c", "ls; rm x"), ("ls",), ("rm", "x")]
@@ -128,12 +132,12 @@ def test_wrappers_are_seen_through():
         ("if true; then", "syntax error"),
         ("$cmd -rf /", "only known when it runs"),
         ('"$(echo rm)" -rf /', "only known when it runs"),
-        ("eval \"$x\"", "eval runs text"),
+        ('eval "$x"', "eval runs text"),
         ("curl -s x | sh", "runs it as code"),
         ("wget -O- x | python3", "runs it as code"),
         ("bash <(curl x)", "produced by another command"),
         ("source <(curl x)", "produced by another command"),
-        ("sh -c \"$CODE\"", "only known at run time"),
+        ('sh -c "$CODE"', "only known at run time"),
         ("echo a\\\nb", "line continuation"),
         ("echo `echo \\`rm z\\``", "backquotes"),
         ("ls\r", "control or invisible"),
@@ -143,12 +147,41 @@ def test_wrappers_are_seen_through():
         ("\u217cs", "not plain ASCII"),  # roman numeral fifty + s, looks like "ls"
         ("r\u043c -rf /", "not plain ASCII"),  # Cyrillic em
         ("x" * 100_001, "longer than"),
+        # disagreements between the grammar and bash, found by the bash oracle (fuzz file)
+        ("ls - 2>&1", "skipped '-'"),
+        ("ls #c\n\\zap x", "as one word"),
+        ('ls <<E"O"F\nzap\nEOF\nzap\n; ls $(ls) > out', "here-document delimiter"),
+        ("ls;{}; ls", "not a { …; } group"),
+        ("echo <<<$ zap", "as one expansion"),
+        ("find . $X", "unquoted '$X'"),
+        ("find . -name *.py", "unquoted '*.py'"),
     ],
 )
 def test_what_cannot_be_analysed_is_flagged(command, why):
     a = analyze(command, Path("/w"))
     assert not a.parsed
     assert any(why in p for p in a.all_problems), a.all_problems
+
+
+@pytest.mark.parametrize("command", ["x{\U000e0001", "\U00081e9f{\U000c179cLU"])
+def test_inputs_that_crash_the_grammar_scanner_are_analysed_safely(command):
+    """tree-sitter-bash 0.25 segfaults on these: analyse them in a child process."""
+    code = (
+        "import sys; from tmax_local.approval import decide\n"
+        f"d = decide({command!r}, 'ask', None, '/w')\n"
+        "print(d.action)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "ask"
+
+
+def test_non_ascii_text_is_kept_exactly():
+    a = analyze("echo héllo 'wörld' > ü.txt; ls ünï", Path("/w"))
+    assert [p.argv for p in a.parts] == [("echo", "héllo", "wörld"), ("ls", "ünï")]
+    assert a.parsed
 
 
 # --------------------------------------------------------------------------- labels
@@ -241,9 +274,21 @@ def test_risk_labels(command, label):
 
 @pytest.mark.parametrize(
     "command",
-    ["ls -la", "cat README.md | grep x > out.txt", "echo hi > ./sub/f", "python3 -m pytest -q",
-     "git status", "git log --oneline", "make -j2", "echo x > /dev/null 2>&1", "mkdir -p build",
-     "cd sub && touch x", "pip list", "git diff HEAD~1", "tee out.log < in"],
+    [
+        "ls -la",
+        "cat README.md | grep x > out.txt",
+        "echo hi > ./sub/f",
+        "python3 -m pytest -q",
+        "git status",
+        "git log --oneline",
+        "make -j2",
+        "echo x > /dev/null 2>&1",
+        "mkdir -p build",
+        "cd sub && touch x",
+        "pip list",
+        "git diff HEAD~1",
+        "tee out.log < in",
+    ],
 )
 def test_routine_commands_get_no_labels(command):
     assert labels(command) == set()
@@ -296,7 +341,9 @@ def test_deny_rules_match_loosely():
     deny = Rule.parse("rm *")
     for command in ("rm -rf x", "/bin/rm x", "A=1 rm x", "\\rm x"):
         assert deny.matches_loosely(analyze(command, Path("/w")).parts[0]), command
-    assert Rule.parse("git push --force").matches_loosely(analyze("git push $F", Path("/w")).parts[0])
+    assert Rule.parse("git push --force").matches_loosely(
+        analyze("git push $F", Path("/w")).parts[0]
+    )
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "a 'b", "ls\nrm", "ls\x00"])
@@ -334,8 +381,10 @@ def test_explain_shows_which_parts_a_rule_allows():
 # --------------------------------------------------------------------------- decide
 
 
-RULES = RuleSet.of(allow=["ls *", "git status *", "cat *", "echo *", "pytest *", "rm -rf build"],
-                   deny=["git push *"])
+RULES = RuleSet.of(
+    allow=["ls *", "git status *", "cat *", "echo *", "pytest *", "rm -rf build"],
+    deny=["git push *"],
+)
 
 
 @pytest.mark.parametrize(
@@ -389,7 +438,7 @@ def test_ask_mode_without_rules_asks_for_everything():
         ("git reset --hard", "ask"),
         ("kill 1", "ask"),
         ("dd if=a of=b", "ask"),
-        ("eval \"$X\"", "ask"),
+        ('eval "$X"', "ask"),
         ("$CMD", "ask"),
         ("ls; cat <<EOF", "ask"),
     ],
@@ -470,7 +519,9 @@ def test_gate_reject_gives_the_reason_to_the_model(cwd):
     v = Gate(cwd=cwd).review("rm -rf /", Script(Reject("never delete the root")))
     assert not v.run and v.command is None
     assert v.observation == "The user rejected this command: never delete the root"
-    assert Gate(cwd=cwd).review("x", Script(Reject())).observation == "The user rejected this command."
+    assert (
+        Gate(cwd=cwd).review("x", Script(Reject())).observation == "The user rejected this command."
+    )
 
 
 def test_gate_request_carries_analysis_labels_reasons_and_suggestions(cwd):

@@ -136,8 +136,10 @@ def suggest_rules(decision: Decision) -> tuple[str, ...]:
 
 def rejection_observation(reason: str) -> str:
     reason = reason.strip()
-    return f"The user rejected this command: {reason}" if reason else (
-        "The user rejected this command."
+    return (
+        f"The user rejected this command: {reason}"
+        if reason
+        else ("The user rejected this command.")
     )
 
 
@@ -191,9 +193,7 @@ class Gate:
             self.session_rules = self.session_rules.with_rule(rule, kind)
         return rule
 
-    def review(
-        self, command: str, ask: Approver, *, cwd: Path | str | None = None
-    ) -> Verdict:
+    def review(self, command: str, ask: Approver, *, cwd: Path | str | None = None) -> Verdict:
         """Decide, ask the user if needed, and say what (if anything) to run."""
         decision = self.decide(command, cwd=cwd)
         if decision.action == "skip":
@@ -217,4 +217,6 @@ class Gate:
                 Rule.parse(pattern)
             added = tuple(self.add_rule(p, answer.scope) for p in answer.rules)
             return Verdict(True, command, None, decision, answer, added)
-        raise TypeError(f"an approver must return Approve, Edit, Reject or AllowRule, not {answer!r}")
+        raise TypeError(
+            f"an approver must return Approve, Edit, Reject or AllowRule, not {answer!r}"
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +30,19 @@ SENSITIVE_FILE = "sensitive-file"
 SYSTEM = "system"
 
 HIGH_RISK = frozenset(
-    {DELETE, PRIVILEGE, WRITE_OUTSIDE, PIPE_TO_SHELL, DISK, HISTORY, KILL, SHELL_CONFIG,
-     SHELL_STATE, SENSITIVE_FILE, SYSTEM}
+    {
+        DELETE,
+        PRIVILEGE,
+        WRITE_OUTSIDE,
+        PIPE_TO_SHELL,
+        DISK,
+        HISTORY,
+        KILL,
+        SHELL_CONFIG,
+        SHELL_STATE,
+        SENSITIVE_FILE,
+        SYSTEM,
+    }
 )
 """Labels that stop `auto` mode (the command is asked instead)."""
 
@@ -59,18 +71,65 @@ class Label:
 
 PRIVILEGE_COMMANDS = frozenset({"sudo", "su", "doas", "pkexec", "run0", "runuser", "sudoedit"})
 DISK_COMMANDS = frozenset(
-    {"dd", "mkfs", "mke2fs", "mkswap", "swapon", "swapoff", "mount", "umount", "fdisk", "sfdisk",
-     "cfdisk", "gdisk", "sgdisk", "parted", "partprobe", "losetup", "wipefs", "blkdiscard",
-     "cryptsetup", "hdparm", "e2fsck", "fsck", "tune2fs", "resize2fs", "zpool", "pvcreate",
-     "vgcreate", "lvcreate", "lvremove", "vgremove", "pvremove", "mdadm"}
+    {
+        "dd",
+        "mkfs",
+        "mke2fs",
+        "mkswap",
+        "swapon",
+        "swapoff",
+        "mount",
+        "umount",
+        "fdisk",
+        "sfdisk",
+        "cfdisk",
+        "gdisk",
+        "sgdisk",
+        "parted",
+        "partprobe",
+        "losetup",
+        "wipefs",
+        "blkdiscard",
+        "cryptsetup",
+        "hdparm",
+        "e2fsck",
+        "fsck",
+        "tune2fs",
+        "resize2fs",
+        "zpool",
+        "pvcreate",
+        "vgcreate",
+        "lvcreate",
+        "lvremove",
+        "vgremove",
+        "pvremove",
+        "mdadm",
+    }
 )
 PERMISSION_COMMANDS = frozenset({"chmod", "chown", "chgrp", "setfacl", "chattr", "chcon"})
 KILL_COMMANDS = frozenset({"kill", "pkill", "killall", "xkill", "skill", "killall5"})
 SYSTEM_COMMANDS = frozenset({"shutdown", "reboot", "halt", "poweroff", "init", "telinit"})
 DELETE_COMMANDS = frozenset({"rm", "rmdir", "unlink", "shred", "srm", "wipe"})
 NETWORK_COMMANDS = frozenset(
-    {"curl", "wget", "ssh", "scp", "sftp", "nc", "ncat", "netcat", "socat", "telnet", "ftp",
-     "aria2c", "npx", "pipx", "rclone", "lftp", "mosh"}
+    {
+        "curl",
+        "wget",
+        "ssh",
+        "scp",
+        "sftp",
+        "nc",
+        "ncat",
+        "netcat",
+        "socat",
+        "telnet",
+        "ftp",
+        "aria2c",
+        "npx",
+        "pipx",
+        "rclone",
+        "lftp",
+        "mosh",
+    }
 )
 # program -> subcommands that reach the network
 NETWORK_SUBCOMMANDS: dict[str, frozenset[str]] = {
@@ -79,10 +138,21 @@ NETWORK_SUBCOMMANDS: dict[str, frozenset[str]] = {
     "pip3": frozenset({"install", "download", "wheel"}),
     "uv": frozenset({"pip", "add", "sync", "tool", "lock", "venv", "python"}),
     "poetry": frozenset({"add", "install", "update", "lock"}),
-    "apt": frozenset({"install", "update", "upgrade", "dist-upgrade", "full-upgrade", "source",
-                      "download", "build-dep"}),
-    "apt-get": frozenset({"install", "update", "upgrade", "dist-upgrade", "source", "download",
-                          "build-dep"}),
+    "apt": frozenset(
+        {
+            "install",
+            "update",
+            "upgrade",
+            "dist-upgrade",
+            "full-upgrade",
+            "source",
+            "download",
+            "build-dep",
+        }
+    ),
+    "apt-get": frozenset(
+        {"install", "update", "upgrade", "dist-upgrade", "source", "download", "build-dep"}
+    ),
     "dnf": frozenset({"install", "update", "upgrade"}),
     "yum": frozenset({"install", "update", "upgrade"}),
     "apk": frozenset({"add", "update", "upgrade"}),
@@ -101,18 +171,65 @@ NETWORK_SUBCOMMANDS: dict[str, frozenset[str]] = {
     "hf": frozenset({"download", "upload", "auth"}),
 }
 SHELL_RC_NAMES = frozenset(
-    {".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc",
-     ".zprofile", ".zshenv", ".zlogin", ".zlogout", ".kshrc", ".cshrc", ".tcshrc", ".inputrc",
-     ".bash_aliases", "config.fish"}
+    {
+        ".bashrc",
+        ".bash_profile",
+        ".bash_login",
+        ".bash_logout",
+        ".profile",
+        ".zshrc",
+        ".zprofile",
+        ".zshenv",
+        ".zlogin",
+        ".zlogout",
+        ".kshrc",
+        ".cshrc",
+        ".tcshrc",
+        ".inputrc",
+        ".bash_aliases",
+        "config.fish",
+    }
 )
-SHELL_RC_SYSTEM = ("/etc/profile", "/etc/bash.bashrc", "/etc/bashrc", "/etc/zsh", "/etc/environment")
+SHELL_RC_SYSTEM = (
+    "/etc/profile",
+    "/etc/bash.bashrc",
+    "/etc/bashrc",
+    "/etc/zsh",
+    "/etc/environment",
+)
 SENSITIVE_VARIABLES = frozenset(
-    {"PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "BASH_ENV", "ENV", "PROMPT_COMMAND",
-     "IFS", "PS4", "SHELLOPTS", "BASHOPTS", "GLOBIGNORE", "CDPATH", "GIT_SSH", "GIT_SSH_COMMAND",
-     "GIT_PROXY_COMMAND", "GIT_EXTERNAL_DIFF", "GIT_EDITOR", "GIT_PAGER", "PAGER", "EDITOR",
-     "VISUAL", "PYTHONSTARTUP", "PERL5OPT", "NODE_OPTIONS", "HISTFILE"}
+    {
+        "PATH",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+        "BASH_ENV",
+        "ENV",
+        "PROMPT_COMMAND",
+        "IFS",
+        "PS4",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "GLOBIGNORE",
+        "CDPATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_PROXY_COMMAND",
+        "GIT_EXTERNAL_DIFF",
+        "GIT_EDITOR",
+        "GIT_PAGER",
+        "PAGER",
+        "EDITOR",
+        "VISUAL",
+        "PYTHONSTARTUP",
+        "PERL5OPT",
+        "NODE_OPTIONS",
+        "HISTFILE",
+    }
 )
-_HARMLESS_DEVICES = re.compile(r"/dev/(null|zero|stdout|stderr|stdin|tty|fd/\d+|full)|/proc/self/fd/\d+")
+_HARMLESS_DEVICES = re.compile(
+    r"/dev/(null|zero|stdout|stderr|stdin|tty|fd/\d+|full)|/proc/self/fd/\d+"
+)
 _BLOCK_DEVICES = re.compile(r"/dev/(sd|hd|vd|xvd|nvme|mmcblk|loop|md|dm-|disk/|mapper/)")
 
 
@@ -146,9 +263,9 @@ def _inside(path: Path, root: Path) -> bool:
     return real == real_root or real_root in real.parents
 
 
-def _options_split(args: tuple[Word, ...], with_arg: frozenset[str] = frozenset()) -> tuple[
-    list[Word], dict[str, Word]
-]:
+def _options_split(
+    args: tuple[Word, ...], with_arg: frozenset[str] = frozenset()
+) -> tuple[list[Word], dict[str, Word]]:
     """(operands, {option: its argument}) — a best-effort GNU-style split."""
     operands: list[Word] = []
     opts: dict[str, Word] = {}
@@ -198,9 +315,12 @@ def written_paths(part: Part) -> list[tuple[Word, str]]:
     prog = part.program
     args = part.words[1:]
     if prog in ("cp", "mv", "install", "ln", "rsync", "scp"):
-        operands, opts = _options_split(args, frozenset({"-t", "--target-directory", "-S",
-                                                          "--suffix", "-m", "--mode", "-o",
-                                                          "-g", "-e"}))
+        operands, opts = _options_split(
+            args,
+            frozenset(
+                {"-t", "--target-directory", "-S", "--suffix", "-m", "--mode", "-o", "-g", "-e"}
+            ),
+        )
         target = opts.get("-t") or opts.get("--target-directory")
         if target is not None:
             out.append((target, f"{prog} writes into"))
@@ -211,9 +331,9 @@ def written_paths(part: Part) -> list[tuple[Word, str]]:
     elif prog == "tee":
         operands, _ = _options_split(args)
         out += [(w, "tee writes to") for w in operands]
-    elif prog in ("sed", "perl") and any(
-        f in _flags(args) for f in ("-i", "--in-place")
-    ) | any(w.value.startswith("-i") for w in args):
+    elif prog in ("sed", "perl") and any(f in _flags(args) for f in ("-i", "--in-place")) | any(
+        w.value.startswith("-i") for w in args
+    ):
         operands, opts = _options_split(args, frozenset({"-e", "-f", "--expression", "--file"}))
         has_script = any(k in opts for k in ("-e", "-f", "--expression", "--file")) or any(
             w.value.startswith("-") and "e" in w.value[1:] for w in args if prog == "perl"
@@ -221,8 +341,12 @@ def written_paths(part: Part) -> list[tuple[Word, str]]:
         files = operands if has_script else operands[1:]
         out += [(w, f"{prog} -i edits") for w in files]
     elif prog in ("touch", "mkdir", "truncate", "shred", "rm", "rmdir", "unlink"):
-        operands, _ = _options_split(args, frozenset({"-s", "--size", "-m", "--mode", "-r",
-                                                      "--reference", "-d", "--date", "-t", "-n"}))
+        operands, _ = _options_split(
+            args,
+            frozenset(
+                {"-s", "--size", "-m", "--mode", "-r", "--reference", "-d", "--date", "-t", "-n"}
+            ),
+        )
         verb = {"rm": "deletes", "rmdir": "deletes", "unlink": "deletes", "shred": "destroys"}
         out += [(w, f"{prog} {verb.get(prog, 'writes')}") for w in operands]
     elif prog in ("chmod", "chown", "chgrp", "setfacl", "chattr"):
@@ -230,12 +354,34 @@ def written_paths(part: Part) -> list[tuple[Word, str]]:
         skip = 0 if prog == "setfacl" else 1
         out += [(w, f"{prog} changes") for w in operands[skip:]]
     elif prog == "dd":
-        out += [(Word(w.text[3:], w.value[3:], w.static), "dd writes to")
-                for w in args if w.value.startswith("of=")]
+        out += [
+            (Word(w.text[3:], w.value[3:], w.static), "dd writes to")
+            for w in args
+            if w.value.startswith("of=")
+        ]
     elif prog in ("curl", "wget"):
-        _, opts = _options_split(args, frozenset({"-o", "--output", "-O", "--output-document",
-                                                  "-d", "--data", "-H", "--header", "-X", "-u",
-                                                  "-A", "-e", "-T", "-F", "--url"}))
+        _, opts = _options_split(
+            args,
+            frozenset(
+                {
+                    "-o",
+                    "--output",
+                    "-O",
+                    "--output-document",
+                    "-d",
+                    "--data",
+                    "-H",
+                    "--header",
+                    "-X",
+                    "-u",
+                    "-A",
+                    "-e",
+                    "-T",
+                    "-F",
+                    "--url",
+                }
+            ),
+        )
         for key in ("-o", "--output") if prog == "curl" else ("-O", "--output-document"):
             if key in opts:
                 out.append((opts[key], f"{prog} saves to"))
@@ -246,6 +392,8 @@ def written_paths(part: Part) -> list[tuple[Word, str]]:
 
 
 # --------------------------------------------------------------------------- labelling
+
+_Add = Callable[[tuple[str, str]], None]
 
 
 def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
@@ -273,8 +421,11 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
             add((PRIVILEGE, f"{prog} runs commands as another user (usually root)"))
         # deletes
         if prog == "rm":
-            why = "rm -r deletes directories recursively" if flags & {"-r", "-R", "--recursive"} \
+            why = (
+                "rm -r deletes directories recursively"
+                if flags & {"-r", "-R", "--recursive"}
                 else "rm deletes files"
+            )
             add((DELETE, why + (" without asking (-f)" if flags & {"-f", "--force"} else "")))
         elif prog in DELETE_COMMANDS:
             add((DELETE, f"{prog} deletes files or directories"))
@@ -346,8 +497,10 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
             continue
         if not _inside(where, root):
             add((WRITE_OUTSIDE, f"{how} {spot}, outside the working directory"))
-        if where.name in SHELL_RC_NAMES or spot.startswith(SHELL_RC_SYSTEM) or (
-            "/.config/fish/" in spot
+        if (
+            where.name in SHELL_RC_NAMES
+            or spot.startswith(SHELL_RC_SYSTEM)
+            or ("/.config/fish/" in spot)
         ):
             add((SHELL_CONFIG, f"{how} {spot}, a shell start-up file"))
         if _sensitive(where):
@@ -383,7 +536,7 @@ def _sensitive(path: Path) -> bool:
     return ".ssh" in parts or str(path).startswith(("/etc/sudoers", "/etc/cron", "/var/spool/cron"))
 
 
-def _network(prog: str, values: list[str], flags: set[str], add) -> None:  # type: ignore[no-untyped-def]
+def _network(prog: str, values: list[str], flags: set[str], add: _Add) -> None:
     if prog in NETWORK_COMMANDS:
         add((NETWORK, f"{prog} connects to other machines"))
         return
@@ -404,14 +557,20 @@ def _network(prog: str, values: list[str], flags: set[str], add) -> None:  # typ
         add((NETWORK, f"{prog} {first} downloads or uploads over the network"))
 
 
-def _git_history(values: list[str], flags: set[str], add) -> None:  # type: ignore[no-untyped-def]
+def _git_history(values: list[str], flags: set[str], add: _Add) -> None:
     sub = next((v for v in values if not v.startswith("-")), "")
     rest = values[values.index(sub) + 1 :] if sub else []
     if sub == "push":
-        if flags & {"-f", "--force", "--force-with-lease", "--force-if-includes", "--mirror",
-                    "--delete", "-d", "--prune"} or any(
-            v.startswith(("+", ":")) for v in rest
-        ):
+        if flags & {
+            "-f",
+            "--force",
+            "--force-with-lease",
+            "--force-if-includes",
+            "--mirror",
+            "--delete",
+            "-d",
+            "--prune",
+        } or any(v.startswith(("+", ":")) for v in rest):
             add((HISTORY, "git push --force/--delete rewrites or removes remote history"))
     elif sub == "reset" and "--hard" in rest:
         add((HISTORY, "git reset --hard discards commits and uncommitted changes"))

@@ -48,8 +48,10 @@ class Decision:
     @property
     def by_rule(self) -> bool:
         """True when it runs because every part is covered by an allow rule."""
-        return self.action == "run" and bool(self.parts) and all(
-            p.allowed_by is not None for p in self.parts
+        return (
+            self.action == "run"
+            and bool(self.parts)
+            and all(p.allowed_by is not None for p in self.parts)
         )
 
 
@@ -106,7 +108,9 @@ def decide(
         if pd.allowed_by is not None:
             continue
         if pd.uncovered:
-            reasons += [f"{pd.part.display}: no rule covers this: {lab.reason}" for lab in pd.uncovered]
+            reasons += [
+                f"{pd.part.display}: no rule covers this: {lab.reason}" for lab in pd.uncovered
+            ]
         if mode == "ask" and not pd.uncovered:
             reasons.append(f"{pd.part.display}: no allow rule matches")
         elif mode == "auto":

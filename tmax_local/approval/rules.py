@@ -41,7 +41,7 @@ class Rule:
     pattern: str
     words: tuple[str, ...]
     source: str = "session"
-    """``session``, ``saved`` (the user's rules file), ``project`` (``.tmax-local.toml``), or a path."""
+    """``session``, ``saved`` (the user's rules file) or ``project`` (``.tmax-local.toml``)."""
 
     @classmethod
     def parse(cls, pattern: str, source: str = "session") -> Rule:
@@ -112,7 +112,9 @@ class RuleSet:
     deny: tuple[Rule, ...] = ()
 
     @classmethod
-    def of(cls, allow: Iterable[str] = (), deny: Iterable[str] = (), source: str = "session") -> RuleSet:
+    def of(
+        cls, allow: Iterable[str] = (), deny: Iterable[str] = (), source: str = "session"
+    ) -> RuleSet:
         """Build from pattern strings (raises `ConfigError` on a bad one)."""
         return cls(
             tuple(Rule.parse(p, source) for p in allow), tuple(Rule.parse(p, source) for p in deny)
@@ -142,9 +144,36 @@ class RuleSet:
 # --------------------------------------------------------------------------- suggestions
 
 SUBCOMMAND_TOOLS = frozenset(
-    {"git", "npm", "pnpm", "yarn", "pip", "pip3", "uv", "cargo", "go", "docker", "kubectl",
-     "apt", "apt-get", "conda", "poetry", "make", "systemctl", "brew", "gh", "dotnet", "mvn",
-     "gradle", "bundle", "rustup", "helm", "terraform", "hf", "huggingface-cli"}
+    {
+        "git",
+        "npm",
+        "pnpm",
+        "yarn",
+        "pip",
+        "pip3",
+        "uv",
+        "cargo",
+        "go",
+        "docker",
+        "kubectl",
+        "apt",
+        "apt-get",
+        "conda",
+        "poetry",
+        "make",
+        "systemctl",
+        "brew",
+        "gh",
+        "dotnet",
+        "mvn",
+        "gradle",
+        "bundle",
+        "rustup",
+        "helm",
+        "terraform",
+        "hf",
+        "huggingface-cli",
+    }
 )
 
 
@@ -201,5 +230,3 @@ def explain(rule: Rule | str, parts: Iterable[Part]) -> tuple[RuleMatch, ...]:
     """Which of ``parts`` ``rule`` would allow."""
     r = Rule.parse(rule) if isinstance(rule, str) else rule
     return tuple(RuleMatch(p, r.matches(p)) for p in parts)
-
-

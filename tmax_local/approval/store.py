@@ -61,7 +61,9 @@ def _read(path: Path) -> dict[str, Any] | None:
 def _rules_from(table: dict[str, Any], path: Path, prefix: str, source: str) -> RuleSet:
     unknown = sorted(set(table) - {"allow", "deny"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key '{prefix}{unknown[0]}' (expected 'allow' and 'deny')")
+        raise ConfigError(
+            f"{path}: unknown key '{prefix}{unknown[0]}' (expected 'allow' and 'deny')"
+        )
     out: dict[str, list[Rule]] = {"allow": [], "deny": []}
     for kind in ("allow", "deny"):
         items = table.get(kind, [])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -53,6 +53,8 @@ class Word:
     text: str
     value: str
     static: bool
+    splits: bool = False
+    """True when bash may turn it into several words (an unquoted ``$x``, ``$(…)`` or glob)."""
 
     @staticmethod
     def literal(value: str) -> Word:
@@ -181,9 +183,10 @@ _DQ_ESCAPABLE = set('$`"\\\n')
 
 
 def _unquoted_piece(text: str) -> tuple[str, bool]:
-    """Quote removal for an unquoted word piece; static is False on glob/brace/tilde."""
+    """Quote removal for an unquoted word piece; static is False when bash would expand it
+    (globs ``* ? [..]``, a leading ``~``, braces ``{a,b}`` / ``{1..3}``)."""
     out: list[str] = []
-    static = True
+    special: list[str] = []  # unescaped characters, '' for escaped ones
     i = 0
     while i < len(text):
         ch = text[i]
@@ -191,13 +194,27 @@ def _unquoted_piece(text: str) -> tuple[str, bool]:
             nxt = text[i + 1]
             if nxt != "\n":
                 out.append(nxt)
+                special.append("")
             i += 2
             continue
-        if ch in _GLOB_CHARS or ch in "{}~":
-            static = False
         out.append(ch)
+        special.append(ch)
         i += 1
-    return "".join(out), static
+    raw = "".join(c or "\x00" for c in special)
+    expands = (
+        "*" in raw
+        or "?" in raw
+        or re.search(r"\[.*\]", raw) is not None
+        or raw.startswith("~")
+        or "=~" in raw
+        or ":~" in raw
+        or _BRACES.search(raw) is not None
+    )
+    return "".join(out), not expands
+
+
+_BRACES = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
+_BRACKETS = re.compile(r"\[.*\]")
 
 
 def _dq_piece(text: str) -> str:
@@ -261,7 +278,8 @@ def _eval(ctx: _Ctx, node: Node) -> tuple[str, bool]:
 
 def _eval_sequence(ctx: _Ctx, node: Node) -> tuple[str, bool]:
     value: list[str] = []
-    static = True
+    # `{a,b}` and `[ab]` may arrive as several pieces: judge the whole text too
+    static = _BRACES.search(ctx.text(node)) is None and _BRACKETS.search(ctx.text(node)) is None
     pos = node.start_byte
     for child in node.children:
         if child.start_byte > pos:  # text the grammar did not put in a child
@@ -315,14 +333,28 @@ def _eval_assignment(ctx: _Ctx, node: Node) -> tuple[str, bool]:
     return head + value, static and val_static
 
 
+def _splits(ctx: _Ctx, node: Node) -> bool:
+    kind = node.type
+    if kind in ("simple_expansion", "expansion", "command_substitution", "arithmetic_expansion"):
+        return True
+    if kind == "word":
+        return not _unquoted_piece(ctx.text(node))[1]
+    if kind in ("concatenation", "command_name"):
+        return _BRACES.search(ctx.text(node)) is not None or any(
+            _splits(ctx, c) for c in node.children
+        )
+    return False
+
+
 def _word(ctx: _Ctx, nodes: list[Node]) -> Word:
     """One word from one node, or from adjacent nodes the grammar split (never static)."""
+    splits = any(_splits(ctx, n) for n in nodes)
     if len(nodes) == 1:
         value, static = _eval(ctx, nodes[0])
-        return Word(ctx.text(nodes[0]), value, static)
+        return Word(ctx.text(nodes[0]), value, static, splits)
     text = _decode(ctx.src[nodes[0].start_byte : nodes[-1].end_byte])
     value = "".join(_eval(ctx, n)[0] for n in nodes)
-    return Word(text, value, False)
+    return Word(text, value, False, splits)
 
 
 def _group_adjacent(nodes: list[Node]) -> list[list[Node]]:
@@ -352,7 +384,9 @@ def _redirect(ctx: _Ctx, node: Node) -> tuple[Redirect, list[Node]]:
         elif not child.is_named and not op:
             op = child.type
         elif fname == "destination" or (
-            node.type == "herestring_redirect" and child.is_named and child.type != "file_descriptor"
+            node.type == "herestring_redirect"
+            and child.is_named
+            and child.type != "file_descriptor"
         ):
             dests.append(child)
     if node.type == "heredoc_redirect":
@@ -367,8 +401,10 @@ def _redirect(ctx: _Ctx, node: Node) -> tuple[Redirect, list[Node]]:
         quoted = any(c in delim for c in "'\"\\")
         _check_heredoc(ctx, node, delim, op == "<<-")
         body_text = ctx.text(body) if body is not None else ""
-        dynamic = not quoted and body is not None and any(
-            c.type != "heredoc_content" for c in body.children
+        dynamic = (
+            not quoted
+            and body is not None
+            and any(c.type != "heredoc_content" for c in body.children)
         )
         return Redirect(op or "<<", None, fd, heredoc=body_text, heredoc_static=not dynamic), []
     groups = _group_adjacent(dests)
@@ -437,7 +473,7 @@ def parse_parts(command: str, *, _nested: int = 0) -> tuple[list[Part], list[str
     problems.extend(_character_problems(command))
     problems.extend(_lexical_problems(command))
     src = command.encode("utf-8", "surrogatepass")
-    tree = _parser().parse(src)
+    tree = _parser().parse(_ascii_stand_in(command) if not command.isascii() else src)
     ctx = _Ctx(src, nested=_nested)
     root = tree.root_node
     if root.has_error:
@@ -447,6 +483,17 @@ def parse_parts(command: str, *, _nested: int = 0) -> tuple[list[Part], list[str
     _walk(ctx, root, (), False, 0)
     problems.extend(ctx.problems)
     return ctx.parts, _dedupe(problems)
+
+
+def _ascii_stand_in(command: str) -> bytes:
+    """The command with every non-ASCII character replaced by as many ``x`` as its UTF-8
+    bytes. Bash treats all of them as ordinary word characters, so the shape of the command
+    is unchanged and byte offsets still index the original. It also keeps them away from
+    the grammar's scanner, which crashes the process on some (``x{\\U000E0001``)."""
+    return b"".join(
+        ch.encode("ascii") if ch.isascii() else b"x" * len(ch.encode("utf-8", "surrogatepass"))
+        for ch in command
+    )
 
 
 def _dedupe(items: list[str]) -> list[str]:
@@ -484,8 +531,17 @@ def _lexical_problems(command: str) -> list[str]:
 
 
 _COVERING = {
-    "heredoc_body", "string", "raw_string", "ansi_c_string", "translated_string", "word",
-    "comment", "regex", "extglob_pattern", "string_content", "heredoc_content",
+    "heredoc_body",
+    "string",
+    "raw_string",
+    "ansi_c_string",
+    "translated_string",
+    "word",
+    "comment",
+    "regex",
+    "extglob_pattern",
+    "string_content",
+    "heredoc_content",
 }
 
 
@@ -576,8 +632,11 @@ def _check_braces(ctx: _Ctx, node: Node) -> None:
     ``{ls; }`` are not groups to bash, whatever the grammar says."""
     text = ctx.text(node)
     body = text[1:-1].rstrip(" \t")
-    if not text.endswith("}") or len(text) < 2 or text[1] not in " \t\n" or (
-        body and body[-1] not in ";&\n"
+    if (
+        not text.endswith("}")
+        or len(text) < 2
+        or text[1] not in " \t\n"
+        or (body and body[-1] not in ";&\n")
     ):
         ctx.problems.append(f"{text[:20]!r} is not a {{ …; }} group to bash")
 
@@ -735,7 +794,13 @@ def _assignment(
     _add(
         ctx,
         Part(
-            ctx.text(node), (), words, redirects, kind="assignment", piped=piped, span=ctx.span(node)
+            ctx.text(node),
+            (),
+            words,
+            redirects,
+            kind="assignment",
+            piped=piped,
+            span=ctx.span(node),
         ),
     )
 

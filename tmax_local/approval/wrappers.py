@@ -17,6 +17,12 @@ INTERPRETERS = frozenset(
     {"python", "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "lua", "Rscript"}
 )
 
+RUNS_COMMANDS = frozenset({"find", "fd", "fdfind", "parallel"})
+"""Programs that take a command to run anywhere among their arguments: an unquoted expansion
+could smuggle one in (``find . $X`` with ``X='-exec rm {} ;'``). Wrappers such as ``sudo``
+or ``timeout`` need no such rule: an expansion before their command becomes the command
+name, which is flagged anyway."""
+
 # wrapper -> options that take a separate argument
 _TRANSPARENT: dict[str, frozenset[str]] = {
     "timeout": frozenset({"-s", "--signal", "-k", "--kill-after"}),
@@ -32,12 +38,47 @@ _TRANSPARENT: dict[str, frozenset[str]] = {
     "env": frozenset({"-u", "--unset", "-C", "--chdir"}),
 }
 _SUDO_ARG_OPTS = frozenset(
-    {"-C", "-D", "-g", "-h", "-p", "-R", "-r", "-t", "-T", "-U", "-u", "--user", "--group",
-     "--prompt", "--chdir", "--close-from", "--role", "--type", "--other-user", "--host"}
+    {
+        "-C",
+        "-D",
+        "-g",
+        "-h",
+        "-p",
+        "-R",
+        "-r",
+        "-t",
+        "-T",
+        "-U",
+        "-u",
+        "--user",
+        "--group",
+        "--prompt",
+        "--chdir",
+        "--close-from",
+        "--role",
+        "--type",
+        "--other-user",
+        "--host",
+    }
 )
 _XARGS_ARG_OPTS = frozenset(
-    {"-a", "--arg-file", "-d", "--delimiter", "-E", "-I", "-L", "--max-lines", "-n",
-     "--max-args", "-P", "--max-procs", "-s", "--max-chars", "--process-slot-var"}
+    {
+        "-a",
+        "--arg-file",
+        "-d",
+        "--delimiter",
+        "-E",
+        "-I",
+        "-L",
+        "--max-lines",
+        "-n",
+        "--max-args",
+        "-P",
+        "--max-procs",
+        "-s",
+        "--max-chars",
+        "--process-slot-var",
+    }
 )
 _SHELL_ARG_OPTS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
 
@@ -49,6 +90,16 @@ def expand_part(part: Part, nested: int) -> list[Part]:
         return [part]
     prog = part.program
     args = list(part.words[1:])
+    if prog in RUNS_COMMANDS:
+        loose = next((w for w in args if w.splits), None)
+        if loose is not None:
+            return [
+                _problem(
+                    part,
+                    f"{prog} gets the unquoted {loose.text!r}, which may expand into words "
+                    f"that make it run other commands",
+                )
+            ]
 
     if prog in _TRANSPARENT:
         inner = _strip_transparent(prog, args)
@@ -165,7 +216,7 @@ def _strip_transparent(
             break
         if prog == "command" and v in ("-v", "-V"):
             return None  # `command -v x` only looks x up
-        if prog == "env" and (v.startswith("-S") or v.startswith("--split-string")):
+        if prog == "env" and v.startswith(("-S", "--split-string")):
             return 0, [], [], "env -S splits a string into a command"
         i += 2 if v in opts else 1
     if prog == "timeout" and i < len(args):
@@ -185,7 +236,16 @@ def _find_exec(part: Part, args: list[Word], nested: int) -> list[Part]:
     i = 0
     values = [w.value for w in args]
     while i < len(args):
-        if values[i] in ("-exec", "-execdir", "-ok", "-okdir", "-x", "--exec", "-X", "--exec-batch"):
+        if values[i] in (
+            "-exec",
+            "-execdir",
+            "-ok",
+            "-okdir",
+            "-x",
+            "--exec",
+            "-X",
+            "--exec-batch",
+        ):
             j = i + 1
             while j < len(args) and values[j] not in (";", "+"):
                 j += 1
@@ -235,7 +295,7 @@ def _shell(part: Part, args: list[Word], nested: int) -> list[Part]:
             reads_stdin_flag = v == "-"
             i += 1
             break
-        if not (v.startswith("-") or v.startswith("+")) or len(v) < 2:
+        if not v.startswith(("-", "+")) or len(v) < 2:
             break
         if v in _SHELL_ARG_OPTS:
             i += 2
