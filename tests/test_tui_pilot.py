@@ -362,3 +362,19 @@ async def test_switching_mode_from_the_bar_applies_to_the_next_command(tmp_path,
         await wait_finished(pilot, app)
         assert (workdir / "first.txt").exists() and (workdir / "second.txt").exists()
         assert len(kinds(app, ev.ApprovalRequested)) == 1  # auto ran the harmless second one
+
+
+async def test_quitting_while_the_agent_waits_closes_cleanly(tmp_path, workdir) -> None:
+    app = make_app(options(tmp_path, workdir, [call("touch never.txt"), SUBMIT]))
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot, "anything")
+        await wait_approval(pilot, app)
+        shell = app.session.shell
+        await pilot.press("ctrl+q")
+    # run_test re-raises any exception the app hit while closing; none did.
+    assert app.return_code == 0
+    from tmax_local.shell import ShellClosed
+
+    with pytest.raises(ShellClosed):  # the PTY shell was shut down
+        shell.send_input(b"echo still there\n")
+    assert not (workdir / "never.txt").exists()

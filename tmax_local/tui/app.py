@@ -19,6 +19,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
@@ -268,9 +269,12 @@ class TmaxApp(App[int]):
             WorkerState.ERROR,
             WorkerState.CANCELLED,
         ):
-            self.drain_now()
             self.agent_running = False
-            self.query_one("#task", Input).placeholder = PLACEHOLDER
+            try:
+                self.drain_now()
+                self.query_one("#task", Input).placeholder = PLACEHOLDER
+            except NoMatches:  # the run ended because the app is closing: nothing to show
+                return
             if event.state == WorkerState.ERROR:
                 err = event.worker.error
                 message = str(err) if isinstance(err, TmaxError) else repr(err)
