@@ -16,6 +16,8 @@ import numpy as np
 from tmax_local.convert.qwen35 import ARCH, HParams, PlannedTensor, write_metadata
 from tmax_local.convert.vocab import Vocab, write_vocab
 
+from tmax_local.errors import ConversionError
+
 CHUNK_BYTES = 64 * 1024 * 1024  # f32 bytes per streamed row chunk
 
 
@@ -38,7 +40,8 @@ def encode(arr: np.ndarray, tname: str) -> np.ndarray:
     if tname == "F32":
         return np.ascontiguousarray(arr, dtype="<f4")
     if tname == "F16":
-        return np.ascontiguousarray(arr, dtype="<f2")
+        with np.errstate(over="ignore"):  # overflow is reported by _checked
+            return np.ascontiguousarray(arr, dtype="<f2")
     gguf = _gguf()
     return gguf.quants.quantize(
         np.ascontiguousarray(arr, dtype=np.float32), gguf.GGMLQuantizationType[tname]
@@ -59,12 +62,22 @@ def _chunks(t: PlannedTensor, tname: str) -> Iterable[np.ndarray]:
             yield t.src.read_raw(first, n)
     elif t.transform is None:
         for first, n in t.src.iter_row_chunks(CHUNK_BYTES):
-            yield encode(t.src.read_f32(first, n), tname)
+            yield _checked(t, encode(t.src.read_f32(first, n), tname), tname)
     else:
         data = t.transform(t.src.read_f32())
         if data.shape != t.shape:
             raise AssertionError(f"{t.name}: transform produced {data.shape}, planned {t.shape}")
-        yield encode(data, tname)
+        yield _checked(t, encode(data, tname), tname)
+
+
+def _checked(t: PlannedTensor, out: np.ndarray, tname: str) -> np.ndarray:
+    """bf16/f32 weights can exceed F16's range (±65504); say so instead of writing inf."""
+    if tname == "F16" and not np.isfinite(out).all():
+        raise ConversionError(
+            f"tensor {t.src.name!r} has values outside the F16 range (or not finite); "
+            "use BF16 or F32 instead"
+        )
+    return out
 
 
 def write_gguf(

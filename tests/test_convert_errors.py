@@ -227,3 +227,17 @@ def test_ctrl_c_during_llama_quantizer_returns_promptly(ckpt, out_dir, monkeypat
                 t.join(120)
     assert list(out_dir.iterdir()) == []
     assert seen["released_after_return"]
+
+
+def test_values_beyond_f16_range(tiny_checkpoint, tmp_path, out_dir):
+    """A bf16 weight of 1e5 cannot be stored as F16: clear error, no file (BF16 still works)."""
+    from tmax_local.convert import convert_checkpoint
+    from tmax_local.convert.safetensors_io import read_header
+
+    src = _clone(tiny_checkpoint(**KW), tmp_path / "big", copy_weights=True)
+    ref = read_header(src / "model.safetensors")["model.layers.0.mlp.up_proj.weight"]
+    with open(src / "model.safetensors", "r+b") as fh:
+        fh.seek(ref.offset)
+        fh.write(struct.pack("<H", 0x47C3))  # bf16 bits of ~1.0e5
+    _convert_fails(src, out_dir, "outside the F16 range", quant="F16")
+    assert convert_checkpoint(src, "BF16", out_dir / "ok.gguf", progress=False).is_file()
