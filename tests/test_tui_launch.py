@@ -61,3 +61,12 @@ def test_unreadable_grammar_is_a_one_line_error(tmp_path: Path) -> None:
     args = build_parser().parse_args(["--grammar", str(tmp_path / "missing.gbnf")])
     with pytest.raises(ConfigError, match="cannot read grammar"):
         options_from_args(args)
+
+
+def test_app_accepts_the_same_approval_and_gpu_flags_as_run() -> None:
+    """`tmax-local --approve auto --gpu-layers 0` means what it means for `tmax-local run`."""
+    args = build_parser().parse_args(["--approve", "never-run", "--gpu-layers", "0"])
+    opts = options_from_args(args)
+    assert (opts.mode, opts.n_gpu_layers) == ("never-run", 0)
+    run_args = build_parser().parse_args(["run", "task", "--approve", "never-run", "--gpu-layers", "0"])
+    assert (run_args.approve, run_args.gpu_layers) == ("never-run", 0)

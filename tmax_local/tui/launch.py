@@ -16,11 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         "-m",
         default=None,
-        help="model: a name (tmax-2b), a .gguf file, or script:PATH (a scripted model for demos "
-        "and tests: a JSON list of raw model outputs)",
+        help="GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or script:PATH "
+        "(a scripted model for demos and tests: a JSON list of raw model outputs); "
+        "default allenai/tmax-2b at Q4_K_M",
     )
     group.add_argument(
         "--mode",
+        "--approve",
         choices=("ask", "auto", "never-run"),
         default="ask",
         help="approval mode (default: ask)",
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--session", type=Path, default=None, help="reopen this session file")
     group.add_argument(
         "--n-gpu-layers",
+        "--gpu-layers",
         type=int,
         default=None,
         help="layers to offload to the GPU (default: all when a GPU build)",
