@@ -207,9 +207,10 @@ def tokenizer_json_text() -> str:
 
 
 def chat_template() -> str:
-    return (
-        importlib.resources.files("tmax_local.testing") / "data" / "qwen35_chat_template.jinja"
-    ).read_text(encoding="utf-8")
+    """The real Qwen 3.5 chat template (one shipped copy; credits in tmax_local/agent/data)."""
+    from tmax_local.agent.harness import chat_template_source
+
+    return chat_template_source()
 
 
 def write_tokenizer(path: Path, *, template_file: bool = False) -> None:
