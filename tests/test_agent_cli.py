@@ -136,3 +136,32 @@ def test_bad_inputs_are_one_line_errors(tmp_path, env):
     assert p.returncode != 0 and "Traceback" not in p.stderr and "not found" in p.stderr
     p = run_cli([], env, tmp_path)
     assert p.returncode != 0 and "no task given" in p.stderr
+
+
+def test_runtime_flags_reach_the_agent(tmp_path, env):
+    """--timeout and --max-steps (from the shared option group) govern the run."""
+    work = tmp_path / "w"
+    work.mkdir()
+    script = write_script(tmp_path / "s.json", [bash_reply("sleep 60"), bash_reply("pwd")])
+    p = run_cli(
+        [
+            "wait",
+            "--model",
+            f"script:{script}",
+            "--approve",
+            "auto",
+            "--timeout",
+            "1",
+            "--max-steps",
+            "1",
+            "--ctx",
+            "8192",
+            "--temperature",
+            "0.1",
+        ],
+        env,
+        work,
+    )
+    assert p.returncode == 1, p.stderr
+    assert "(exit_code=124)" in p.stdout  # the 1 s command timeout cut `sleep 60`
+    assert "finished: step_limit" in p.stdout and "$ pwd" not in p.stdout

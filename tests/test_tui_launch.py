@@ -68,5 +68,97 @@ def test_app_accepts_the_same_approval_and_gpu_flags_as_run() -> None:
     args = build_parser().parse_args(["--approve", "never-run", "--gpu-layers", "0"])
     opts = options_from_args(args)
     assert (opts.mode, opts.n_gpu_layers) == ("never-run", 0)
-    run_args = build_parser().parse_args(["run", "task", "--approve", "never-run", "--gpu-layers", "0"])
+    run_args = build_parser().parse_args(
+        ["run", "task", "--approve", "never-run", "--gpu-layers", "0"]
+    )
     assert (run_args.approve, run_args.gpu_layers) == ("never-run", 0)
+
+
+MODEL_FLAGS = [
+    "--quant", "q8_0",
+    "--revision", "v1",
+    "--n-gpu-layers", "3",
+    "--threads", "2",
+    "--ctx", "4096",
+    "--no-flash-attn",
+    "--cache-type-k", "q8_0",
+    "--cache-type-v", "f16",
+    "--timeout", "7.5",
+    "--max-steps", "5",
+    "--max-new-tokens", "321",
+    "--temperature", "0.2",
+    "--top-p", "0.5",
+    "--seed", "42",
+]  # fmt: skip
+
+
+def test_app_takes_every_model_and_runtime_flag_of_run(tmp_path: Path) -> None:
+    from tmax_local.agent.options import ModelOptions
+
+    args = build_parser().parse_args(["--model", "script:/x.json", *MODEL_FLAGS])
+    opts = options_from_args(args)
+    assert (opts.quant, opts.revision, opts.n_gpu_layers, opts.threads) == ("q8_0", "v1", 3, 2)
+    assert (opts.context_limit, opts.flash_attn, opts.cache_type_k, opts.cache_type_v) == (
+        4096,
+        False,
+        "q8_0",
+        "f16",
+    )
+    assert (opts.command_timeout, opts.max_steps, opts.max_new_tokens) == (7.5, 5, 321)
+    assert (opts.temperature, opts.top_p, opts.seed) == (0.2, 0.5, 42)
+    # The same flags on `run` give the same options: one shared group.
+    run_args = build_parser().parse_args(["run", "t", "--model", "script:/x.json", *MODEL_FLAGS])
+    assert ModelOptions.from_args(run_args) == opts.model_options()
+
+
+def test_defaults_match_between_app_and_run() -> None:
+    from tmax_local.agent.options import ModelOptions
+
+    app = options_from_args(build_parser().parse_args([]))
+    run = ModelOptions.from_args(build_parser().parse_args(["run", "t"]))
+    assert app.model_options() == run == ModelOptions()
+
+
+def test_bridge_builds_engine_and_harness_config_from_the_flags(tmp_path: Path) -> None:
+    """Flags reach the loaded model (scripted: its context limit) and the agent's config."""
+    import json
+    from dataclasses import replace
+
+    from tmax_local.agent.engine import EngineOptions
+    from tmax_local.agent.harness import HarnessConfig
+    from tmax_local.agent.parser import bash_reply
+    from tmax_local.tui.bridge import Session
+
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([bash_reply("echo hi")]))
+    grammar = tmp_path / "g.gbnf"
+    grammar.write_text('root ::= "x"\n')
+    args = build_parser().parse_args(
+        ["--model", f"script:{script}", "--grammar", str(grammar), "--cwd", str(tmp_path)]
+        + MODEL_FLAGS
+    )
+    opts = replace(options_from_args(args), sessions_dir=tmp_path / "sessions")
+    session = Session(opts, on_event=lambda e: None, approver=None)
+    assert session.engine_options() == EngineOptions(
+        n_ctx=4096,
+        gpu_layers=3,
+        threads=2,
+        flash_attn=False,
+        cache_type_k="q8_0",
+        cache_type_v="f16",
+        temperature=0.2,
+        top_p=0.5,
+        seed=42,
+        grammar='root ::= "x"\n',
+    )
+    expected = HarnessConfig(
+        max_steps=5, command_timeout=7.5, max_new_tokens=321, temperature=0.2, top_p=0.5
+    )
+    info = session.load_model(lambda text: None)
+    assert info.backend == "scripted" and info.context_limit == 4096
+    assert session.model.context_limit == 4096
+    agent = session._new_agent()
+    try:
+        assert agent.config == expected
+    finally:
+        agent.transcript.close()

@@ -18,20 +18,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tmax_local.agent import events as ev
+from tmax_local.agent.options import ModelOptions, add_model_arguments
 from tmax_local.errors import ConfigError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", nargs="?", help="the task; '-' reads it from stdin")
     p.add_argument("--task-file", type=Path, help="read the task from this file")
-    p.add_argument(
-        "--model",
-        default=None,
-        help="GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or "
-        "script:PATH (JSON list of raw replies); default allenai/tmax-2b",
-    )
-    p.add_argument("--quant", default="Q4_K_M", help="quantization to convert/download (Q4_K_M)")
-    p.add_argument("--revision", default=None, help="HF branch/tag/commit of --model")
     p.add_argument(
         "--approve",
         choices=("ask", "auto", "never-run"),
@@ -40,23 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", type=Path, dest="json_path", help="write the full transcript here")
     p.add_argument("--cwd", type=Path, default=None, help="working directory (default: here)")
-    p.add_argument("--gpu-layers", type=int, default=None, help="layers on the GPU (-1 all)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (physical cores)")
-    p.add_argument("--ctx", type=int, default=65536, help="context size in tokens (65536)")
-    p.add_argument(
-        "--flash-attn",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="flash attention (default: on with GPU offload)",
-    )
-    p.add_argument("--cache-type-k", default=None, help="KV cache type for K (f16, q8_0, f32…)")
-    p.add_argument("--cache-type-v", default=None, help="KV cache type for V")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per command (120)")
-    p.add_argument("--max-steps", type=int, default=64, help="model turns (64)")
-    p.add_argument("--max-new-tokens", type=int, default=16384, help="tokens per turn (16384)")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=None)
+    add_model_arguments(p.add_argument_group("model and runtime"))
 
 
 def _read_task(args: argparse.Namespace) -> str:
@@ -198,10 +175,8 @@ class PromptApprover:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tmax_local.agent.engine import EngineOptions
-    from tmax_local.agent.harness import HarnessConfig
     from tmax_local.agent.loop import Agent
-    from tmax_local.agent.resolve import load_backend, resolve_model
+    from tmax_local.agent.resolve import load_backend
     from tmax_local.agent.transcript import TranscriptWriter, load_records, summarize
     from tmax_local.approval import Gate
     from tmax_local.paths import sessions_dir
@@ -211,26 +186,9 @@ def run(args: argparse.Namespace) -> int:
     cwd = (args.cwd or Path.cwd()).resolve()
     if not cwd.is_dir():
         raise ConfigError(f"--cwd {cwd} is not a directory")
-    config = HarnessConfig(
-        max_steps=args.max_steps,
-        command_timeout=args.timeout,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_p=args.top_p,
-    )
-    options = EngineOptions(
-        n_ctx=args.ctx,
-        gpu_layers=args.gpu_layers,
-        threads=args.threads,
-        flash_attn=args.flash_attn,
-        cache_type_k=args.cache_type_k,
-        cache_type_v=args.cache_type_v,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
-    resolved = resolve_model(args.model, args.quant, revision=args.revision)
-    model = load_backend(resolved, options)
+    opts = ModelOptions.from_args(args)
+    config = opts.harness_config()
+    model = load_backend(opts.resolve(), opts.engine_options())
     gate = Gate.load(cwd, args.approve)
     stdin_for_answers = sys.stdin
     if args.task == "-" and args.approve == "ask":

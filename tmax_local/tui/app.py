@@ -24,6 +24,7 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from tmax_local.agent import events as ev
+from tmax_local.agent.options import DEFAULT_QUANT, ModelOptions
 from tmax_local.errors import TmaxError
 from tmax_local.tui import bridge
 from tmax_local.tui.approval_bar import ApprovalBar
@@ -57,7 +58,19 @@ class TuiOptions:
     """Where Ctrl+E writes the Markdown and .cast (default: the shell's working dir)."""
     max_steps: int = 64
     context_limit: int = 65536
+    """Context size in tokens (the run command's ``--ctx``)."""
     n_gpu_layers: int | None = None
+    quant: str = DEFAULT_QUANT
+    revision: str | None = None
+    threads: int | None = None
+    flash_attn: bool | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    command_timeout: float = 120.0
+    max_new_tokens: int = 16384
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int | None = None
     rules_file: Path | None = None
     """Saved allow rules (default: the approval module's rules.toml in the config dir)."""
     grammar: str | None = None
@@ -75,6 +88,48 @@ class TuiOptions:
     """Load the model on mount (snapshot tests of fixed states turn it off)."""
     deterministic: bool = False
     """No cursor blink, no animation, no clock-driven refresh: for snapshot tests."""
+
+    def model_options(self) -> ModelOptions:
+        """The model/runtime part, as the shared `tmax_local.agent.options` carrier."""
+        return ModelOptions(
+            model=self.model,
+            quant=self.quant,
+            revision=self.revision,
+            gpu_layers=self.n_gpu_layers,
+            threads=self.threads,
+            ctx=self.context_limit,
+            flash_attn=self.flash_attn,
+            cache_type_k=self.cache_type_k,
+            cache_type_v=self.cache_type_v,
+            timeout=self.command_timeout,
+            max_steps=self.max_steps,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+        )
+
+    @classmethod
+    def with_model_options(cls, model: ModelOptions, **app: Any) -> TuiOptions:
+        """App options whose model/runtime part is ``model`` (the rest from ``app``)."""
+        return cls(
+            model=model.model,
+            quant=model.quant,
+            revision=model.revision,
+            n_gpu_layers=model.gpu_layers,
+            threads=model.threads,
+            context_limit=model.ctx,
+            flash_attn=model.flash_attn,
+            cache_type_k=model.cache_type_k,
+            cache_type_v=model.cache_type_v,
+            command_timeout=model.timeout,
+            max_steps=model.max_steps,
+            max_new_tokens=model.max_new_tokens,
+            temperature=model.temperature,
+            top_p=model.top_p,
+            seed=model.seed,
+            **app,
+        )
 
 
 class TmaxApp(App[int]):

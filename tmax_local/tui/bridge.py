@@ -237,14 +237,14 @@ class Session:
         A model that would have to be downloaded or converted first raises
         `ModelNeedsFetch` unless ``fetch`` is true: the app asks the user before that.
         """
-        from tmax_local.agent.engine import EngineOptions
-        from tmax_local.agent.resolve import load_backend, resolve_model
+        from tmax_local.agent.resolve import load_backend
 
-        spec = self.options.model
-        if not fetch and needs_fetch(spec):
+        runtime = self.options.model_options()
+        spec = runtime.model
+        if not fetch and needs_fetch(spec, runtime.quant):
             raise ModelNeedsFetch(
                 f"{spec or 'allenai/tmax-2b'} is not converted yet (looked for "
-                f"{converted_path(spec)})."
+                f"{converted_path(spec, runtime.quant)})."
             )
         if fetch:
             # Download and conversion report through tqdm bars on stderr: read those bars
@@ -252,19 +252,22 @@ class Session:
             # is not sys.stderr, so nothing else is affected).
             progress("downloading / converting…")
             with contextlib.redirect_stderr(TqdmToStatus(progress)):
-                resolved = resolve_model(spec, progress=True)
+                resolved = runtime.resolve(progress=True)
         else:
             progress("resolving model…")
-            resolved = resolve_model(spec, progress=False)
+            resolved = runtime.resolve(progress=False)
         if resolved.kind == "gguf":
             progress(f"loading {resolved.path.name}…")
-        options = EngineOptions(
-            n_ctx=self.options.context_limit,
-            gpu_layers=self.options.n_gpu_layers,
-            grammar=self.options.grammar,
-        )
-        self.model = load_backend(resolved, options)
+        self.model = load_backend(resolved, self.engine_options())
         return describe_engine(self.model)
+
+    def engine_options(self) -> Any:
+        """The `EngineOptions` the model is loaded with (from the app's options)."""
+        return self.options.model_options().engine_options(grammar=self.options.grammar)
+
+    def harness_config(self) -> Any:
+        """The agent's `HarnessConfig` (steps, command timeout, tokens, sampling)."""
+        return self.options.model_options().harness_config()
 
     def _gate(self) -> Any:
         from tmax_local.approval import Gate
@@ -273,7 +276,6 @@ class Session:
         return Gate.load(cwd, self.mode, rules_file=self.options.rules_file)
 
     def _new_agent(self, transcript_path: Path | None = None) -> Any:
-        from tmax_local.agent.harness import HarnessConfig
         from tmax_local.agent.loop import Agent
         from tmax_local.agent.transcript import TranscriptWriter
 
@@ -283,7 +285,7 @@ class Session:
             self.shell,
             self.gate,
             approver=self.approver,
-            config=HarnessConfig(max_steps=self.options.max_steps),
+            config=self.harness_config(),
         )
         path = transcript_path or self.sessions_dir() / f"{agent.session_id}.jsonl"
         agent.transcript = TranscriptWriter(path)
@@ -420,19 +422,19 @@ def _repo_spec(spec: str | None) -> str | None:
     return spec if looks_like_repo_id(spec) else None
 
 
-def converted_path(spec: str | None) -> Path | None:
+def converted_path(spec: str | None, quant: str | None = None) -> Path | None:
     from tmax_local.agent.resolve import DEFAULT_QUANT
     from tmax_local.convert import default_output
 
     repo = _repo_spec(spec)
     if repo is None:
         return None
-    return default_output(repo.rstrip("/").split("/")[-1], DEFAULT_QUANT)
+    return default_output(repo.rstrip("/").split("/")[-1], (quant or DEFAULT_QUANT).upper())
 
 
-def needs_fetch(spec: str | None) -> bool:
+def needs_fetch(spec: str | None, quant: str | None = None) -> bool:
     """True when loading `spec` would download or convert (a repo id not converted yet)."""
-    path = converted_path(spec)
+    path = converted_path(spec, quant)
     return path is not None and not path.is_file()
 
 

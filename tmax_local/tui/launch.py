@@ -1,6 +1,6 @@
 """`tmax-local` with no subcommand: open the app.
 
-Only argparse here at import time; Textual is imported inside `run`, so `tmax-local --help`
+Only argparse (and the shared model flags, `tmax_local.agent.options`) at import time; Textual is imported inside `run`, so `tmax-local --help`
 stays light.
 """
 
@@ -9,17 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tmax_local.agent.options import ModelOptions, add_model_arguments
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("app")
-    group.add_argument(
-        "--model",
-        "-m",
-        default=None,
-        help="GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or script:PATH "
-        "(a scripted model for demos and tests: a JSON list of raw model outputs); "
-        "default allenai/tmax-2b at Q4_K_M",
-    )
     group.add_argument(
         "--mode",
         "--approve",
@@ -30,13 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cwd", type=Path, default=None, help="working directory of the shell")
     group.add_argument("--resume", action="store_true", help="reopen the last session")
     group.add_argument("--session", type=Path, default=None, help="reopen this session file")
-    group.add_argument(
-        "--n-gpu-layers",
-        "--gpu-layers",
-        type=int,
-        default=None,
-        help="layers to offload to the GPU (default: all when a GPU build)",
-    )
     group.add_argument("--theme", default=None, help="Textual theme, e.g. textual-light")
     group.add_argument("--task", default=None, help="start on this task at once")
     group.add_argument(
@@ -45,18 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="GBNF grammar file constraining every model reply (testing)",
     )
+    add_model_arguments(parser.add_argument_group("model and runtime"))
 
 
 def options_from_args(args: argparse.Namespace):  # -> TuiOptions (imports Textual)
     from tmax_local.tui.app import TuiOptions
 
-    return TuiOptions(
-        model=args.model,
+    return TuiOptions.with_model_options(
+        ModelOptions.from_args(args),
         mode=args.mode,
         cwd=args.cwd,
         resume=args.resume,
         session=args.session,
-        n_gpu_layers=args.n_gpu_layers,
         theme=args.theme,
         task=args.task,
         grammar=_read_grammar(args.grammar),
