@@ -265,6 +265,40 @@ def test_run_from_worker_thread_and_interrupt(shell) -> None:
     assert result.exit_code == 130 and not result.timed_out and "never" not in result.output
 
 
+@pytest.mark.parametrize("command", ["sleep 30; echo never", "while :; do :; done; echo never"])
+@pytest.mark.parametrize("caller", ["same thread", "other thread"])
+def test_interrupt_right_at_command_started_is_not_lost(shell, command, caller) -> None:
+    """Regression: Ctrl-C sent the moment CommandStarted fires, before bash has even
+    read the command line, used to reach only bash (which dropped it), and the
+    command ran on.  The shell now keeps it and delivers it once the command runs."""
+    threads: list[threading.Thread] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, CommandStarted):
+            if caller == "same thread":
+                shell.interrupt()
+            else:
+                thread = threading.Thread(target=shell.interrupt)
+                threads.append(thread)
+                thread.start()
+
+    unsubscribe = shell.subscribe(on_event)
+    try:
+        for _ in range(3):  # the race is timing-dependent: try it more than once
+            result = shell.run(command, timeout=60)
+            assert not result.timed_out and not result.restarted
+            assert result.exit_code == 130, result
+            assert "never" not in result.output
+            assert result.duration_s < 25  # ended by the interrupt, not the 30 s sleep
+    finally:
+        unsubscribe()
+        for thread in threads:
+            thread.join(10)
+    # The request belonged to those commands only: the next one is not interrupted.
+    after = shell.run("sleep 0.2; echo ok")
+    assert after.exit_code == 0 and after.output == "ok\n"
+
+
 def test_input_wait_event_then_answer(shell) -> None:
     waits: list[InputWaitSuspected] = []
 

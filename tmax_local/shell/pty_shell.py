@@ -75,6 +75,9 @@ from tmax_local.shell.events import (
 from tmax_local.shell.text import DEFAULT_HEAD_CHARS, DEFAULT_TAIL_CHARS, TextCollector
 
 TIMEOUT_EXIT_CODE = 124
+# How long a new foreground group may stay an unexecuted copy of bash before a
+# pending interrupt is sent to it anyway (a subshell never executes anything).
+_EXEC_GRACE = 0.3
 _log = logging.getLogger(__name__)
 
 _MARK_INTRO = b"\x1b]6973;"
@@ -138,6 +141,12 @@ class _Running:
     waiting: bool = False
     wait_reported: bool = False
     alt_used: bool = False
+    # interrupt() was called and no process group other than bash's has had its
+    # SIGINT yet (see PtyShell._deliver_interrupt).
+    interrupt_pending: bool = False
+    bash_interrupted: bool = False  # bash's own group got that SIGINT already
+    # The foreground group other than bash's that was first seen, and when.
+    foreground_seen: tuple[int, float] | None = None
 
 
 @dataclass
@@ -270,8 +279,23 @@ class PtyShell:
             view = view[written:]
 
     def interrupt(self) -> None:
-        """Send SIGINT to the terminal's foreground process group (like Ctrl-C)."""
+        """Send SIGINT to the terminal's foreground process group (like Ctrl-C).
+
+        While a command runs, the request belongs to that command: if it comes
+        before bash has started the command (just after ``CommandStarted``), or
+        while bash is still between forking a program and handing it the
+        terminal, it is kept and delivered by ``run()`` as soon as the command
+        has begun and again to the first program that holds the terminal, so
+        it is never lost on a bash that is only reading its input line.
+        """
         bash = self._require_bash()
+        with self._cond:
+            running = self._current
+            if running is not None and not running.finished:
+                running.interrupt_pending = True
+                running.bash_interrupted = False
+                self._deliver_interrupt(bash, running)
+                return
         try:
             os.killpg(os.tcgetpgrp(bash.fd), signal.SIGINT)
         except OSError:
@@ -337,6 +361,7 @@ class PtyShell:
                     self._cond.wait(0.05)
                     if running.exit_code is not None:
                         continue
+                    self._deliver_interrupt(bash, running)
                 if not self._alive(bash):
                     exit_code = self._shell_died(bash)
                     restarted = True
@@ -427,6 +452,48 @@ class PtyShell:
             running.wait_reported = True
             self._publish(InputWaitSuspected(running.command))
         return False
+
+    def _deliver_interrupt(self, bash: _Bash, running: _Running) -> None:
+        """Send a pending interrupt where it takes effect (caller holds ``_cond``).
+
+        Nothing is sent before the start marker: a SIGINT then reaches a bash
+        that is reading its input line, which drops it and goes on to run the
+        command.  Once the command has begun, a program holding the terminal
+        gets the SIGINT and the request is done.  If bash holds the terminal,
+        its group gets one SIGINT (it aborts a builtin or loop, and remembers
+        it while it starts a program), and the request stays pending so the
+        program bash may be starting gets it as soon as it holds the terminal.
+
+        A child of bash takes the terminal before it restores default signal
+        handling and executes the program: a SIGINT in between only sets bash's
+        own flag in the child and is lost when it executes.  So a new group is
+        signalled once its processes have executed something other than our
+        bash, or, for subshells that never do, after a short grace period.
+        """
+        if not running.interrupt_pending or not running.begun or running.finished:
+            return
+        try:
+            pgrp = os.tcgetpgrp(bash.fd)
+        except OSError:
+            return
+        if pgrp <= 0:
+            return
+        if pgrp != bash.pid:
+            now = time.monotonic()
+            if running.foreground_seen is None or running.foreground_seen[0] != pgrp:
+                running.foreground_seen = (pgrp, now)
+            settled = now - running.foreground_seen[1] >= _EXEC_GRACE
+            if not settled:
+                members = procs.group_members(pgrp, bash.pid)
+                settled = bool(members) and all(
+                    procs.cmdline(pid) not in (bash.cmdline, None) for pid in members
+                )
+            if settled:
+                _signal_group(pgrp, signal.SIGINT)
+                running.interrupt_pending = False
+        elif not running.bash_interrupted:
+            _signal_group(pgrp, signal.SIGINT)
+            running.bash_interrupted = True
 
     def _stop_foreground(self, bash: _Bash, running: _Running) -> tuple[int, bool]:
         """Interrupt, terminate, then kill the foreground job.  Returns (exit code, restarted)."""
@@ -620,6 +687,8 @@ class PtyShell:
                 if status == b"S":
                     if running is not None:
                         running.begun = True
+                        if running.interrupt_pending:
+                            self._cond.notify_all()
                     continue
                 bash.ready = True
                 if running is not None:
