@@ -110,7 +110,7 @@ def add_model_arguments(parser: argparse.ArgumentParser | Any) -> None:
         "--flash-attn",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="flash attention (default: on with GPU offload)",
+        help="flash attention (default: on; --no-flash-attn to disable)",
     )
     add("--cache-type-k", default=None, help="KV cache type for K (f16, q8_0, f32…)")
     add("--cache-type-v", default=None, help="KV cache type for V")
