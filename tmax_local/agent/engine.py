@@ -14,7 +14,8 @@ tokens are a prefix of its own stream.
 
 Loading: memory-mapped GGUF, ``n_ctx`` 65536 by default, all layers on the GPU when the
 build supports offload (else CPU), physical-core threads, flash attention (on by default, CPU
-included: a turn's cost grows less with history) and KV cache types. Sampling: temperature / top_p as evaluated (0.7 / 0.95), top_k and min_p off,
+included: a turn's cost grows less with history) and KV cache types. Sampling: temperature /
+top_p as evaluated (0.7 / 0.95), top_k and min_p off,
 optional GBNF grammar (tests use it to force a valid tool call from a random tiny model).
 """
 
