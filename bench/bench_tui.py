@@ -17,19 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tmax_local.testing.tmux import TmuxSession, tmax_argv
 
 
 def tiny_model(directory: Path) -> Path:
@@ -106,72 +105,24 @@ def bench_decode(model: Path, tokens: int, runs: int) -> None:
     print(f"ratio TUI/headless:    {u / h:.3f}  (target >= 0.97)")
 
 
-class Tmux:
-    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], size=(120, 40)):
-        self.socket = f"tmax-bench-{uuid.uuid4().hex[:8]}"
-        cmd = " ".join(
-            shlex.quote(a) for a in ["env", *[f"{k}={v}" for k, v in env.items()], *argv]
-        )
-        self.t0 = time.perf_counter()
-        self.run(
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "b",
-            "-x",
-            str(size[0]),
-            "-y",
-            str(size[1]),
-            "-c",
-            str(cwd),
-            cmd,
-        )
-
-    def run(self, *args: str) -> str:
-        return subprocess.run(
-            ["tmux", "-L", self.socket, *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        ).stdout
-
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", "b")
-
-    def wait(self, needle: str, timeout: float = 60) -> float:
-        deadline = time.perf_counter() + timeout
-        while needle not in self.screen():
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"timed out waiting for {needle!r}:\n{self.screen()}")
-            time.sleep(0.01)
-        return time.perf_counter() - self.t0
-
-    def pid(self) -> int:
-        return int(self.run("display-message", "-p", "-t", "b", "#{pane_pid}").strip())
-
-    def close(self) -> None:
-        self.run("kill-server")
-
-
-def tmax_argv() -> list[str]:
-    script = Path(sys.executable).with_name("tmax-local")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tmax_local"]
+def wait_seconds(tm: TmuxSession, needle: str, timeout: float = 60) -> float:
+    """Seconds from the session's start until ``needle`` is on screen."""
+    tm.wait_for(lambda screen: needle in screen, repr(needle), timeout=timeout, poll=0.01)
+    return time.perf_counter() - tm.started
 
 
 def bench_startup(model: Path, work: Path, runs: int) -> None:
     times = []
     for _ in range(runs):
-        tm = Tmux(
+        tm = TmuxSession(
             [*tmax_argv(), "--model", str(model), "--cwd", str(work)],
-            work,
             {"TMAX_DATA_DIR": str(work / "data"), "TERM": "xterm-256color"},
+            work,
+            size=(120, 40),
         )
         try:
-            times.append(tm.wait("Describe a task"))
-            loaded = tm.wait("F16", timeout=120)
+            times.append(wait_seconds(tm, "Describe a task"))
+            loaded = wait_seconds(tm, "F16", timeout=120)
         finally:
             tm.close()
     print(
@@ -208,7 +159,7 @@ def bench_flood(work: Path, lines: int) -> None:
     )
     script = work / "flood.json"
     script.write_text(json.dumps([call, done]))
-    tm = Tmux(
+    tm = TmuxSession(
         [
             *tmax_argv(),
             "--model",
@@ -220,14 +171,15 @@ def bench_flood(work: Path, lines: int) -> None:
             "--task",
             "flood the terminal",
         ],
-        work,
         {"TMAX_DATA_DIR": str(work / "data"), "TERM": "xterm-256color"},
+        work,
+        size=(120, 40),
     )
     try:
-        tm.wait("Describe a task")
-        proc = psutil.Process(tm.pid())
+        wait_seconds(tm, "Describe a task")
+        proc = psutil.Process(tm.pane_pid())
         c0, t0 = proc.cpu_times(), time.perf_counter()
-        tm.wait("finished (", timeout=300)
+        wait_seconds(tm, "finished (", timeout=300)
         c1, t1 = proc.cpu_times(), time.perf_counter()
         cpu = (c1.user - c0.user) + (c1.system - c0.system)
         wall = t1 - t0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from tmax_local.testing.tmux import TmuxSession, tmax_argv
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -21,77 +21,6 @@ def call(command: str, prose: str) -> str:
         f"{prose}\n<tool_call>\n<function=bash>\n<parameter=command>\n{command}\n"
         "</parameter>\n</function>\n</tool_call>"
     )
-
-
-def tmax_command() -> list[str]:
-    script = Path(sys.executable).with_name("tmax-local")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "tmax_local"]
-
-
-class Tmux:
-    """One private tmux server running one program in a fixed-size window."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, size=(100, 30)):
-        self.socket = f"tmax-test-{uuid.uuid4().hex[:8]}"
-        envs = [f"{k}={v}" for k, v in env.items()]
-        cmd = " ".join(_quote(a) for a in ["env", *envs, *argv])
-        self._tmux(
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            str(size[0]),
-            "-y",
-            str(size[1]),
-            "-c",
-            str(cwd),
-            cmd,
-        )
-        self._tmux("set-option", "-t", "t", "remain-on-exit", "on")
-
-    def _tmux(self, *args: str) -> str:
-        proc = subprocess.run(
-            ["tmux", "-L", self.socket, *args],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        return proc.stdout
-
-    def screen(self) -> str:
-        return self._tmux("capture-pane", "-p", "-t", "t")
-
-    def keys(self, *keys: str) -> None:
-        self._tmux("send-keys", "-t", "t", *keys)
-
-    def text(self, text: str) -> None:
-        self._tmux("send-keys", "-t", "t", "-l", text)
-
-    def wait_for(self, predicate, what: str, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if predicate(screen):
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; screen:\n{screen}")
-            time.sleep(0.1)  # polling interval of a condition wait, not a timed assertion
-
-    def pane_dead(self) -> bool:
-        return self._tmux("display-message", "-p", "-t", "t", "#{pane_dead}").strip() == "1"
-
-    def close(self) -> None:
-        self._tmux("kill-server")
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 @pytest.fixture
@@ -116,7 +45,7 @@ def test_cli_in_tmux_with_scripted_model(tmp_path: Path, env: dict[str, str]) ->
             ]
         )
     )
-    tmux = Tmux([*tmax_command(), "--model", f"script:{script}", "--cwd", str(work)], env, work)
+    tmux = TmuxSession([*tmax_argv(), "--model", f"script:{script}", "--cwd", str(work)], env, work)
     try:
         tmux.wait_for(lambda s: "Reasoning" in s and "Terminal" in s, "the app's layout")
         tmux.wait_for(lambda s: "script:script.json" in s, "model shown in the status bar")
@@ -141,7 +70,7 @@ def test_cli_in_tmux_with_scripted_model(tmp_path: Path, env: dict[str, str]) ->
 
 
 def test_cli_in_tmux_missing_model_is_not_a_traceback(tmp_path: Path, env: dict[str, str]):
-    tmux = Tmux([*tmax_command(), "--model", str(tmp_path / "nope.gguf")], env, tmp_path)
+    tmux = TmuxSession([*tmax_argv(), "--model", str(tmp_path / "nope.gguf")], env, tmp_path)
     try:
         screen = tmux.wait_for(lambda s: "not found" in s, "the missing-model message")
         assert "Traceback" not in screen
@@ -174,7 +103,7 @@ def test_cli_in_tmux_with_tiny_converted_model(
     grammar = tmp_path / "call.gbnf"
     grammar.write_text(TOOL_CALL_GRAMMAR)
     argv = [
-        *tmax_command(),
+        *tmax_argv(),
         "--model",
         str(tiny_gguf),
         "--grammar",
@@ -182,7 +111,7 @@ def test_cli_in_tmux_with_tiny_converted_model(
         "--cwd",
         str(work),
     ]
-    tmux = Tmux(argv, env, work)
+    tmux = TmuxSession(argv, env, work)
     try:
         tmux.wait_for(lambda s: "Describe a task" in s, "the interactive screen")
         tmux.wait_for(
