@@ -226,7 +226,7 @@ def bench_memory(path: Path, threads: int) -> None:
     from tmax_local.agent.engine import EngineOptions, LlamaEngine
 
     before = rss_mb()
-    eng = LlamaEngine(path, EngineOptions(n_ctx=65536, threads=threads, gpu_layers=0))
+    eng = LlamaEngine(path, EngineOptions(ctx=65536, threads=threads, gpu_layers=0))
     loaded = rss_mb()
     eng.generate(
         harness.render_prompt("hello"),

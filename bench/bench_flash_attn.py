@@ -2,9 +2,9 @@
 
 Loads the full-size random Qwen3.5-2B at Q4_K_M (built once by bench_agent.py's cache) twice,
 once per setting; after a warm-up turn, evaluates a short and a long history and times the
-evaluation of a ~470-token turn appended to each (best of two). Prints seconds and the long/short growth ratio per setting
-(the agent issue's target: <= 1.2x). Random token ids: the cost of attention does not depend
-on what the tokens say.
+evaluation of a ~470-token turn appended to each (best of two). Prints seconds and the
+long/short growth ratio per setting (the agent issue's target: <= 1.2x). Random token ids:
+the cost of attention does not depend on what the tokens say.
 
     python bench/bench_flash_attn.py [--short 1000] [--long 16000] [--new 470] [--threads N]
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_agent import build_gguf  # noqa: E402
+from bench_agent import build_gguf
 
 
 def turn_seconds(llm, history: list[int], new: list[int]) -> float:
@@ -62,7 +62,7 @@ def main() -> int:
         short = min(turn_seconds(llm, history[: args.short], new) for _ in range(2))
         long = min(turn_seconds(llm, history, new) for _ in range(2))
         print(
-            f"flash_attn={str(flash):5}  after {args.short:>6} tokens {short:6.2f} s   "
+            f"flash_attn={flash!s:5}  after {args.short:>6} tokens {short:6.2f} s   "
             f"after {args.long:>6} tokens {long:6.2f} s   growth {long / short:.2f}x",
             flush=True,
         )

@@ -28,12 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tmax_local.testing.tmux import TmuxSession, tmax_argv
+from tmax_local.testing.tmux import TmuxSession, tmax_argv  # noqa: E402 (after sys.path)
 
 
 def tiny_model(directory: Path) -> Path:
     from tmax_local.convert import convert_checkpoint
-
     from tmax_local.testing.checkpoints import make_tiny_checkpoint
 
     ckpt = make_tiny_checkpoint(directory / "ckpt")
@@ -44,7 +43,7 @@ def engine_for(model: Path, tokens: int):
     from tmax_local.agent.engine import EngineOptions, LlamaEngine
 
     # No grammar: grammar sampling over a 248k vocabulary would dominate the timing.
-    return LlamaEngine(model, EngineOptions(n_ctx=4096, seed=1))
+    return LlamaEngine(model, EngineOptions(ctx=4096, seed=1))
 
 
 def decode_once(engine, tokens: int, on_text) -> float:
@@ -60,7 +59,9 @@ async def decode_with_tui(engine, tokens: int) -> float:
     from tmax_local.agent import events as ev
     from tmax_local.tui.app import TuiOptions, make_app
 
-    app = make_app(TuiOptions(start_shell=False, autoload=False))
+    app = make_app(TuiOptions())
+    app.start_shell_on_mount = False
+    app.load_model_on_mount = False
     result: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         app.handle_event(ev.StepStarted(1))

@@ -27,7 +27,6 @@ from tmax_local.convert.qwen35 import HParams, PlannedTensor, plan_tensors, read
 from tmax_local.convert.source import resolve_source
 from tmax_local.convert.vocab import load_vocab
 from tmax_local.convert.writer import nbytes_for, write_gguf
-
 from tmax_local.errors import ConversionError, Interrupted
 
 
@@ -141,8 +140,6 @@ def convert_checkpoint(
     progress: bool = True,
     overwrite: bool = True,
     nthread: int | None = None,
-    _reorder_v_heads: bool = True,
-    _on_tensor: Callable[[PlannedTensor], None] | None = None,
 ) -> Path:
     """Convert ``source`` to a GGUF of type ``quant`` and return its path.
 
@@ -153,10 +150,37 @@ def convert_checkpoint(
     reuse). The output appears only when complete: any failure, and Ctrl-C, leave no
     file behind. Raises ``ConversionError`` (or ``Interrupted``) with a one-line message.
     """
+    return _convert(
+        source,
+        quant,
+        output,
+        revision=revision,
+        tensor_types=tensor_types,
+        progress=progress,
+        overwrite=overwrite,
+        nthread=nthread,
+    )
+
+
+def _convert(
+    source: str | Path,
+    quant: str,
+    output: str | Path | None,
+    *,
+    revision: str | None = None,
+    tensor_types: list[str] | None = None,
+    progress: bool = True,
+    overwrite: bool = True,
+    nthread: int | None = None,
+    reorder_v_heads: bool = True,
+    on_tensor: Callable[[PlannedTensor], None] | None = None,
+) -> Path:
+    """`convert_checkpoint`, with two seams the tests use: ``reorder_v_heads=False`` (to show
+    that the reorder matters) and ``on_tensor`` (called before each tensor is written)."""
     q = parse_quant(quant)
     user = parse_tensor_types(tensor_types)
     ckpt, hp, plan = prepare(source, revision=revision, progress=progress)
-    if not _reorder_v_heads:
+    if not reorder_v_heads:
         plan = plan_tensors(ckpt, hp, reorder_v_heads=False)
     vocab = load_vocab(ckpt, hp.vocab_size)
     name = _model_name(source, ckpt)
@@ -193,7 +217,7 @@ def convert_checkpoint(
             type_of=type_of,
             file_type=ftype,
             progress=progress,
-            on_tensor=_on_tensor,
+            on_tensor=on_tensor,
         )
 
     stem = out.name

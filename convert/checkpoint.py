@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from tmax_local.convert.safetensors_io import TensorRef, read_header
-
 from tmax_local.errors import ConversionError
 
 SUPPORTED_ARCHITECTURES = ("Qwen3_5ForConditionalGeneration", "Qwen3_5ForCausalLM")

@@ -112,7 +112,8 @@ def parse_tensor_types(specs: list[str] | None) -> list[tuple[str, str]]:
         tname = tname.upper()
         if tname not in GGML_TYPES:
             raise ConversionError(
-                f"--tensor-type {spec!r}: unknown tensor type {tname!r} (one of: {', '.join(GGML_TYPES)})"
+                f"--tensor-type {spec!r}: unknown tensor type {tname!r} "
+                f"(one of: {', '.join(GGML_TYPES)})"
             )
         try:
             re.compile(pattern)

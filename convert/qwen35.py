@@ -1,7 +1,8 @@
 """Qwen 3.5 (llama.cpp arch ``qwen35``): hyper-parameters, tensor plan, transforms.
 
-Facts followed here (see HARNESS.md §2, and llama.cpp's own converter and
-``src/models/qwen35.cpp`` loader):
+Facts followed here (from llama.cpp's own converter, ``convert_hf_to_gguf.py``, and its
+``src/models/qwen35.cpp`` loader; the tests in ``tests/test_convert.py`` check each against
+the transformers model):
 
 * every RMSNorm weight computes x·(1+w), so +1 is baked in for all norms except
   the gated norm of linear attention (``linear_attn.norm``);
@@ -24,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from tmax_local.convert.checkpoint import Checkpoint
 from tmax_local.convert.safetensors_io import TensorRef
-
 from tmax_local.errors import ConversionError
 
 ARCH = "qwen35"
@@ -191,7 +192,6 @@ def _reorder_v(x: np.ndarray, axis: int, n_k: int, per_k: int, head: int) -> np.
     return np.ascontiguousarray(y).reshape(shape)
 
 
-_PREFIXES = ("model.language_model.", "model.")
 _DROP = (re.compile(r"^(model\.)?visual\."), re.compile(r"^(model\.)?mtp\."), re.compile(r"^mtp\."))
 
 
@@ -351,7 +351,8 @@ def plan_tensors(
         ref = rel_refs[rel]
         if tuple(ref.shape) != shape:
             raise ConversionError(
-                f"tensor {ref.name!r} has shape {list(ref.shape)}, expected {list(shape)} from config.json"
+                f"tensor {ref.name!r} has shape {list(ref.shape)}, "
+                f"expected {list(shape)} from config.json"
             )
         out_shape = (shape[0], shape[2]) if rel.endswith("conv1d.weight") else shape
         name = gguf_name(rel)

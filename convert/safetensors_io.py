@@ -126,7 +126,8 @@ def read_header(path: Path) -> dict[str, TensorRef]:
             raise ConversionError(f"{path.name}: corrupt header entry for {name!r}") from None
         if dtype not in _DTYPES:
             raise ConversionError(
-                f"{path.name}: tensor {name!r} has dtype {dtype}; only BF16, F16 and F32 are supported"
+                f"{path.name}: tensor {name!r} has dtype {dtype}; "
+                "only BF16, F16 and F32 are supported"
             )
         expected = math.prod(shape) * _DTYPES[dtype].itemsize
         if end - begin != expected or begin < 0:
@@ -152,7 +153,8 @@ def write_safetensors(
 
     ``tensors`` lists (name, dtype, shape) in file order; ``produce(name)`` returns that
     tensor's data as a numpy array, or an iterable of row chunks (raw uint16 bits for BF16).
-    Only one tensor (or chunk) is in memory at a time. Used by the test/benchmark checkpoint generator.
+    Only one tensor (or chunk) is in memory at a time. Used by the test/benchmark checkpoint
+    generator.
     """
     header: dict[str, object] = {}
     if metadata:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tmax_local.errors import ConversionError
+from tmax_local.errors import ConversionError, HubUnreachable
 
 # Only what the converter reads: config, tokenizer, chat template, weights.
 ALLOW_PATTERNS = [
@@ -86,7 +86,7 @@ def resolve_source(
             f"{text}: no such model repository on the Hub (or it is private)"
         ) from None
     except LocalEntryNotFoundError:
-        raise ConversionError(
+        raise HubUnreachable(
             f"{text}: not in the local Hugging Face cache and the Hub cannot be reached (offline?)"
         ) from None
     except OSError as err:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from tmax_local.convert.checkpoint import Checkpoint
-
 from tmax_local.errors import ConversionError
 
 # gguf.TokenType values
@@ -79,7 +78,7 @@ def load_vocab(ckpt: Checkpoint, n_rows: int) -> Vocab:
     ids = {t: i for i, t in enumerate(tokens)}
     cfg = ckpt.tokenizer_config
     gen_eos = ckpt.text.get("eos_token_id", ckpt.config.get("eos_token_id"))
-    eos = _token_id(cfg.get("eos_token"), ids)
+    eos: object = _token_id(cfg.get("eos_token"), ids)
     if eos is None:
         eos = gen_eos[0] if isinstance(gen_eos, list) and gen_eos else gen_eos
     if eos is None:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+
 from tmax_local.convert.qwen35 import ARCH, HParams, PlannedTensor, write_metadata
 from tmax_local.convert.vocab import Vocab, write_vocab
-
 from tmax_local.errors import ConversionError
 
 CHUNK_BYTES = 64 * 1024 * 1024  # f32 bytes per streamed row chunk
@@ -103,8 +103,8 @@ def write_gguf(
         write_metadata(writer, hp)
         write_vocab(writer, vocab, chat_template)
         types = [type_of(t) for t in plan]
-        sizes = [nbytes_for(t.shape, tn) for t, tn in zip(plan, types)]
-        for t, tn, nb in zip(plan, types, sizes):
+        sizes = [nbytes_for(t.shape, tn) for t, tn in zip(plan, types, strict=True)]
+        for t, tn, nb in zip(plan, types, sizes, strict=True):
             writer.add_tensor_info(
                 t.name, t.shape, np.dtype(np.float32), nb, raw_dtype=gguf.GGMLQuantizationType[tn]
             )
@@ -122,7 +122,7 @@ def write_gguf(
                 total=sum(sizes), unit="B", unit_scale=True, desc="Writing GGUF", leave=False
             )
         try:
-            for t, tn, nb in zip(plan, types, sizes):
+            for t, tn, nb in zip(plan, types, sizes, strict=True):
                 if on_tensor is not None:
                     on_tensor(t)
                 written = 0

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the test extras and run the whole test suite.
+# Set up a virtual environment with the test extras, then lint (ruff), type-check (mypy,
+# scripts/typecheck.py) and run the whole test suite; any of the three failing fails.
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,10 @@ if ! command -v tmux >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
 fi
 # llama-cpp-python builds from source (a few minutes the first time; pip caches the wheel).
 python -m pip install -q -e ".[test]"
+echo "ruff check…"
+python -m ruff check .
+echo "mypy…"
+python scripts/typecheck.py
 set +e
 python -m pytest "$@"
 rc=$?

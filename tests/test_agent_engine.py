@@ -24,7 +24,6 @@ cmd ::= "echo " [a-z]{1,6}
 def tiny_gguf(tmp_path_factory):
     pytest.importorskip("transformers")
     from tmax_local.convert import convert_checkpoint
-
     from tmax_local.testing.checkpoints import make_tiny_checkpoint
 
     d = tmp_path_factory.mktemp("tiny")
@@ -33,7 +32,7 @@ def tiny_gguf(tmp_path_factory):
 
 
 def _engine(path, **kw) -> LlamaEngine:
-    opts = {"n_ctx": 4096, "threads": 2, "seed": 7, "cache_type_k": "f32", "cache_type_v": "f32"}
+    opts = {"ctx": 4096, "threads": 2, "seed": 7, "cache_type_k": "f32", "cache_type_v": "f32"}
     opts.update(kw)
     return LlamaEngine(path, EngineOptions(**opts))
 

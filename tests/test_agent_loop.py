@@ -151,7 +151,7 @@ def test_never_run_mode_runs_nothing(shell, workdir):
 def test_step_limit_timeout_and_script_end(shell, workdir):
     from tmax_local.agent.harness import HarnessConfig
 
-    cfg = HarnessConfig(max_steps=2, command_timeout=1.0)
+    cfg = HarnessConfig(max_steps=2, timeout=1.0)
     agent, _model, seen = make_agent(
         [bash_reply("sleep 30"), bash_reply("echo hi"), SUBMIT], shell, workdir, config=cfg
     )

@@ -71,7 +71,7 @@ def test_checkpoint_dir_is_converted_once(tmp_path, models_dir):
 def _small_options():
     from tmax_local.agent.engine import EngineOptions
 
-    return EngineOptions(n_ctx=2048, threads=2)
+    return EngineOptions(ctx=2048, threads=2)
 
 
 def test_gguf_repo_file_choice():

@@ -127,12 +127,10 @@ def test_f32_conversion_matches_transformers(tiny_checkpoint, tiny_gguf, kwargs)
 def test_value_head_reordering_matters(tiny_checkpoint, tmp_path):
     """Skipping the grouped→tiled V-head reorder (K≠V) must break the logits: the F32
     check above has teeth."""
-    from tmax_local.convert import convert_checkpoint
+    from tmax_local.convert.api import _convert
 
     ckpt = tiny_checkpoint(naming="causal", **K_NE_V)
-    bad = convert_checkpoint(
-        ckpt, "F32", tmp_path / "noreorder.gguf", progress=False, _reorder_v_heads=False
-    )
+    bad = _convert(ckpt, "F32", tmp_path / "noreorder.gguf", progress=False, reorder_v_heads=False)
     err = _errors(_llama_logits(bad), _reference_logits(ckpt))
     print(f"without V reorder: {err}")
     assert err["max_rel"] > 0.2 and err["corr"] < 0.8, err
@@ -178,6 +176,7 @@ def test_quant_recipe_types(tiny_gguf):
 
 def test_tensor_type_overrides(tiny_checkpoint, tmp_path):
     import gguf
+
     from tmax_local.convert import convert_checkpoint
 
     T = gguf.GGMLQuantizationType

@@ -124,7 +124,7 @@ def test_unwritable_output_location(ckpt, tmp_path):
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    with pytest.raises(ConversionError, match="cannot write|failed"):
+    with pytest.raises(ConversionError, match=r"cannot write|failed"):
         convert_checkpoint(ckpt, "F32", blocker / "model.gguf", progress=False)
     if os.geteuid() != 0:  # root ignores directory permissions
         ro = tmp_path / "ro"
@@ -174,7 +174,7 @@ def test_full_output_location(ckpt, out_dir):
 
 @pytest.mark.parametrize("quant", ["F32", "Q4_K_M"])
 def test_ctrl_c_leaves_nothing(ckpt, out_dir, quant):
-    from tmax_local.convert import convert_checkpoint
+    from tmax_local.convert.api import _convert
 
     seen = []
 
@@ -184,9 +184,7 @@ def test_ctrl_c_leaves_nothing(ckpt, out_dir, quant):
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted, match="interrupted") as info:
-        convert_checkpoint(
-            ckpt, quant, out_dir / "model.gguf", progress=False, _on_tensor=interrupt
-        )
+        _convert(ckpt, quant, out_dir / "model.gguf", progress=False, on_tensor=interrupt)
     assert info.value.exit_code == 130
     assert len(seen) == 5
     assert list(out_dir.iterdir()) == []
@@ -199,6 +197,7 @@ def test_ctrl_c_during_llama_quantizer_returns_promptly(ckpt, out_dir, monkeypat
     import threading
 
     import llama_cpp
+
     from tmax_local.convert import convert_checkpoint
 
     real = llama_cpp.llama_model_quantize

@@ -2,7 +2,7 @@
 
 llama.cpp's tokenizer reading our GGUF must split text exactly like the HF tokenizer
 of the checkpoint (the real Qwen 3.5 vocabulary), and the chat template embedded in
-the GGUF must render the harness's turns as HARNESS.md §4 describes.
+the GGUF must render the harness's turns exactly as `tmax_local.agent.harness` frames them.
 """
 
 from __future__ import annotations

@@ -82,7 +82,6 @@ def test_cli_in_tmux_missing_model_is_not_a_traceback(tmp_path: Path, env: dict[
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory) -> Path:
     from tmax_local.convert import convert_checkpoint
-
     from tmax_local.testing.checkpoints import make_tiny_checkpoint
 
     d = tmp_path_factory.mktemp("tiny")

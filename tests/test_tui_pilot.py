@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tmax_local.agent import events as ev
+from tmax_local.agent.options import ModelOptions, SessionOptions
+from tmax_local.agent.resolve import ModelNeedsFetch
 from tmax_local.agent.transcript import load_records
+from tmax_local.approval.policy import Mode
 from tmax_local.tui.app import TmaxApp, TuiOptions, make_app
 from tmax_local.tui.screens import EditCommandScreen, ReasonScreen, RuleScreen
 
@@ -36,19 +40,37 @@ def workdir(tmp_path: Path) -> Path:
     return d
 
 
-def options(tmp_path: Path, workdir: Path, replies: list[str], **kw) -> TuiOptions:
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Transcripts, recordings and saved rules go under tmp_path, never the user's dirs."""
+    monkeypatch.setenv("TMAX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TMAX_CONFIG_DIR", str(tmp_path / "config"))
+
+
+def options(
+    tmp_path: Path,
+    workdir: Path,
+    replies: list[str],
+    *,
+    approve: Mode = "ask",
+    ctx: int | None = None,
+    scripted: bool = True,
+    **kw,
+) -> TuiOptions:
     script = tmp_path / "script.json"
     script.write_text(json.dumps(replies))
-    return TuiOptions(
-        model=f"script:{script}",
-        cwd=workdir,
-        sessions_dir=tmp_path / "sessions",
-        export_dir=tmp_path,
-        deterministic=True,
-        ram_probe=lambda: "1 GiB",
-        rules_file=tmp_path / "rules.toml",
-        **kw,
-    )
+    model = ModelOptions(model=f"script:{script}" if scripted else None)
+    if ctx is not None:
+        model = replace(model, ctx=ctx)
+    return TuiOptions(session=SessionOptions(model=model, approve=approve, cwd=workdir), **kw)
+
+
+def fixed_app(opts: TuiOptions) -> TmaxApp:
+    """The app of `make_app`, with no animation and a fixed RAM figure."""
+    app = make_app(opts)
+    app.deterministic = True
+    app.ram_probe = lambda: "1 GiB"
+    return app
 
 
 async def wait_until(pilot, predicate, what: str, timeout: float = 30.0) -> None:
@@ -86,7 +108,7 @@ def kinds(app: TmaxApp, kind: type) -> list:
 async def test_approve_runs_the_command_in_the_pty(tmp_path, workdir) -> None:
     # A reply with two tool calls: only the first may run, and the bar says so.
     reply = call("echo made > made.txt && ls") + "\n" + call("touch second.txt", "")
-    app = make_app(options(tmp_path, workdir, [reply, SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [reply, SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "make a file")
         await wait_approval(pilot, app)
@@ -107,7 +129,7 @@ async def test_approve_runs_the_command_in_the_pty(tmp_path, workdir) -> None:
 
 
 async def test_edit_runs_what_was_approved(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("echo a > original.txt"), SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [call("echo a > original.txt"), SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "make a file")
         await wait_approval(pilot, app)
@@ -125,7 +147,7 @@ async def test_edit_runs_what_was_approved(tmp_path, workdir) -> None:
 
 
 async def test_reject_with_reason_goes_back_to_the_model(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("rm -rf ./data"), SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [call("rm -rf ./data"), SUBMIT]))
     (workdir / "data").mkdir()
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "clean up")
@@ -145,7 +167,7 @@ async def test_reject_with_reason_goes_back_to_the_model(tmp_path, workdir) -> N
 
 async def test_always_allow_shows_the_rule_and_stops_asking(tmp_path, workdir) -> None:
     replies = [call("touch one.txt"), call("touch two.txt"), SUBMIT]
-    app = make_app(options(tmp_path, workdir, replies))
+    app = fixed_app(options(tmp_path, workdir, replies))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "touch files")
         await wait_approval(pilot, app)
@@ -163,7 +185,7 @@ async def test_always_allow_shows_the_rule_and_stops_asking(tmp_path, workdir) -
 
 async def test_take_over_typing_answers_a_prompt(tmp_path, workdir) -> None:
     command = 'read -p "name? " NAME; echo "hello $NAME" > greeting.txt'
-    app = make_app(options(tmp_path, workdir, [call(command), SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [call(command), SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "greet")
         await wait_approval(pilot, app)
@@ -183,7 +205,7 @@ async def test_take_over_typing_answers_a_prompt(tmp_path, workdir) -> None:
 
 async def test_ctrl_c_interrupts_the_running_command(tmp_path, workdir) -> None:
     command = "echo sleeping-now; sleep 60; touch never.txt"
-    app = make_app(options(tmp_path, workdir, [call(command), SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [call(command), SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "wait")
         await wait_approval(pilot, app)
@@ -198,7 +220,7 @@ async def test_ctrl_c_interrupts_the_running_command(tmp_path, workdir) -> None:
 
 
 async def test_stop_key_stops_the_agent_while_it_waits(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("touch later.txt"), SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [call("touch later.txt"), SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "anything")
         await wait_approval(pilot, app)
@@ -218,10 +240,10 @@ async def test_context_warning(tmp_path, workdir) -> None:
         tmp_path,
         workdir,
         [long_reply, SUBMIT],
-        context_limit=prompt_tokens + 2048 + 100,
-        mode="auto",
+        ctx=prompt_tokens + 2048 + 100,
+        approve="auto",
     )
-    app = make_app(opts)
+    app = fixed_app(opts)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "fill the context")
         await wait_until(pilot, lambda: app.status.info.context_warning, "context warning")
@@ -231,7 +253,7 @@ async def test_context_warning(tmp_path, workdir) -> None:
 
 
 async def test_resume_reopens_and_continues_a_session(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("echo one > one.txt"), SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [call("echo one > one.txt"), SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "first task")
         await wait_approval(pilot, app)
@@ -241,7 +263,7 @@ async def test_resume_reopens_and_continues_a_session(tmp_path, workdir) -> None
     assert transcript is not None and transcript.exists()
     before = len(load_records(transcript))
 
-    app2 = make_app(options(tmp_path, workdir, [call("echo two > two.txt"), SUBMIT], resume=True))
+    app2 = fixed_app(options(tmp_path, workdir, [call("echo two > two.txt"), SUBMIT], resume=True))
     async with app2.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: 1 in app2.reasoning.steps, "old steps shown")
         assert app2.reasoning.steps[1].command == "echo one > one.txt"
@@ -261,7 +283,7 @@ async def test_resume_reopens_and_continues_a_session(tmp_path, workdir) -> None
 
 
 async def test_export_markdown_and_cast(tmp_path, workdir) -> None:
-    app = make_app(
+    app = fixed_app(
         options(tmp_path, workdir, [call("printf 'colour \\033[31mred\\033[0m\\n'"), SUBMIT])
     )
     async with app.run_test(size=SIZE) as pilot:
@@ -270,8 +292,8 @@ async def test_export_markdown_and_cast(tmp_path, workdir) -> None:
         await pilot.press("a")
         await wait_finished(pilot, app)
         await pilot.press("ctrl+o")
-        md = next(tmp_path.glob("tmax-session-*.md"))
-        cast = next(tmp_path.glob("tmax-terminal-*.cast"))
+        md = next(workdir.glob("tmax-session-*.md"))
+        cast = next(workdir.glob("tmax-terminal-*.cast"))
     text = md.read_text()
     assert "print colour" in text and "colour red" in text
     lines = cast.read_text().splitlines()
@@ -287,13 +309,14 @@ async def test_missing_model_offers_download_and_reports_failure_cleanly(
 ) -> None:
     monkeypatch.setenv("TMAX_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # tests never use the network
-    opts = options(tmp_path, workdir, [])
-    opts.model = None  # the default model, not converted here
-    app = make_app(opts)
+    opts = options(tmp_path, workdir, [], scripted=False)  # the default model: not converted
+    app = fixed_app(opts)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.last_error is not None, "model error")
-        assert type(app.last_error).__name__ == "ModelNeedsFetch"
-        notes = lambda: " ".join(str(n.render()) for n in app.reasoning.query(".note"))
+        assert isinstance(app.last_error, ModelNeedsFetch)
+        def notes() -> str:
+            return " ".join(str(n.render()) for n in app.reasoning.query(".note"))
+
         assert "F5" in notes()
         await pilot.press("f5")
         await wait_until(pilot, lambda: "cannot be reached" in notes(), "offline message")
@@ -303,7 +326,7 @@ async def test_missing_model_offers_download_and_reports_failure_cleanly(
 
 
 async def test_follow_up_instruction_is_queued_for_the_next_turn(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("true"), SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [call("true"), SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "do something")
         await wait_approval(pilot, app)
@@ -322,7 +345,7 @@ async def test_follow_up_instruction_is_queued_for_the_next_turn(tmp_path, workd
 async def test_resizing_the_app_resizes_the_pty(tmp_path, workdir) -> None:
     # auto mode: `stty size` runs without the approval bar (which changes the layout)
     replies = [call("stty size > size.txt"), SUBMIT]
-    app = make_app(options(tmp_path, workdir, replies, mode="auto"))
+    app = fixed_app(options(tmp_path, workdir, replies, approve="auto"))
     async with app.run_test(size=SIZE) as pilot:
         pane = app.terminal
         await wait_until(pilot, lambda: app.session.shell is not None, "shell started")
@@ -339,7 +362,7 @@ async def test_resizing_the_app_resizes_the_pty(tmp_path, workdir) -> None:
 def test_download_progress_bars_become_status_texts() -> None:
     from tqdm import tqdm
 
-    from tmax_local.tui.bridge import TqdmToStatus
+    from tmax_local.tui.session import TqdmToStatus
 
     seen: list[str] = []
     sink = TqdmToStatus(seen.append, min_interval_s=0.0)
@@ -351,7 +374,7 @@ def test_download_progress_bars_become_status_texts() -> None:
 
 async def test_switching_mode_from_the_bar_applies_to_the_next_command(tmp_path, workdir) -> None:
     replies = [call("touch first.txt"), call("touch second.txt"), SUBMIT]
-    app = make_app(options(tmp_path, workdir, replies))
+    app = fixed_app(options(tmp_path, workdir, replies))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "two files")
         await wait_approval(pilot, app)
@@ -365,7 +388,7 @@ async def test_switching_mode_from_the_bar_applies_to_the_next_command(tmp_path,
 
 
 async def test_quitting_while_the_agent_waits_closes_cleanly(tmp_path, workdir) -> None:
-    app = make_app(options(tmp_path, workdir, [call("touch never.txt"), SUBMIT]))
+    app = fixed_app(options(tmp_path, workdir, [call("touch never.txt"), SUBMIT]))
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot, "anything")
         await wait_approval(pilot, app)

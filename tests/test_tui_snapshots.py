@@ -11,9 +11,10 @@ from __future__ import annotations
 import pytest
 
 from tmax_local.agent import events as ev
-from tmax_local.tui.app import TuiOptions, make_app
+from tmax_local.agent.resolve import ModelNeedsFetch
+from tmax_local.tui.app import TmaxApp, TuiOptions, make_app
 from tmax_local.tui.approval_bar import ApprovalView
-from tmax_local.tui.bridge import ModelInfo, ModelNeedsFetch
+from tmax_local.tui.session import ModelInfo
 
 SIZE = (80, 24)
 MODEL = ModelInfo(name="tmax-2b", quant="Q4_K_M", backend="CPU", context_limit=65536)
@@ -23,16 +24,14 @@ REASONING = (
 )
 
 
-def fixed_app(theme: str = "textual-dark"):
-    return make_app(
-        TuiOptions(
-            start_shell=False,
-            autoload=False,
-            deterministic=True,
-            ram_probe=lambda: "1.4 GiB",
-            theme=theme,
-        )
-    )
+def fixed_app(theme: str = "textual-dark") -> TmaxApp:
+    """The app in a fixed state: no shell, no model loading, no animation, fixed RAM."""
+    app = make_app(TuiOptions(theme=theme))
+    app.start_shell_on_mount = False
+    app.load_model_on_mount = False
+    app.deterministic = True
+    app.ram_probe = lambda: "1.4 GiB"
+    return app
 
 
 def feed(app, *events) -> None:
@@ -150,13 +149,5 @@ def test_missing_model(snap_compare) -> None:
 
 
 def test_help_screen_light_theme(snap_compare) -> None:
-    app = make_app(
-        TuiOptions(
-            start_shell=False,
-            autoload=False,
-            deterministic=True,
-            ram_probe=lambda: "1.4 GiB",
-            theme="textual-light",
-        )
-    )
+    app = fixed_app(theme="textual-light")
     assert snap_compare(app, terminal_size=SIZE, press=["f1"], run_before=loaded)

@@ -5,4 +5,6 @@ loaded. The core (agent, runtime, shell, approval, converter) never imports
 Textual; only ``tmax_local.tui`` does.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

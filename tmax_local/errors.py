@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "ConversionError",
+    "HubUnreachable",
+    "Interrupted",
+    "ModelNotFound",
+    "TmaxError",
+]
+
 
 class TmaxError(Exception):
     """An error the user can act on: printed as one line, never as a traceback.
@@ -27,6 +36,12 @@ class TmaxError(Exception):
 
 class ConversionError(TmaxError):
     title = "Conversion failed"
+
+
+class HubUnreachable(ConversionError):
+    """The Hugging Face Hub cannot be reached and the local cache lacks what is needed."""
+
+    title = "Offline"
 
 
 class ModelNotFound(TmaxError):

@@ -14,26 +14,25 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tmax_local.agent import events as ev
-from tmax_local.agent.options import ModelOptions, add_model_arguments
+from tmax_local.agent.options import SessionOptions, add_session_arguments
 from tmax_local.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tmax_local.approval import Answer, ApprovalRequest
+
+__all__ = ["PromptApprover", "TerminalView", "add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", nargs="?", help="the task; '-' reads it from stdin")
     p.add_argument("--task-file", type=Path, help="read the task from this file")
-    p.add_argument(
-        "--approve",
-        choices=("ask", "auto", "never-run"),
-        default="ask",
-        help="approval mode (default ask)",
-    )
     p.add_argument("--json", type=Path, dest="json_path", help="write the full transcript here")
-    p.add_argument("--cwd", type=Path, default=None, help="working directory (default: here)")
-    add_model_arguments(p.add_argument_group("model and runtime"))
+    add_session_arguments(p)
 
 
 def _read_task(args: argparse.Namespace) -> str:
@@ -127,7 +126,7 @@ class PromptApprover:
     def __init__(self, inp: TextIO, out: TextIO):
         self.inp, self.out = inp, out
         self.waiting = False
-        self.on_eof: Any = None  # called when the input closes (the CLI stops the agent)
+        self.on_eof: Callable[[], None] | None = None  # input closed: the CLI stops the agent
 
     def _ask(self, prompt: str) -> str | None:
         self.out.write(prompt)
@@ -139,7 +138,7 @@ class PromptApprover:
             self.waiting = False
         return None if line == "" else line.rstrip("\n")
 
-    def __call__(self, request: Any) -> Any:
+    def __call__(self, request: ApprovalRequest) -> Answer:
         from tmax_local.approval import AllowRule, Approve, Edit, Reject
 
         w = self.out.write
@@ -167,8 +166,8 @@ class PromptApprover:
                 new = self._ask("  new command: ")
                 return Edit(new or "")
             if choice in ("r", "n", "no", "reject"):
-                reason = self._ask("  reason (the model reads it): ")
-                return Reject(reason or "")
+                why = self._ask("  reason (the model reads it): ")
+                return Reject(why or "")
             if rules and choice in ("l", "L"):
                 return AllowRule(tuple(rules), "saved" if choice == "L" else "session")
             w("  please answer a, e, r" + (" or l" if rules else "") + "\n")
@@ -183,15 +182,16 @@ def run(args: argparse.Namespace) -> int:
     from tmax_local.shell import PtyShell
 
     task = _read_task(args)
-    cwd = (args.cwd or Path.cwd()).resolve()
+    session = SessionOptions.from_args(args)
+    cwd = (session.cwd or Path.cwd()).resolve()
     if not cwd.is_dir():
         raise ConfigError(f"--cwd {cwd} is not a directory")
-    opts = ModelOptions.from_args(args)
+    opts = session.model
     config = opts.harness_config()
     model = load_backend(opts.resolve(), opts.engine_options())
-    gate = Gate.load(cwd, args.approve)
+    gate = Gate.load(cwd, session.approve)
     stdin_for_answers = sys.stdin
-    if args.task == "-" and args.approve == "ask":
+    if args.task == "-" and session.approve == "ask":
         try:
             stdin_for_answers = open("/dev/tty", encoding="utf-8")  # noqa: SIM115
         except OSError:
@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     approver = PromptApprover(stdin_for_answers, sys.stdout)
     view = TerminalView(sys.stdout)
 
-    with PtyShell(cwd, timeout=args.timeout) as shell:
+    with PtyShell(cwd, timeout=opts.timeout) as shell:
         agent = Agent(model, shell, gate, approver=approver, config=config)
         transcript = TranscriptWriter.in_dir(sessions_dir(), agent.session_id)
         agent.transcript = transcript

@@ -12,11 +12,12 @@ and for a hybrid model any divergence means a full re-prefill, because recurrent
 cannot be partially removed.) After every turn the engine checks that llama.cpp's evaluated
 tokens are a prefix of its own stream.
 
-Loading: memory-mapped GGUF, ``n_ctx`` 65536 by default, all layers on the GPU when the
-build supports offload (else CPU), physical-core threads, flash attention (on by default, CPU
-included: a turn's cost grows less with history) and KV cache types. Sampling: temperature /
-top_p as evaluated (0.7 / 0.95), top_k and min_p off,
-optional GBNF grammar (tests use it to force a valid tool call from a random tiny model).
+Loading: memory-mapped GGUF, ``ctx`` ``harness.CONTEXT_TOKENS`` (65536) by default, all
+layers on the GPU when the build supports offload (else CPU), physical-core threads, flash
+attention (on by default, CPU included: a turn's cost grows less with history) and KV cache
+types. Sampling: temperature / top_p as evaluated (``harness.TEMPERATURE`` /
+``harness.TOP_P``), top_k and min_p off, optional GBNF grammar (tests use it to force a
+valid tool call from a random tiny model).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class ContextOverflow(TmaxError):
 
 
 def default_threads() -> int:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
@@ -67,7 +68,7 @@ def default_gpu_layers() -> int:
 class EngineOptions:
     """How to load and sample. ``None`` means: pick the default described per field."""
 
-    n_ctx: int = 65536
+    ctx: int = harness.CONTEXT_TOKENS
     gpu_layers: int | None = None  # None: all (-1) if the build can offload, else 0
     threads: int | None = None  # None: physical cores
     # None: on. Measured on CPU (2 threads, 2B Q4_K_M, bench/bench_flash_attn.py): a 470-token
@@ -78,8 +79,8 @@ class EngineOptions:
     cache_type_v: str | None = None
     use_mmap: bool = True
     n_batch: int = 512
-    temperature: float = 0.7
-    top_p: float = 0.95
+    temperature: float = harness.TEMPERATURE
+    top_p: float = harness.TOP_P
     seed: int | None = None
     grammar: str | None = None  # GBNF applied to every reply
     verbose: bool = False
@@ -133,7 +134,7 @@ class LlamaEngine:
         flash = True if o.flash_attn is None else o.flash_attn
         kwargs: dict[str, Any] = {
             "model_path": str(self.model_path),
-            "n_ctx": o.n_ctx,
+            "n_ctx": o.ctx,
             "n_gpu_layers": gpu_layers,
             "n_threads": o.threads or default_threads(),
             "n_batch": o.n_batch,

@@ -26,8 +26,13 @@ has ``kind`` (its class name), used by the JSON-lines transcript.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from tmax_local.agent.protocols import CommandResultLike
+    from tmax_local.approval import Answer, ApprovalRequest
 
 FinishReason = Literal["submitted", "step_limit", "stopped", "context_full", "error"]
 
@@ -101,7 +106,7 @@ class ApprovalRequested(AgentEvent):
     """
 
     step: int
-    request: Any
+    request: ApprovalRequest
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ class ApprovalAnswered(AgentEvent):
     """The user's answer (an ``tmax_local.approval`` answer: Approve, Edit, Reject, AllowRule)."""
 
     step: int
-    answer: Any
+    answer: Answer
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,7 @@ class CommandExecuted(AgentEvent):
 
     step: int
     command: str
-    result: Any
+    result: CommandResultLike
     observation: str
     duration_s: float = 0.0
 
@@ -184,6 +189,9 @@ class AgentFinished(AgentEvent):
     message: str
     steps: int = 0
 
+
+# Called with every agent event, in the agent's thread (`Agent.subscribe`).
+EventCallback = Callable[[AgentEvent], None]
 
 ALL_EVENTS: tuple[type[AgentEvent], ...] = (
     SessionStarted,

@@ -15,7 +15,9 @@ the token-stream framing follow open-instruct's ``swerl_vanillux_sandbox`` envir
   bash tool (``render_prompt``; a test checks it against the jinja template itself).
 
 A timed-out command reports ``exit_code=124`` (what the trained-on harness showed the model
-when ``timeout`` killed a command). Every limit is a field of ``HarnessConfig``.
+when ``timeout`` killed a command). Every limit is a field of ``HarnessConfig``; the
+numbers TMax was evaluated with are the constants below, the one place they are written
+(the engine, the options and the app import them).
 """
 
 from __future__ import annotations
@@ -64,6 +66,20 @@ XML_CALL_INSTRUCTIONS = (
     "and do not tell the user about function calls\n</IMPORTANT>"
 )
 
+# TMax's evaluation settings (the Vanillux harness and its vLLM sampling parameters).
+CONTEXT_TOKENS = 65536
+"""Context window the model was run with (``--ctx``)."""
+MAX_NEW_TOKENS = 16384
+"""New tokens the model may sample in one turn (``--max-new-tokens``)."""
+MAX_STEPS = 64
+"""Model turns before a run stops (``step_limit``; ``--max-steps``)."""
+COMMAND_TIMEOUT_S = 120.0
+"""Seconds a command may run before it is interrupted, reported as exit 124 (``--timeout``)."""
+TEMPERATURE = 0.7
+"""Sampling temperature (``--temperature``)."""
+TOP_P = 0.95
+"""Nucleus sampling top-p (``--top-p``)."""
+
 FORMAT_ERROR_NO_CALL = "Your last response did not include a valid `bash` tool call."
 
 
@@ -71,14 +87,12 @@ FORMAT_ERROR_NO_CALL = "Your last response did not include a valid `bash` tool c
 class HarnessConfig:
     """Limits of the harness; the defaults are TMax's evaluation settings."""
 
-    max_steps: int = 64
+    max_steps: int = MAX_STEPS
     """Model turns before the run stops (``step_limit``)."""
-    command_timeout: float = 120.0
+    timeout: float = COMMAND_TIMEOUT_S
     """Seconds a command may run before it is interrupted (reported as exit code 124)."""
-    max_new_tokens: int = 16384
-    """New tokens the model may sample in one turn."""
-    temperature: float = 0.7
-    top_p: float = 0.95
+    max_new_tokens: int = MAX_NEW_TOKENS
+    """New tokens the model may sample in one turn (sampling itself: ``EngineOptions``)."""
     observation_max_chars: int = 10000
     observation_head_chars: int = 5000
     observation_tail_chars: int = 5000
@@ -99,7 +113,7 @@ def _data_text(name: str) -> str:
 @lru_cache(maxsize=1)
 def prompts() -> Prompts:
     """The shipped prompt texts (read on first use, never at import)."""
-    import yaml  # type: ignore[import-untyped]
+    import yaml
 
     doc = yaml.safe_load(_data_text("vanillux_prompts.yaml"))
     return Prompts(

@@ -28,15 +28,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tmax_local.agent import events as ev
 from tmax_local.agent import harness
 from tmax_local.agent.harness import HarnessConfig
 from tmax_local.agent.parser import ReplyParser
-from tmax_local.agent.protocols import Approver, ModelBackend, Shell
+from tmax_local.agent.protocols import ApprovalGate, Approver, ModelBackend, Shell
 from tmax_local.agent.transcript import TranscriptWriter, new_session_id
 from tmax_local.errors import TmaxError
+
+if TYPE_CHECKING:
+    from tmax_local.approval import Answer, ApprovalRequest
 
 
 class AgentExit(Exception):
@@ -84,7 +87,7 @@ class Agent:
         self,
         model: ModelBackend,
         shell: Shell,
-        gate: Any,
+        gate: ApprovalGate,
         *,
         approver: Approver | None = None,
         config: HarnessConfig | None = None,
@@ -243,7 +246,7 @@ class Agent:
         if harness.is_submission(command):
             raise Submitted("The agent submitted its work.")
 
-        def ask(request: Any) -> Any:
+        def ask(request: ApprovalRequest) -> Answer:
             self.emit(ev.ApprovalRequested(step, request))
             if self.approver is not None:
                 answer = self.approver(request)
@@ -258,8 +261,11 @@ class Agent:
         if self._cancel.is_set():
             raise Stopped("Stopped by the user.")
         if not verdict.run:
-            self.emit(ev.CommandRejected(step, command, verdict.observation))
-            return verdict.observation
+            observation = verdict.observation or ""
+            self.emit(ev.CommandRejected(step, command, observation))
+            return observation
+        to_run = verdict.command
+        assert to_run is not None  # a verdict to run carries the exact command
         t0 = time.perf_counter()
         self._shell_back.clear()
         self._in_shell.set()
@@ -267,7 +273,7 @@ class Agent:
             self._in_shell.clear()
             raise Stopped("Stopped by the user.")
         try:
-            result = self.shell.run(verdict.command, self.config.command_timeout)
+            result = self.shell.run(to_run, self.config.timeout)
         finally:
             self._in_shell.clear()
             self._shell_back.set()
@@ -279,7 +285,7 @@ class Agent:
             dropped=getattr(result, "dropped_chars", 0),
         )
         self.emit(
-            ev.CommandExecuted(step, verdict.command, result, observation, time.perf_counter() - t0)
+            ev.CommandExecuted(step, to_run, result, observation, time.perf_counter() - t0)
         )
         if self._cancel.is_set():
             raise Stopped("Stopped by the user.")

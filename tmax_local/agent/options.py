@@ -1,54 +1,162 @@
-"""Model and runtime options shared by `tmax-local run` and the app (`tmax-local`).
+"""Every user setting of a session, declared once: its field, default, flag and help together.
 
-One argument group (`add_model_arguments`) and one carrier (`ModelOptions`) that turns the
-parsed flags into what the core already takes: `resolve_model`'s parameters, an
-`engine.EngineOptions` and a `harness.HarnessConfig`. Only argparse and dataclasses at import
-time: the engine and harness modules are imported when the objects are built.
+- `ModelOptions`: which model to run and how (resolving ``--model``, loading it in the
+  engine, the harness limits). It builds what the core takes: `resolve()`,
+  `engine_options()` (an `engine.EngineOptions`) and `harness_config()` (a
+  `harness.HarnessConfig`).
+- `SessionOptions`: one session: a `ModelOptions` plus the settings of the shell and the
+  approval gate (working directory, approval mode).
+
+`tmax-local run` and the app (`tmax-local`) both call `add_session_arguments(parser)` and
+read the result back with `SessionOptions.from_args(args)`: the same flags, the same
+defaults, the same names (flag ``--gpu-layers`` → field ``gpu_layers`` → status label).
+The app keeps its own, app-only settings (theme, resume...) in ``tui.app.TuiOptions``, which
+holds a `SessionOptions`; `run` keeps its task arguments to itself.
+
+How to add an option
+--------------------
+Add one field, declared with `option()`, to `ModelOptions` (it changes the model, the
+engine or the harness) or to `SessionOptions` (shell, sandbox, approval, undo...)::
+
+    allow_network: bool = option(False, "allow commands to reach the network", flag=True)
+
+The flag is the field name with dashes (``--allow-network``); ``type`` is given for
+non-string values, ``choices`` for a closed set, ``flag=True`` makes a ``store_true``
+switch, ``negatable=True`` a ``--x/--no-x`` pair; ``aliases`` are extra spellings kept for
+old command lines. ``%(default)s`` in the help shows the default. Then read the field
+where it is used (`SessionOptions` reaches the session of both front ends; a model setting
+goes through `engine_options()` / `harness_config()`). Nothing else needs to change: both
+commands get the flag and `tests/test_options.py` checks that each field has its flag.
+
+Defaults are never written here: the harness numbers come from `harness`, the default
+model and quant from `resolve`, the approval modes from `approval.policy.MODES`.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+from tmax_local.agent import harness
+from tmax_local.agent.resolve import DEFAULT_MODEL, DEFAULT_QUANT, ResolvedModel
+from tmax_local.approval.policy import MODES, Mode
 
 if TYPE_CHECKING:
-    from tmax_local.agent.engine import EngineOptions
-    from tmax_local.agent.harness import HarnessConfig
+    from collections.abc import Callable
 
-DEFAULT_QUANT = "Q4_K_M"  # same as tmax_local.agent.resolve.DEFAULT_QUANT (not imported: light)
+    from tmax_local.agent.engine import EngineOptions
+
+__all__ = [
+    "ModelOptions",
+    "SessionOptions",
+    "add_model_arguments",
+    "add_session_arguments",
+    "option",
+]
+
+_ARG = "argparse"  # the key of a field's argparse spec in its metadata
+
+
+def option(
+    default: Any,
+    help: str,
+    *,
+    type: Callable[[str], Any] | None = None,
+    choices: tuple[str, ...] | None = None,
+    flag: bool = False,
+    negatable: bool = False,
+    aliases: tuple[str, ...] = (),
+    metavar: str | None = None,
+) -> Any:
+    """A dataclass field that is also a command-line flag (see the module docstring)."""
+    spec: dict[str, Any] = {"help": help}
+    if flag:
+        spec["action"] = "store_true"
+    elif negatable:
+        spec["action"] = argparse.BooleanOptionalAction
+    else:
+        if type is not None:
+            spec["type"] = type
+        if choices is not None:
+            spec["choices"] = choices
+        if metavar is not None:
+            spec["metavar"] = metavar
+    return field(default=default, metadata={_ARG: (aliases, spec)})
+
+
+def _add_fields(cls: type, parser: Any) -> None:
+    for f in dataclasses.fields(cls):
+        if _ARG not in f.metadata:
+            continue
+        aliases, spec = f.metadata[_ARG]
+        flags = ["--" + f.name.replace("_", "-"), *aliases]
+        parser.add_argument(*flags, dest=f.name, default=f.default, **spec)
+
+
+def _from_args(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if _ARG in f.metadata
+    }
 
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Which model to run and how: the values of the shared flags."""
+    """Which model to run and how: model, engine and harness settings."""
 
-    model: str | None = None
-    quant: str = DEFAULT_QUANT
-    revision: str | None = None
-    gpu_layers: int | None = None
-    threads: int | None = None
-    ctx: int = 65536
-    flash_attn: bool | None = None
-    cache_type_k: str | None = None
-    cache_type_v: str | None = None
-    timeout: float = 120.0
-    max_steps: int = 64
-    max_new_tokens: int = 16384
-    temperature: float = 0.7
-    top_p: float = 0.95
-    seed: int | None = None
+    model: str | None = option(
+        None,
+        "GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or script:PATH "
+        "(a scripted model for demos and tests: a JSON list of raw model outputs); "
+        f"default {DEFAULT_MODEL}",
+        aliases=("-m",),
+    )
+    quant: str = option(
+        DEFAULT_QUANT, "quantization to convert/download (default: %(default)s)"
+    )
+    revision: str | None = option(None, "HF branch/tag/commit of --model")
+    gpu_layers: int | None = option(
+        None,
+        "layers to offload to the GPU (-1 all; default: all when a GPU build)",
+        type=int,
+        aliases=("--n-gpu-layers",),
+    )
+    threads: int | None = option(None, "CPU threads (default: physical cores)", type=int)
+    ctx: int = option(
+        harness.CONTEXT_TOKENS, "context size in tokens (default: %(default)s)", type=int
+    )
+    flash_attn: bool | None = option(
+        None, "flash attention (default: on; --no-flash-attn to disable)", negatable=True
+    )
+    cache_type_k: str | None = option(None, "KV cache type for K (f16, q8_0, f32…)")
+    cache_type_v: str | None = option(None, "KV cache type for V")
+    timeout: float = option(
+        harness.COMMAND_TIMEOUT_S, "seconds per command (default: %(default)s)", type=float
+    )
+    max_steps: int = option(harness.MAX_STEPS, "model turns (default: %(default)s)", type=int)
+    max_new_tokens: int = option(
+        harness.MAX_NEW_TOKENS, "tokens per turn (default: %(default)s)", type=int
+    )
+    temperature: float = option(
+        harness.TEMPERATURE, "sampling temperature (default: %(default)s)", type=float
+    )
+    top_p: float = option(
+        harness.TOP_P, "nucleus sampling top-p (default: %(default)s)", type=float
+    )
+    seed: int | None = option(None, "sampling seed (default: random)", type=int)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ModelOptions:
+    def from_args(cls, args: argparse.Namespace) -> Self:
         """The options from flags parsed by a parser that `add_model_arguments` set up."""
-        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
+        return cls(**_from_args(cls, args))
 
     def engine_options(self, *, grammar: str | None = None) -> EngineOptions:
         from tmax_local.agent.engine import EngineOptions
 
         return EngineOptions(
-            n_ctx=self.ctx,
+            ctx=self.ctx,
             gpu_layers=self.gpu_layers,
             threads=self.threads,
             flash_attn=self.flash_attn,
@@ -60,73 +168,46 @@ class ModelOptions:
             grammar=grammar,
         )
 
-    def harness_config(self) -> HarnessConfig:
-        from tmax_local.agent.harness import HarnessConfig
-
-        return HarnessConfig(
-            max_steps=self.max_steps,
-            command_timeout=self.timeout,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
+    def harness_config(self) -> harness.HarnessConfig:
+        return harness.HarnessConfig(
+            max_steps=self.max_steps, timeout=self.timeout, max_new_tokens=self.max_new_tokens
         )
 
-    def resolve(self, *, progress: bool = True) -> Any:
+    def resolve(self, *, progress: bool = True) -> ResolvedModel:
         """`resolve_model` for these options (may download/convert; see that function)."""
         from tmax_local.agent.resolve import resolve_model
 
         return resolve_model(self.model, self.quant, revision=self.revision, progress=progress)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser | Any) -> None:
-    """Add the model/runtime flags to a parser or an argument group.
+@dataclass(frozen=True)
+class SessionOptions:
+    """One session of the agent: the model options plus the shell and approval settings."""
 
-    Flag spellings: ``--gpu-layers`` also answers to ``--n-gpu-layers`` (the app's older
-    name), ``--model`` to ``-m``. Destinations are the `ModelOptions` field names.
-    """
-    d = ModelOptions()
-    add = parser.add_argument
-    add(
-        "--model",
-        "-m",
-        default=None,
-        help="GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or script:PATH "
-        "(a scripted model for demos and tests: a JSON list of raw model outputs); "
-        "default allenai/tmax-2b at Q4_K_M",
+    model: ModelOptions = field(default_factory=ModelOptions)
+    approve: Mode = option(
+        "ask",
+        "approval mode: ask before commands, auto (ask only for risky ones), "
+        "never-run (dry run) (default: %(default)s)",
+        choices=MODES,
+        aliases=("--mode",),
     )
-    add("--quant", default=d.quant, help=f"quantization to convert/download ({d.quant})")
-    add("--revision", default=None, help="HF branch/tag/commit of --model")
-    add(
-        "--gpu-layers",
-        "--n-gpu-layers",
-        dest="gpu_layers",
-        type=int,
-        default=None,
-        help="layers to offload to the GPU (-1 all; default: all when a GPU build)",
+    cwd: Path | None = option(
+        None, "working directory of the shell (default: here)", type=Path, metavar="DIR"
     )
-    add("--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    add("--ctx", type=int, default=d.ctx, help=f"context size in tokens ({d.ctx})")
-    add(
-        "--flash-attn",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="flash attention (default: on; --no-flash-attn to disable)",
-    )
-    add("--cache-type-k", default=None, help="KV cache type for K (f16, q8_0, f32…)")
-    add("--cache-type-v", default=None, help="KV cache type for V")
-    add("--timeout", type=float, default=d.timeout, help=f"seconds per command ({d.timeout:g})")
-    add("--max-steps", type=int, default=d.max_steps, help=f"model turns ({d.max_steps})")
-    add(
-        "--max-new-tokens",
-        type=int,
-        default=d.max_new_tokens,
-        help=f"tokens per turn ({d.max_new_tokens})",
-    )
-    add(
-        "--temperature",
-        type=float,
-        default=d.temperature,
-        help=f"sampling temperature ({d.temperature})",
-    )
-    add("--top-p", type=float, default=d.top_p, help=f"nucleus sampling top-p ({d.top_p})")
-    add("--seed", type=int, default=None, help="sampling seed (default: random)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Self:
+        """The options from flags parsed by a parser that `add_session_arguments` set up."""
+        return cls(model=ModelOptions.from_args(args), **_from_args(cls, args))
+
+
+def add_model_arguments(parser: argparse.ArgumentParser | Any) -> None:
+    """Add the `ModelOptions` flags to a parser or an argument group."""
+    _add_fields(ModelOptions, parser)
+
+
+def add_session_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every `SessionOptions` flag (model and runtime, then session) to ``parser``."""
+    add_model_arguments(parser.add_argument_group("model and runtime"))
+    _add_fields(SessionOptions, parser.add_argument_group("session"))

@@ -9,6 +9,7 @@ against these without loading llama.cpp or a PTY.
 - ``Shell``: what the agent uses of ``tmax_local.shell.PtyShell``.
 - ``Approver``: the callback that asks the user about a command, used by the approval
   gate only when the policy says to ask.
+- ``ApprovalGate``: what the agent uses of ``tmax_local.approval.Gate``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from tmax_local.approval import Answer, ApprovalRequest, Verdict
+
+__all__ = [
+    "ApprovalGate",
+    "Approver",
+    "CommandResultLike",
+    "Generation",
+    "GenerationFinish",
+    "ModelBackend",
+    "Shell",
+]
 
 GenerationFinish = Literal["stop", "length", "cancelled"]
 
@@ -85,9 +100,14 @@ class ModelBackend(Protocol):
 class CommandResultLike(Protocol):
     """The fields of ``tmax_local.shell.CommandResult`` the agent reads."""
 
-    exit_code: int | None
-    output: str
-    timed_out: bool
+    @property
+    def exit_code(self) -> int | None: ...
+
+    @property
+    def output(self) -> str: ...
+
+    @property
+    def timed_out(self) -> bool: ...
 
 
 @runtime_checkable
@@ -100,7 +120,7 @@ class Shell(Protocol):
     calls, as the model was told.
     """
 
-    def run(self, command: str, timeout: float) -> Any: ...
+    def run(self, command: str, timeout: float) -> CommandResultLike: ...
 
     def interrupt(self) -> None: ...
 
@@ -109,7 +129,13 @@ class Shell(Protocol):
 # approval module's request (command, risk labels, reason for asking) and returns one of
 # its answers (Approve, Edit, Reject(reason), AllowRule). It may block until the user
 # answers; a UI typically posts the request to its event loop and waits on a future.
-Approver = Callable[[Any], Any]
+Approver = Callable[["ApprovalRequest"], "Answer"]
 
-# Called with every agent event (``tmax_local.agent.events``), in the agent's thread.
-EventCallback = Callable[[Any], None]
+
+class ApprovalGate(Protocol):
+    """What the agent uses of ``tmax_local.approval.Gate``: review a command, asking
+    ``ask`` when the policy wants the user's answer."""
+
+    def review(
+        self, command: str, ask: Approver, *, cwd: Path | str | None = None
+    ) -> Verdict: ...

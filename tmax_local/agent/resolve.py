@@ -21,13 +21,30 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from tmax_local.errors import ConversionError, ModelNotFound, TmaxError
+from tmax_local.convert.quants import DEFAULT_QUANT
+from tmax_local.errors import HubUnreachable, ModelNotFound, TmaxError
+
+if TYPE_CHECKING:
+    from tmax_local.agent.engine import EngineOptions
+    from tmax_local.agent.protocols import ModelBackend
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_QUANT",
+    "ModelNeedsFetch",
+    "ResolvedModel",
+    "check_local",
+    "converted_path",
+    "hub_reachable",
+    "load_backend",
+    "needs_fetch",
+    "resolve_model",
+]
 
 DEFAULT_MODEL = "allenai/tmax-2b"
-DEFAULT_QUANT = "Q4_K_M"
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,49 @@ def resolve_model(
     return _from_hub(model, quant, revision, progress)
 
 
+class ModelNeedsFetch(ModelNotFound):
+    """The model is a Hub repo not converted here yet: fetch it only if the user asks."""
+
+    title = "Model not downloaded"
+
+
+def _repo_spec(spec: str | None) -> str | None:
+    """The repo id ``spec`` names, or None for a script, a file or a directory."""
+    from tmax_local.convert.source import looks_like_repo_id
+
+    spec = (spec or DEFAULT_MODEL).strip()
+    if spec.startswith("script:") or Path(spec).expanduser().exists():
+        return None
+    return spec if looks_like_repo_id(spec) else None
+
+
+def converted_path(spec: str | None, quant: str = DEFAULT_QUANT) -> Path | None:
+    """Where `resolve_model` looks for the converted GGUF of repo id ``spec`` (None when
+    ``spec`` is not a repo id)."""
+    from tmax_local.convert import default_output
+
+    repo = _repo_spec(spec)
+    if repo is None:
+        return None
+    return default_output(repo.rstrip("/").split("/")[-1], quant.upper())
+
+
+def needs_fetch(spec: str | None, quant: str = DEFAULT_QUANT) -> bool:
+    """True when `resolve_model` would download or convert ``spec`` (a repo id not
+    converted yet)."""
+    path = converted_path(spec, quant)
+    return path is not None and not path.is_file()
+
+
+def check_local(spec: str | None, quant: str = DEFAULT_QUANT) -> None:
+    """Raise `ModelNeedsFetch` when resolving ``spec`` would download or convert it."""
+    if needs_fetch(spec, quant):
+        raise ModelNeedsFetch(
+            f"{spec or DEFAULT_MODEL} is not converted yet (looked for "
+            f"{converted_path(spec, quant)})."
+        )
+
+
 def _from_hub(repo: str, quant: str, revision: str | None, progress: bool) -> ResolvedModel:
     try:
         from huggingface_hub import HfApi, hf_hub_download
@@ -166,8 +226,8 @@ def _from_hub(repo: str, quant: str, revision: str | None, progress: bool) -> Re
         return ResolvedModel("gguf", Path(local), repo)
     try:
         return ResolvedModel("gguf", _convert(repo, quant, revision, progress), repo)
-    except ConversionError as err:
-        if files is None and ("offline" in str(err) or "cannot be reached" in str(err)):
+    except HubUnreachable:
+        if files is None:
             raise ModelNotFound(_offline_hint(repo, quant)) from None
         raise
 
@@ -180,14 +240,13 @@ def _convert(source: str, quant: str, revision: str | None, progress: bool) -> P
     )
 
 
-def load_backend(resolved: ResolvedModel, options: Any = None) -> Any:
-    """Instantiate the backend: ``ScriptedModel`` or ``LlamaEngine`` (``options``:
-    ``engine.EngineOptions``)."""
+def load_backend(resolved: ResolvedModel, options: EngineOptions | None = None) -> ModelBackend:
+    """Instantiate the backend: ``ScriptedModel`` or ``LlamaEngine``."""
+    from tmax_local.agent.engine import EngineOptions, LlamaEngine
+
+    options = options or EngineOptions()
     if resolved.kind == "script":
         from tmax_local.agent.scripted import ScriptedModel
 
-        n_ctx = getattr(options, "n_ctx", 65536) if options is not None else 65536
-        return ScriptedModel.from_file(resolved.path, context_limit=n_ctx)
-    from tmax_local.agent.engine import EngineOptions, LlamaEngine
-
-    return LlamaEngine(resolved.path, options or EngineOptions(), name=resolved.name)
+        return ScriptedModel.from_file(resolved.path, context_limit=options.ctx)
+    return LlamaEngine(resolved.path, options, name=resolved.name)

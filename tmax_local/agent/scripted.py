@@ -35,7 +35,7 @@ class ScriptedModel:
         replies: Iterable[str],
         *,
         name: str = "script",
-        context_limit: int = 65536,
+        context_limit: int = harness.CONTEXT_TOKENS,
         chunk: int = 16,
         chars_per_token: int = 4,
     ):

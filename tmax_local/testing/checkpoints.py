@@ -36,7 +36,7 @@ QWEN35_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}|"
     r" ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-# The 33 added tokens, ids from 248044 (HARNESS.md §3). The XML-like ones and the FIM /
+# The 33 added tokens of Qwen 3.5's tokenizer, ids from 248044. The XML-like ones and the FIM /
 # repo tokens are not "special" in Qwen's tokenizer files (they are meant to be seen in text).
 ADDED_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -321,8 +321,8 @@ def _to_storage(a: np.ndarray, dtype: str) -> np.ndarray:
     a = np.asarray(a, dtype=np.float32)
     if dtype == "bfloat16":  # round to nearest even (finite values)
         u = a.view(np.uint32)
-        u = (u + (0x7FFF + ((u >> 16) & 1))) >> 16
-        return u.astype(np.uint16)
+        rounded = (u + (0x7FFF + ((u >> 16) & 1))) >> 16
+        return rounded.astype(np.uint16)
     return a.astype(np.float16 if dtype == "float16" else np.float32)
 
 

@@ -1,11 +1,12 @@
 """The tmax-local app: reasoning on the left, the live terminal on the right.
 
 `make_app(options)` is the one factory used by the CLI (`tmax_local.tui.launch`) and the
-tests. The app is a view: the agent (`tmax_local.agent`) runs in a worker thread and
-reports through its event callback (collected by `EventPump`), asks through its approver
+tests. The app is a view: `tui.session.Session` owns the model, shell, agent and
+transcript; the agent runs in a worker thread and reports through its event callback
+(collected by `EventPump`, drawn by `TmaxApp.handle_event`), asks through its approver
 callback (`ApprovalBridge`, which blocks that thread until the user answers in the
 approval bar), and runs commands in the `PtyShell` whose raw bytes the terminal pane
-renders.
+renders. Imports run one way: app → session / widgets → agent, shell, approval.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -24,112 +25,75 @@ from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from tmax_local.agent import events as ev
-from tmax_local.agent.options import DEFAULT_QUANT, ModelOptions
-from tmax_local.errors import TmaxError
-from tmax_local.tui import bridge
-from tmax_local.tui.approval_bar import ApprovalBar
+from tmax_local.agent.options import SessionOptions
+from tmax_local.agent.resolve import ModelNeedsFetch
+from tmax_local.approval import AllowRule, Answer, ApprovalRequest, Approve, Edit, Reject
+from tmax_local.approval.policy import MODES
+from tmax_local.errors import ModelNotFound, TmaxError
+from tmax_local.shell import CommandFinished, CommandStarted, InputWaitSuspected, ShellRestarted
+from tmax_local.tui.approval_bar import ApprovalBar, approval_view, rule_preview
 from tmax_local.tui.pump import ApprovalBridge, ApprovalNeeded, Drain, EventPump
 from tmax_local.tui.reasoning import ReasoningPane
+from tmax_local.tui.replay import show_records
 from tmax_local.tui.screens import EditCommandScreen, HelpScreen, ReasonScreen, RuleScreen
+from tmax_local.tui.session import ModelInfo, Session
 from tmax_local.tui.status import StatusBar
 from tmax_local.tui.terminal import TerminalPane
 
-MODES = ("ask", "auto", "never-run")
+__all__ = ["TmaxApp", "TuiOptions", "make_app"]
+
 PLACEHOLDER = "Describe a task and press Enter"
 
 
 @dataclass
 class TuiOptions:
-    """Everything the app needs, resolved by the CLI (or a test)."""
+    """Everything the app needs, resolved by the CLI (`tmax_local.tui.launch`) or a test."""
 
-    model: str | None = None
-    """Model spec: a name (tmax-2b), a .gguf path, or `script:PATH` (scripted model)."""
-    mode: str = "ask"
-    """Approval mode: ask | auto | never-run."""
-    cwd: Path | None = None
-    """Working directory of the shell (default: the current directory)."""
+    session: SessionOptions = field(default_factory=SessionOptions)
+    """The settings shared with `tmax-local run`: model, runtime, approval mode, cwd."""
     resume: bool = False
     """Reopen the last session (read-only; Enter on a new instruction continues it)."""
-    session: Path | None = None
+    session_file: Path | None = None
     """A specific transcript to reopen (implies resume)."""
-    sessions_dir: Path | None = None
-    """Where transcripts go (default: tmax_local.paths.sessions_dir())."""
-    export_dir: Path | None = None
-    """Where Ctrl+E writes the Markdown and .cast (default: the shell's working dir)."""
-    max_steps: int = 64
-    context_limit: int = 65536
-    """Context size in tokens (the run command's ``--ctx``)."""
-    n_gpu_layers: int | None = None
-    quant: str = DEFAULT_QUANT
-    revision: str | None = None
-    threads: int | None = None
-    flash_attn: bool | None = None
-    cache_type_k: str | None = None
-    cache_type_v: str | None = None
-    command_timeout: float = 120.0
-    max_new_tokens: int = 16384
-    temperature: float = 0.7
-    top_p: float = 0.95
-    seed: int | None = None
-    rules_file: Path | None = None
-    """Saved allow rules (default: the approval module's rules.toml in the config dir)."""
-    grammar: str | None = None
-    """GBNF grammar for every reply (tests force a tool call from a random tiny model)."""
     theme: str | None = None
-    ram_probe: Callable[[], str] | None = None
-    """Injectable RAM figure (snapshots use a fixed one)."""
-    shell_env: dict[str, str] = field(default_factory=dict)
-    """Extra environment for the shell (tests set a fixed prompt)."""
-    start_shell: bool = True
-    """Start the PTY shell on mount (snapshot tests of pure layout may skip it)."""
+    """Textual theme name."""
     task: str | None = None
     """Start on this task at once (the CLI's `--task`)."""
-    autoload: bool = True
-    """Load the model on mount (snapshot tests of fixed states turn it off)."""
-    deterministic: bool = False
-    """No cursor blink, no animation, no clock-driven refresh: for snapshot tests."""
+    grammar: str | None = None
+    """GBNF grammar for every reply (tests force a tool call from a random tiny model)."""
 
-    def model_options(self) -> ModelOptions:
-        """The model/runtime part, as the shared `tmax_local.agent.options` carrier."""
-        return ModelOptions(
-            model=self.model,
-            quant=self.quant,
-            revision=self.revision,
-            gpu_layers=self.n_gpu_layers,
-            threads=self.threads,
-            ctx=self.context_limit,
-            flash_attn=self.flash_attn,
-            cache_type_k=self.cache_type_k,
-            cache_type_v=self.cache_type_v,
-            timeout=self.command_timeout,
-            max_steps=self.max_steps,
-            max_new_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            seed=self.seed,
-        )
 
-    @classmethod
-    def with_model_options(cls, model: ModelOptions, **app: Any) -> TuiOptions:
-        """App options whose model/runtime part is ``model`` (the rest from ``app``)."""
-        return cls(
-            model=model.model,
-            quant=model.quant,
-            revision=model.revision,
-            n_gpu_layers=model.gpu_layers,
-            threads=model.threads,
-            context_limit=model.ctx,
-            flash_attn=model.flash_attn,
-            cache_type_k=model.cache_type_k,
-            cache_type_v=model.cache_type_v,
-            command_timeout=model.timeout,
-            max_steps=model.max_steps,
-            max_new_tokens=model.max_new_tokens,
-            temperature=model.temperature,
-            top_p=model.top_p,
-            seed=model.seed,
-            **app,
+def stop_answer(request: ApprovalRequest) -> Answer:
+    """The answer given for the user when the run is stopped while the bar waits."""
+    return Reject("The user stopped the agent.")
+
+
+def describe_answer(answer: Answer) -> str:
+    """The user's answer, in a few words, for the step's outcome line."""
+    match answer:
+        case Reject(reason=reason):
+            return f"rejected ({reason})"
+        case Edit():
+            return "edited"
+        case AllowRule(rules=rules):
+            return "always allow " + ", ".join(f"`{r}`" for r in rules)
+        case _:
+            return type(answer).__name__.lower()
+
+
+def missing_model_hint(err: TmaxError) -> str:
+    """What the user can do about a model that cannot be loaded."""
+    if isinstance(err, ModelNeedsFetch):
+        return (
+            "Press F5 to download and convert it now (a few GB; progress shows in the "
+            "status bar), or quit and pass --model PATH.gguf."
         )
+    if isinstance(err, ModelNotFound):
+        return (
+            "Pass --model PATH.gguf, a checkpoint directory or a Hugging Face repo id, or "
+            "convert one with `tmax-local convert`."
+        )
+    return ""
 
 
 class TmaxApp(App[int]):
@@ -155,20 +119,32 @@ class TmaxApp(App[int]):
     def __init__(self, options: TuiOptions) -> None:
         super().__init__()
         self.options = options
-        self.mode = options.mode
+        self.mode: str = options.session.approve
         self.pump = EventPump(self)
-        self.approver = ApprovalBridge(self, on_cancel=bridge.stop_answer)
-        self.session = bridge.Session(options, self.pump.put, self.approver)
-        self.events_seen: list[Any] = []
+        self.approver = ApprovalBridge(self, on_cancel=stop_answer)
+        self.session = Session(
+            options.session, self.pump.put, self.approver, grammar=options.grammar
+        )
+        self.events_seen: list[object] = []
         self.agent_running = False
         self.finished: ev.AgentFinished | None = None
         self.last_error: TmaxError | None = None
         self._context_warned = False
         self.pending_step = 0
-        self.pending_request: Any = None
+        self.pending_request: ApprovalRequest | None = None
         self.pending_ignored: list[str] = []
         if options.theme:
             self.theme = options.theme
+        # Switches no user asks for, set on the instance before it runs by tests (pictures
+        # of fixed states) and benchmarks: they are not options.
+        self.ram_probe: Callable[[], str] | None = None
+        """RAM figure for the status bar (default: this process's resident memory)."""
+        self.start_shell_on_mount = True
+        """Start the PTY shell on mount."""
+        self.load_model_on_mount = True
+        """Load the model on mount."""
+        self.deterministic = False
+        """No cursor blink, no animation: for snapshot tests."""
 
     # -- layout ------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -181,7 +157,7 @@ class TmaxApp(App[int]):
                 yield TerminalPane(id="terminal")
         yield ApprovalBar(id="approval")
         yield Input(placeholder=PLACEHOLDER, id="task")
-        yield StatusBar(self.options.ram_probe, id="status")
+        yield StatusBar(self.ram_probe, id="status")
         yield Footer()
 
     @property
@@ -201,23 +177,20 @@ class TmaxApp(App[int]):
         return self.query_one(StatusBar)
 
     def on_mount(self) -> None:
-        if self.options.deterministic:
+        if self.deterministic:
             self.animation_level = "none"
             self.query_one("#task", Input).cursor_blink = False
-        self.status.update_info(
-            mode=self.mode,
-            max_steps=self.options.max_steps,
-            context_limit=self.options.context_limit,
-        )
+        model = self.options.session.model
+        self.status.update_info(mode=self.mode, max_steps=model.max_steps, ctx=model.ctx)
         self.query_one("#task", Input).focus()
-        if self.options.start_shell:
+        if self.start_shell_on_mount:
             try:
                 self.start_shell()
             except TmaxError as err:
                 self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
-        if self.options.resume or self.options.session:
+        if self.options.resume or self.options.session_file:
             self.load_resumed()
-        if self.options.autoload:
+        if self.load_model_on_mount:
             self.load_model()
 
     # -- shell -------------------------------------------------------------------------
@@ -246,14 +219,14 @@ class TmaxApp(App[int]):
             return
         self.call_from_thread(self.model_loaded, info)
 
-    def model_loaded(self, info: bridge.ModelInfo) -> None:
+    def model_loaded(self, info: ModelInfo) -> None:
         self.status.update_info(
             model=info.name,
             quant=info.quant,
             backend=info.backend,
             layers_offloaded=info.layers,
             loading="",
-            context_limit=info.context_limit or self.options.context_limit,
+            ctx=info.context_limit or self.options.session.model.ctx,
         )
         if self.options.task and not self.agent_running:
             task, self.options.task = self.options.task, None
@@ -261,7 +234,7 @@ class TmaxApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "fetch_model":  # offered only while the model waits for a download
-            return isinstance(self.last_error, bridge.ModelNeedsFetch)
+            return isinstance(self.last_error, ModelNeedsFetch)
         return True
 
     def action_fetch_model(self) -> None:
@@ -277,7 +250,7 @@ class TmaxApp(App[int]):
         self.refresh_bindings()
         self.status.update_info(loading="no model", state="error")
         self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
-        hint = bridge.missing_model_hint(err)
+        hint = missing_model_hint(err)
         if hint:
             self.reasoning.add_note(hint, level="warning")
 
@@ -353,12 +326,74 @@ class TmaxApp(App[int]):
         for event in self.pump.drain(rearm=False):
             self.handle_event(event)
 
-    def handle_event(self, event: Any) -> None:
+    def handle_event(self, event: object) -> None:
+        """Show one agent or shell event (UI thread)."""
         self.events_seen.append(event)
-        bridge.apply_event(self, event)
+        pane, status = self.reasoning, self.status
+        match event:
+            case ev.SessionStarted(transcript_path=path):
+                self.session.note_transcript(path)
+            case ev.StepStarted(step=step):
+                pane.step_view(step)
+                status.update_info(step=step, state="thinking")
+            case ev.ReasoningDelta(step=step, text=text):
+                pane.append(step, text)
+            case ev.TurnStats():
+                status.update_info(gen_tok_s=event.gen_tokens_per_s)
+                self.note_context(event.context_used, event.context_limit)
+            case ev.ToolCallProposed(step=step, command=command, ignored=ignored):
+                self.pending_ignored = list(ignored)
+                pane.flush()
+                note = f"(+{len(ignored)} ignored)" if ignored else ""
+                pane.step_view(step).set_command(command, note)
+            case ev.FormatErrorRaised(step=step):
+                pane.step_view(step).set_outcome(
+                    "no valid bash call: format error sent back", good=False
+                )
+            case ev.ApprovalRequested(step=step):
+                self.pending_step = step
+            case ev.ApprovalAnswered(step=step, answer=answer):
+                pane.step_view(step).set_outcome(f"answer: {describe_answer(answer)}")
+            case ev.CommandRejected(step=step, observation=observation):
+                pane.step_view(step).set_outcome(f"rejected: {observation}", good=False)
+                status.update_info(state="thinking")
+            case ev.CommandExecuted(step=step, command=command, result=result):
+                view = pane.step_view(step)
+                if view.command != command:
+                    view.set_command(command, "(edited)")
+                code = result.exit_code
+                extra = " (timed out)" if result.timed_out else ""
+                view.set_outcome(f"exit {code}{extra} · {event.duration_s:.1f}s", good=code == 0)
+                status.update_info(state="thinking")
+            case ev.InstructionAdded(text=text):
+                pane.add_note(f"instruction added: {text}")
+            case ev.ContextThinned():
+                pane.add_note(event.message, level="warning")
+                self.note_context(event.tokens_after, status.info.ctx)
+            case ev.AgentFinished(reason=reason, message=message):
+                pane.flush()
+                self.finished = event
+                self.agent_running = False
+                self.approval_bar.hide()
+                level = "error" if reason == "error" else "info"
+                pane.add_note(f"finished ({reason}): {message}", level=level)
+                status.update_info(state=f"done: {reason}")
+            case InputWaitSuspected():
+                self.update_terminal_title(waiting=True)
+                self.notify(
+                    "The command seems to wait for input: Ctrl+T to type into the terminal.",
+                    title="Terminal",
+                    timeout=8,
+                )
+            case CommandStarted():
+                status.update_info(state="running")
+            case CommandFinished():
+                self.update_terminal_title()
+            case ShellRestarted(reason=reason):
+                pane.add_note(f"shell restarted: {reason}", level="warning")
 
     def note_context(self, used: int, limit: int) -> None:
-        self.status.update_info(context_used=used, context_limit=limit)
+        self.status.update_info(context_used=used, ctx=limit)
         if self.status.info.context_warning and not self._context_warned:
             self._context_warned = True
             pct = int(100 * used / limit)
@@ -374,11 +409,11 @@ class TmaxApp(App[int]):
     def on_approval_needed(self, message: ApprovalNeeded) -> None:
         self.drain_now()
         self.pending_request = message.request
-        view = bridge.approval_view(message.request, self.pending_step, self.pending_ignored)
+        view = approval_view(message.request, self.pending_step, self.pending_ignored)
         self.status.update_info(state="waiting for approval")
         self.approval_bar.show(view, self.mode)
 
-    def _answer(self, answer: Any) -> None:
+    def _answer(self, answer: Answer) -> None:
         self.approval_bar.hide()
         self.approver.answer(answer)
         self.status.update_info(state="running")
@@ -388,7 +423,7 @@ class TmaxApp(App[int]):
     def approval_chosen(self, event: ApprovalBar.Chosen) -> None:
         view = event.view
         if event.choice == "approve":
-            self._answer(bridge.approve(view))
+            self._answer(Approve())
         elif event.choice == "edit":
             self.push_screen(EditCommandScreen(view.command), self._edited)
         elif event.choice == "reject":
@@ -399,10 +434,12 @@ class TmaxApp(App[int]):
                     "No rule can cover this command; approve it once instead.", severity="warning"
                 )
                 return
+            if self.pending_request is None:
+                return
             parts = self.pending_request.analysis.parts
             self.push_screen(
                 RuleScreen(
-                    view.command, view.rules, preview=lambda rule: bridge.rule_preview(parts, rule)
+                    view.command, view.rules, preview=lambda rule: rule_preview(parts, rule)
                 ),
                 self._always,
             )
@@ -414,14 +451,14 @@ class TmaxApp(App[int]):
     def _edited(self, command: object) -> None:
         view = self.approval_bar.view
         if isinstance(command, str) and view is not None:
-            self._answer(bridge.edit(view, command))
+            self._answer(Edit(command))
         else:
             self.approval_bar.focus()
 
     def _rejected(self, reason: object) -> None:
         view = self.approval_bar.view
         if isinstance(reason, str) and view is not None:
-            self._answer(bridge.reject(view, reason))
+            self._answer(Reject(reason))
         else:
             self.approval_bar.focus()
 
@@ -429,7 +466,7 @@ class TmaxApp(App[int]):
         view = self.approval_bar.view
         if isinstance(result, tuple) and view is not None:
             rules, scope = result
-            self._answer(bridge.allow_rule(view, rules, scope))
+            self._answer(AllowRule(tuple(rules), scope))
         else:
             self.approval_bar.focus()
 
@@ -482,7 +519,7 @@ class TmaxApp(App[int]):
 
     def action_export(self) -> None:
         try:
-            paths = self.session.export(self.options.export_dir)
+            paths = self.session.export()
         except TmaxError as err:
             self.notify(err.message, title=err.title, severity="error")
             return
@@ -490,9 +527,16 @@ class TmaxApp(App[int]):
 
     def load_resumed(self) -> None:
         try:
-            bridge.show_resumed(self)
+            records = self.session.reopen(self.options.session_file)
         except TmaxError as err:
             self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
+            return
+        show_records(records, self.reasoning, self.status)
+        path = self.session.resumed_from
+        name = path.stem if path is not None else ""
+        self.reasoning.add_note(
+            f"Reopened session {name} (read-only). Type an instruction to continue it."
+        )
 
     async def action_quit(self) -> None:
         self.session.stop()

@@ -3,12 +3,15 @@
 The bar only shows a request and reports which key the user pressed (`ApprovalBar.Chosen`);
 the app turns that into an answer of `tmax_local.approval` (possibly after a dialog).
 Nothing runs while the bar waits: the agent thread is blocked on the answer.
+`approval_view` and `rule_preview` turn an approval request into what the bar and the rule
+dialog show.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.console import Group
 from rich.syntax import Syntax
@@ -16,6 +19,11 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widget import Widget
+
+from tmax_local.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tmax_local.approval import ApprovalRequest, Part
 
 # Risk severity → style of the label badge.
 _SEVERITY_STYLE = {
@@ -36,6 +44,44 @@ class ApprovalView:
     rule_explanation: str = ""  # how those rules would match
     step: int = 0
     ignored: list[str] = field(default_factory=list)  # further tool calls that won't run
+
+
+def approval_view(
+    request: ApprovalRequest, step: int = 0, ignored: Sequence[str] = ()
+) -> ApprovalView:
+    """What the approval bar shows for a request of the approval gate."""
+    from tmax_local.approval import explain
+
+    labels = [(lab.name, "high" if lab.high_risk else "medium") for lab in request.labels]
+    parts = request.analysis.parts
+    explanations = []
+    for rule in request.suggested_rules:
+        matched = [m.part.text for m in explain(rule, parts) if m.matches]
+        if matched:
+            explanations.append(f"`{rule}` allows: " + "; ".join(matched))
+        else:
+            explanations.append(f"`{rule}` matches no part of this command")
+    return ApprovalView(
+        command=request.command,
+        labels=labels,
+        reason="; ".join(request.reasons),
+        rules=list(request.suggested_rules),
+        rule_explanation=" · ".join(explanations),
+        step=step,
+        ignored=list(ignored),
+    )
+
+
+def rule_preview(parts: Sequence[Part], rule: str) -> str:
+    """How ``rule`` would match the parts of the pending command (for the rule dialog)."""
+    from tmax_local.approval import explain
+
+    try:
+        matches = explain(rule, parts)
+    except ConfigError as err:
+        return f"invalid rule: {err}"
+    hits = [m.part.text for m in matches if m.matches]
+    return ("allows: " + "; ".join(hits)) if hits else "matches no part of this command"
 
 
 class ApprovalBar(Widget, can_focus=True):

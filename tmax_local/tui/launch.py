@@ -1,29 +1,35 @@
 """`tmax-local` with no subcommand: open the app.
 
-Only argparse (and the shared model flags, `tmax_local.agent.options`) at import time; Textual is imported inside `run`, so `tmax-local --help`
-stays light.
+Only argparse and the shared options (`tmax_local.agent.options`) at import time; Textual
+is imported inside `run`, so `tmax-local --help` stays light.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tmax_local.agent.options import ModelOptions, add_model_arguments
+from tmax_local.agent.options import SessionOptions, add_session_arguments
+from tmax_local.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tmax_local.tui.app import TuiOptions
+
+__all__ = ["add_arguments", "options_from_args", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("app")
-    group.add_argument(
-        "--mode",
-        "--approve",
-        choices=("ask", "auto", "never-run"),
-        default="ask",
-        help="approval mode (default: ask)",
-    )
-    group.add_argument("--cwd", type=Path, default=None, help="working directory of the shell")
     group.add_argument("--resume", action="store_true", help="reopen the last session")
-    group.add_argument("--session", type=Path, default=None, help="reopen this session file")
+    group.add_argument(
+        "--session-file",
+        "--session",
+        dest="session_file",
+        type=Path,
+        default=None,
+        help="reopen this session file",
+    )
     group.add_argument("--theme", default=None, help="Textual theme, e.g. textual-light")
     group.add_argument("--task", default=None, help="start on this task at once")
     group.add_argument(
@@ -32,18 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="GBNF grammar file constraining every model reply (testing)",
     )
-    add_model_arguments(parser.add_argument_group("model and runtime"))
+    add_session_arguments(parser)
 
 
-def options_from_args(args: argparse.Namespace):  # -> TuiOptions (imports Textual)
+def options_from_args(args: argparse.Namespace) -> TuiOptions:
+    """The app's options from the parsed flags (imports Textual)."""
     from tmax_local.tui.app import TuiOptions
 
-    return TuiOptions.with_model_options(
-        ModelOptions.from_args(args),
-        mode=args.mode,
-        cwd=args.cwd,
+    return TuiOptions(
+        session=SessionOptions.from_args(args),
         resume=args.resume,
-        session=args.session,
+        session_file=args.session_file,
         theme=args.theme,
         task=args.task,
         grammar=_read_grammar(args.grammar),
@@ -59,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_grammar(path: Path | None) -> str | None:
-    from tmax_local.errors import ConfigError
-
     if path is None:
         return None
     try:

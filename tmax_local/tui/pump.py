@@ -17,10 +17,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 from textual.message_pump import MessagePump
+
+if TYPE_CHECKING:
+    from tmax_local.approval import Answer, ApprovalRequest
+
+__all__ = ["ApprovalBridge", "ApprovalNeeded", "Drain", "EventPump"]
 
 
 @dataclass
@@ -41,12 +46,12 @@ class EventPump:
     def __init__(self, target: MessagePump, quiet_s: float = 0.04) -> None:
         self._target = target
         self._lock = threading.Lock()
-        self._events: deque[Any] = deque()
+        self._events: deque[object] = deque()
         self._posted = False
         self.quiet_s = quiet_s
         self.messages_posted = 0
 
-    def put(self, event: Any) -> None:
+    def put(self, event: object) -> None:
         with self._lock:
             self._events.append(event)
             if self._posted:
@@ -55,7 +60,7 @@ class EventPump:
             self.messages_posted += 1
         self._target.post_message(Drain(self))
 
-    def drain(self, *, rearm: bool = True) -> list[Any]:
+    def drain(self, *, rearm: bool = True) -> list[object]:
         """Take every waiting event. With ``rearm`` the next `put` posts again at once;
         without it the caller must call `rearm()` later (see `TmaxApp.on_drain`)."""
         with self._lock:
@@ -65,7 +70,7 @@ class EventPump:
                 self._posted = False
         return events
 
-    def rearm(self) -> list[Any]:
+    def rearm(self) -> list[object]:
         """End a quiet period: return what arrived meanwhile, or re-enable posting."""
         with self._lock:
             events = list(self._events)
@@ -79,22 +84,24 @@ class EventPump:
 class ApprovalNeeded(Message):
     """The agent thread waits for the user's answer to `request`."""
 
-    request: Any
-    future: Future = field(repr=False)
+    request: ApprovalRequest
+    future: Future[Answer] = field(repr=False)
 
 
 class ApprovalBridge:
     """The approver callback given to the agent: blocks its thread until the UI answers."""
 
-    def __init__(self, target: MessagePump, on_cancel: Callable[[Any], Any]) -> None:
+    def __init__(
+        self, target: MessagePump, on_cancel: Callable[[ApprovalRequest], Answer]
+    ) -> None:
         self._target = target
         self._on_cancel = on_cancel
         self._lock = threading.Lock()
-        self._pending: Future | None = None
-        self._pending_request: Any = None
+        self._pending: Future[Answer] | None = None
+        self._pending_request: ApprovalRequest | None = None
 
-    def __call__(self, request: Any) -> Any:
-        future: Future = Future()
+    def __call__(self, request: ApprovalRequest) -> Answer:
+        future: Future[Answer] = Future()
         with self._lock:
             self._pending = future
             self._pending_request = request
@@ -113,7 +120,7 @@ class ApprovalBridge:
         with self._lock:
             return self._pending is not None and not self._pending.done()
 
-    def answer(self, value: Any) -> None:
+    def answer(self, value: Answer) -> None:
         """Deliver the user's answer to the waiting agent thread (UI thread)."""
         with self._lock:
             future = self._pending
@@ -124,5 +131,5 @@ class ApprovalBridge:
         """Answer a pending request for the user (the run is being stopped)."""
         with self._lock:
             future, request = self._pending, self._pending_request
-        if future is not None and not future.done():
+        if future is not None and request is not None and not future.done():
             future.set_result(self._on_cancel(request))

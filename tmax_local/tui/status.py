@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
+
+from tmax_local.agent import harness
 
 CONTEXT_WARN_FRACTION = 0.8
 
@@ -29,16 +32,16 @@ class StatusInfo:
     loading: str = ""  # e.g. "loading 40%"; empty once loaded
     gen_tok_s: float | None = None
     context_used: int = 0
-    context_limit: int = 65536
+    ctx: int = harness.CONTEXT_TOKENS
     ram: str = ""
     step: int = 0
-    max_steps: int = 64
+    max_steps: int = harness.MAX_STEPS
     mode: str = "ask"
     state: str = "idle"
 
     @property
     def context_fraction(self) -> float:
-        return self.context_used / self.context_limit if self.context_limit else 0.0
+        return self.context_used / self.ctx if self.ctx else 0.0
 
     @property
     def context_warning(self) -> bool:
@@ -76,8 +79,8 @@ class StatusBar(Widget):
         if ram != self.info.ram:
             self.info = replace(self.info, ram=ram)
 
-    def update_info(self, **changes: object) -> None:
-        self.info = replace(self.info, **changes)  # type: ignore[arg-type]
+    def update_info(self, **changes: Any) -> None:
+        self.info = replace(self.info, **changes)
 
     def render(self) -> Text:
         i = self.info
@@ -91,7 +94,7 @@ class StatusBar(Widget):
         if i.gen_tok_s is not None:
             t.append(f" │ {i.gen_tok_s:.1f} tok/s")
         pct = round(100 * i.context_fraction)
-        ctx = f" │ ctx {_k(i.context_used)}/{_k(i.context_limit)} {pct}%"
+        ctx = f" │ ctx {_k(i.context_used)}/{_k(i.ctx)} {pct}%"
         t.append(ctx, style="bold reverse" if i.context_warning else "")
         if i.ram:
             t.append(f" │ RAM {i.ram}")

@@ -101,7 +101,7 @@ class EmulatorScreen(pyte.Screen):
     def _enter_alt(self, *, save_cursor: bool) -> None:
         saved: dict[int, StaticDefaultDict] = {}
         for y, line in self.buffer.items():
-            copy = StaticDefaultDict(self.default_char)
+            copy: StaticDefaultDict = StaticDefaultDict(self.default_char)
             copy.update(line)
             saved[y] = copy
         self._saved_main = saved
@@ -131,7 +131,7 @@ class EmulatorScreen(pyte.Screen):
         """Line feed at the bottom scrolls: keep the line leaving the top as history."""
         top, bottom = self.margins or pyte.screens.Margins(0, self.lines - 1)
         if self.cursor.y == bottom and top == 0 and not self.in_alt_screen:
-            line = StaticDefaultDict(self.default_char)
+            line: StaticDefaultDict = StaticDefaultDict(self.default_char)
             line.update(self.buffer[0])
             self.history.append(line)
         super().index()
@@ -419,10 +419,11 @@ class TerminalPane(Widget, can_focus=True):
                 strip = Strip([Segment(s.text, base + s.style if s.style else base) for s in strip])
                 return strip.adjust_cell_length(width, base)
             y = back - len(screen.history)
-        strip = self._strips[y]
-        if strip is None:
-            strip = self._line_strip(y)
-            self._strips[y] = strip
+        cached = self._strips[y]
+        if cached is None:
+            cached = self._line_strip(y)
+            self._strips[y] = cached
+        strip = cached
         cursor = screen.cursor
         if y == cursor.y and not cursor.hidden and (self.takeover or self.has_focus):
             strip = _with_cursor(strip, cursor.x)
