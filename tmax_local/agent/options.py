@@ -42,12 +42,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 from tmax_local.agent import harness
 from tmax_local.agent.resolve import DEFAULT_MODEL, DEFAULT_QUANT, ResolvedModel
-from tmax_local.approval.policy import MODES, Mode
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Container, Iterator
 
     from tmax_local.agent.engine import EngineOptions
+    from tmax_local.approval.policy import Mode
 
 __all__ = [
     "ModelOptions",
@@ -60,12 +60,28 @@ __all__ = [
 _ARG = "argparse"  # the key of a field's argparse spec in its metadata
 
 
+class _ApprovalModes:
+    """`approval.policy.MODES` as argparse choices, read when first needed: the approval
+    package loads tree-sitter, which `tmax-local --help` and `convert` do not need."""
+
+    def _modes(self) -> tuple[str, ...]:
+        from tmax_local.approval.policy import MODES
+
+        return MODES
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._modes()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modes())
+
+
 def option(
     default: Any,
     help: str,
     *,
     type: Callable[[str], Any] | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: Container[str] | None = None,
     flag: bool = False,
     negatable: bool = False,
     aliases: tuple[str, ...] = (),
@@ -189,7 +205,7 @@ class SessionOptions:
         "ask",
         "approval mode: ask before commands, auto (ask only for risky ones), "
         "never-run (dry run) (default: %(default)s)",
-        choices=MODES,
+        choices=_ApprovalModes(),
         aliases=("--mode",),
     )
     cwd: Path | None = option(
