@@ -117,7 +117,7 @@ class Session:
     def __init__(
         self,
         options: SessionOptions,
-        on_event: Callable[[Any], None],
+        on_event: Callable[[object], None],
         approver: SessionApprover,
         *,
         grammar: str | None = None,
