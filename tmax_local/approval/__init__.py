@@ -57,7 +57,7 @@ from tmax_local.approval.store import (
     rules_path,
     save_rule,
 )
-from tmax_local.approval.syntax import Part, Redirect, Word
+from tmax_local.approval.parts import Part, Problem, ProblemKind, Redirect, Word
 
 __all__ = [
     "DRY_RUN_OBSERVATION",
@@ -78,6 +78,8 @@ __all__ = [
     "Mode",
     "Part",
     "PartDecision",
+    "Problem",
+    "ProblemKind",
     "Redirect",
     "Reject",
     "Rule",

@@ -7,7 +7,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tmax_local.approval.labels import Label, label_part, path_of
-from tmax_local.approval.syntax import Part, parse_parts
+from tmax_local.approval.parts import Part, Problem
+from tmax_local.approval.wrappers import parse_command
 
 
 @dataclass(frozen=True)
@@ -17,13 +18,15 @@ class Analysis:
     command: str
     """The command exactly as given."""
     cwd: Path
-    """The working directory it was judged against."""
+    """The directory it starts in (relative paths resolve there)."""
     parts: tuple[Part, ...]
     """Every simple command it runs, in (roughly) execution order."""
-    problems: tuple[str, ...]
+    problems: tuple[Problem, ...]
     """Why the command as a whole cannot be trusted to be analysed (syntax errors, control
     characters…). Part-level problems are on each part."""
     labels: tuple[Label, ...]
+    root: Path | None = None
+    """The project root writes were judged against (``cwd`` when not given)."""
 
     @property
     def parsed(self) -> bool:
@@ -32,7 +35,7 @@ class Analysis:
 
     @property
     def all_problems(self) -> tuple[str, ...]:
-        out = list(self.problems)
+        out = [str(p) for p in self.problems]
         for p in self.parts:
             out += [f"{p.display}: {why}" for why in p.problems]
         return tuple(dict.fromkeys(out))
@@ -45,26 +48,31 @@ class Analysis:
         return tuple(label for label in self.labels if label.high_risk)
 
 
-def analyze(command: str, cwd: Path | str, *, home: Path | None = None) -> Analysis:
+def analyze(
+    command: str, cwd: Path | str, *, home: Path | None = None, root: Path | str | None = None
+) -> Analysis:
     """Parse ``command`` (as bash would) and label each part.
 
     ``cwd`` is the directory the command will start in (pass the shell's current directory);
-    writes are "outside" when they leave it. ``home`` defaults to the user's home (for ``~``).
-    Pure: reads nothing but symlinks under the paths involved; runs nothing.
+    relative paths resolve there. ``root`` is the project root, fixed when the session
+    started: writes are "outside" when they leave it (defaults to ``cwd``). ``home``
+    defaults to the user's home (for ``~``). Pure: reads nothing but symlinks under the
+    paths involved; runs nothing.
     """
-    root = Path(os.path.abspath(cwd))
+    start = Path(os.path.abspath(cwd))
+    project = Path(os.path.abspath(root)) if root is not None else start
     home = home if home is not None else Path(os.path.expanduser("~"))
-    raw_parts, problems = parse_parts(command)
+    raw_parts, problems = parse_command(command)
     parts: list[Part] = []
-    base: Path | None = root
+    base: Path | None = start
     for part in raw_parts:
         part = replace(part, cwd=base)
         parts.append(part)
         base = _after(part, base, home)
     labels: list[Label] = []
     for i, part in enumerate(parts):
-        labels += label_part(i, part, root, home)
-    return Analysis(command, root, tuple(parts), tuple(problems), tuple(labels))
+        labels += label_part(i, part, project, home)
+    return Analysis(command, start, tuple(parts), tuple(problems), tuple(labels), project)
 
 
 def _after(part: Part, base: Path | None, home: Path) -> Path | None:

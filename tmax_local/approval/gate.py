@@ -182,7 +182,8 @@ class Gate:
             return self.base_rules + self.session_rules
 
     def decide(self, command: str, *, cwd: Path | str | None = None) -> Decision:
-        return decide(command, self.mode, self.rules, cwd if cwd is not None else self.cwd)
+        start = cwd if cwd is not None else self.cwd
+        return decide(command, self.mode, self.rules, start, root=self.cwd)
 
     def add_rule(self, pattern: str, scope: Scope = "session", kind: RuleKind = "allow") -> Rule:
         """Remember a rule for this session, and in the rules file when ``scope="saved"``."""

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tmax_local.approval.syntax import Part, Word
+from tmax_local.approval.parts import Part, ProblemKind, Word
+from tmax_local.approval.programs import argument_facts
 
 # label names
 DELETE = "delete"
@@ -28,6 +29,8 @@ SHELL_CONFIG = "shell-config"
 SHELL_STATE = "shell-state"
 SENSITIVE_FILE = "sensitive-file"
 SYSTEM = "system"
+RUNS_CODE = "runs-code"
+CREDENTIALS = "credentials"
 
 HIGH_RISK = frozenset(
     {
@@ -42,13 +45,18 @@ HIGH_RISK = frozenset(
         SHELL_STATE,
         SENSITIVE_FILE,
         SYSTEM,
+        RUNS_CODE,
+        CREDENTIALS,
     }
 )
 """Labels that stop `auto` mode (the command is asked instead)."""
 
-NEVER_BY_RULE = frozenset({WRITE_OUTSIDE, SHELL_CONFIG, SENSITIVE_FILE})
+NEVER_BY_RULE = frozenset(
+    {WRITE_OUTSIDE, SHELL_CONFIG, SENSITIVE_FILE, SHELL_STATE, RUNS_CODE, CREDENTIALS}
+)
 """Labels an allow rule never covers: a rule approves a program and its arguments, not
-writing outside the working directory or into files that change later behaviour."""
+writing outside the project or into files that change later behaviour, changing what later
+commands mean (shell state), running code its arguments carry, or reading credentials."""
 
 
 @dataclass(frozen=True)
@@ -199,34 +207,102 @@ SHELL_RC_SYSTEM = (
 )
 SENSITIVE_VARIABLES = frozenset(
     {
+        # where commands, directories and start-up code are found
         "PATH",
-        "LD_PRELOAD",
-        "LD_LIBRARY_PATH",
-        "LD_AUDIT",
+        "CDPATH",
         "BASH_ENV",
         "ENV",
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "SHELL",
+        "EXECIGNORE",
+        # what the interactive shell runs or how it splits and reads text
         "PROMPT_COMMAND",
-        "IFS",
+        "PS0",
+        "PS1",
+        "PS2",
+        "PS3",
         "PS4",
+        "IFS",
         "SHELLOPTS",
         "BASHOPTS",
+        "POSIXLY_CORRECT",
         "GLOBIGNORE",
-        "CDPATH",
-        "GIT_SSH",
-        "GIT_SSH_COMMAND",
-        "GIT_PROXY_COMMAND",
-        "GIT_EXTERNAL_DIFF",
-        "GIT_EDITOR",
-        "GIT_PAGER",
+        "INPUTRC",
+        "HISTFILE",
+        "TMOUT",
+        # programs other programs start
         "PAGER",
+        "MANPAGER",
+        "MANOPT",
+        "SYSTEMD_PAGER",
         "EDITOR",
         "VISUAL",
+        "BROWSER",
+        "SUDO_ASKPASS",
+        "SSH_ASKPASS",
+        "TAR_OPTIONS",
+        "RSYNC_RSH",
+        "RSYNC_CONNECT_PROG",
+        "CVS_RSH",
+        "MAKEFLAGS",
+        "MAKEFILES",
+        "MFLAGS",
+        "RUSTC_WRAPPER",
+        "CLASSPATH",
+        "GCONV_PATH",
+        "OPENSSL_CONF",
+        "GREP_OPTIONS",
         "PYTHONSTARTUP",
-        "PERL5OPT",
+        "PYTHONHOME",
+        "PYTHONWARNINGS",
+        "PYTHONBREAKPOINT",
+        "PYTHONINSPECT",
         "NODE_OPTIONS",
-        "HISTFILE",
+        "PERL5OPT",
+        "RUBYOPT",
     }
 )
+"""Variables that change which program a later command runs, or what code runs with it."""
+SENSITIVE_PREFIXES = (
+    "LD_",
+    "DYLD_",
+    "GIT_",
+    "BASH_",
+    "LESS",
+    "PERL",
+    "RUBY",
+    "NODE_",
+    "NPM_CONFIG_",
+    "npm_config_",
+    "JAVA_",
+    "_JAVA_",
+    "JDK_JAVA_",
+    "PIP_",
+    "UV_",
+    "CARGO_",
+    "DOCKER_",
+)
+_HARMLESS_GIT_VARIABLES = frozenset(
+    {
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_AUTHOR_DATE",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "GIT_COMMITTER_DATE",
+        "GIT_TERMINAL_PROMPT",
+    }
+)
+
+
+def sensitive_variable(name: str) -> bool:
+    """True when setting ``name`` can change what a later command runs."""
+    if name in SENSITIVE_VARIABLES:
+        return True
+    return name.startswith(SENSITIVE_PREFIXES) and name not in _HARMLESS_GIT_VARIABLES
+
+
 _HARMLESS_DEVICES = re.compile(
     r"/dev/(null|zero|stdout|stderr|stdin|tty|fd/\d+|full)|/proc/self/fd/\d+"
 )
@@ -388,6 +464,7 @@ def written_paths(part: Part) -> list[tuple[Word, str]]:
     elif prog in ("sudoedit",) or (prog == "sudo" and "-e" in _flags(args)):
         operands, _ = _options_split(args)
         out += [(w, "edits") for w in operands]
+    out += [(f.target, f.reason) for f in argument_facts(part) if f.effect == "writes" and f.target]
     return out
 
 
@@ -410,10 +487,9 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
 
     if part.kind == "function":
         add((SHELL_STATE, f"defines a shell function {part.name!r} that later commands may call"))
-    for a in part.assignments:
-        var = a.value.split("=", 1)[0].split("[", 1)[0]
-        if var in SENSITIVE_VARIABLES:
-            add((SHELL_STATE, f"sets {var}, which changes what later commands run"))
+    _assignment_labels(part, add)
+    _code_in_text(part, add)
+    _credential_reads(part, root, home, add)
 
     if part.kind == "command" and part.words:
         # privilege
@@ -461,27 +537,17 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
         # history rewrites
         if prog == "git":
             _git_history(values, flags, add)
-        # interpreters fed by a pipe (see wrappers._stdin_code / _interpreter)
-        if part.piped and any("runs it as code" in p for p in part.problems):
+        # interpreters fed by a pipe or by another command (see wrappers)
+        if part.piped and part.has_problem(ProblemKind.PIPED_CODE):
             add((PIPE_TO_SHELL, f"pipes another command's output into {prog}, which runs it"))
-        if any("produced by another command" in p for p in part.problems):
+        if part.has_problem(ProblemKind.GENERATED_CODE):
             add((PIPE_TO_SHELL, f"{prog} runs code produced by another command"))
         # shell state
-        if prog == "alias" and any("=" in v for v in values):
-            add((SHELL_STATE, "defines an alias that changes what a later command runs"))
-        elif prog in ("export", "declare", "typeset", "readonly", "local"):
-            for v in values:
-                var = v.split("=", 1)[0]
-                if var in SENSITIVE_VARIABLES and "=" in v:
-                    add((SHELL_STATE, f"sets {var}, which changes what later commands run"))
-            if "-f" in flags:
-                add((SHELL_STATE, f"{prog} -f exports shell functions"))
-        elif prog == "trap" and values and not values[0].startswith("-"):
-            add((SHELL_STATE, "trap installs code that runs later, on a signal or exit"))
-        elif prog == "exec" and not args:
-            add((SHELL_STATE, "exec with only redirections rewires the shell's own input/output"))
-        elif prog in ("enable", "shopt") or (prog == "set" and "-o" in values):
-            add((SHELL_STATE, f"{prog} changes how the shell behaves"))
+        _shell_state(part, add)
+        # arguments that run code
+        for fact in argument_facts(part):
+            if fact.effect == "runs-code":
+                add((RUNS_CODE, fact.reason))
 
     # files written
     for word, how in written_paths(part):
@@ -496,7 +562,7 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
             add((DISK, f"{how} the block device {spot}"))
             continue
         if not _inside(where, root):
-            add((WRITE_OUTSIDE, f"{how} {spot}, outside the working directory"))
+            add((WRITE_OUTSIDE, f"{how} {spot}, outside the project ({root})"))
         if (
             where.name in SHELL_RC_NAMES
             or spot.startswith(SHELL_RC_SYSTEM)
@@ -515,6 +581,228 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
     return labels
 
 
+_DECLARE = ("export", "declare", "typeset", "readonly", "local")
+_SAFE_SET = frozenset({"-e", "+e", "-u", "+u", "-x", "+x", "-v", "+v", "-eu", "-ex", "-eux", "-euo"})
+_SAFE_SET_O = frozenset({"pipefail", "errexit", "nounset", "xtrace", "verbose"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def assigned_names(part: Part) -> list[tuple[Word, str]]:
+    """Every variable ``part`` sets, with how: ``NAME=value`` prefixes and bare assignments,
+    ``for NAME in``, ``export/declare/typeset/local/readonly NAME[=value]``, ``read``,
+    ``mapfile``/``readarray``, ``printf -v``, ``getopts`` and ``wait -p`` targets. Each
+    word's value is the name (with any ``[subscript]``), or unknown."""
+    out: list[tuple[Word, str]] = []
+    for a in part.assignments:
+        name = a.value.split("=", 1)[0].split("+", 1)[0] if a.static else a.text.split("=", 1)[0]
+        out.append((Word(name, name, a.static or bool(_NAME.fullmatch(name.split("[", 1)[0]))), "sets"))
+    if part.kind != "command" or not part.words:
+        return out
+    prog = part.program
+    args = list(part.words[1:])
+
+    def name_word(w: Word) -> Word:
+        head = w.value.split("=", 1)[0]
+        if head.endswith("+"):
+            head = head[:-1]
+        return Word(head, head, w.static)
+
+    if prog in _DECLARE:
+        for w in args:
+            if w.static and w.value.startswith(("-", "+")):
+                continue
+            out.append((name_word(w), f"{prog} sets"))
+    elif prog == "read":
+        operands = _operands(args, "dinNptu", "a")
+        out += [(w, "read sets") for w in operands[0]] + [(w, "read -a sets") for w in operands[1]]
+        if not operands[0] and not operands[1]:
+            out.append((Word.literal("REPLY"), "read sets"))
+    elif prog in ("mapfile", "readarray"):
+        names, _ = _operands(args, "dnOsuCc", "")
+        out += [(w, f"{prog} sets") for w in names] or [(Word.literal("MAPFILE"), f"{prog} sets")]
+    elif prog == "printf":
+        for i, w in enumerate(args):
+            if w.value == "-v" and i + 1 < len(args):
+                out.append((args[i + 1], "printf -v sets"))
+                break
+            if w.value.startswith("-v") and len(w.value) > 2:
+                out.append((Word(w.text[2:], w.value[2:], w.static), "printf -v sets"))
+                break
+            if w.value == "--" or not w.value.startswith("-"):
+                break
+    elif prog == "getopts" and len(args) >= 2:
+        out.append((args[1], "getopts sets"))
+    elif prog == "wait":
+        for i, w in enumerate(args):
+            if w.value == "-p" and i + 1 < len(args):
+                out.append((args[i + 1], "wait -p sets"))
+    return out
+
+
+def _operands(args: list[Word], with_arg: str, array: str) -> tuple[list[Word], list[Word]]:
+    """(operands, arrays) of a builtin with short options (``read -a ARR -p PROMPT NAME``)."""
+    names: list[Word] = []
+    arrays: list[Word] = []
+    i = 0
+    while i < len(args):
+        w = args[i]
+        v = w.value
+        if v == "--":
+            names += args[i + 1 :]
+            break
+        if w.static and v.startswith("-") and len(v) > 1:
+            for k, letter in enumerate(v[1:]):
+                if letter in with_arg or letter in array:
+                    rest = v[k + 2 :]
+                    target = Word(rest, rest, w.static) if rest else (args[i + 1] if i + 1 < len(args) else None)
+                    if not rest:
+                        i += 1
+                    if letter in array and target is not None:
+                        arrays.append(target)
+                    break
+            i += 1
+            continue
+        names.append(w)
+        i += 1
+    return names, arrays
+
+
+def _assignment_labels(part: Part, add: _Add) -> None:
+    for word, how in assigned_names(part):
+        if not word.static:
+            add((SHELL_STATE, f"{how} a variable whose name is only known when it runs"))
+            continue
+        name = word.value.split("[", 1)[0]
+        if sensitive_variable(name):
+            add((SHELL_STATE, f"{how} {name}, which changes what later commands run"))
+        if "[" in word.value and re.search(r"[$`]", word.value.split("[", 1)[1]):
+            add((RUNS_CODE, f"{how} {word.value!r}: bash runs the code in its subscript"))
+    if part.kind == "command" and part.program in _DECLARE:
+        flags = _flags(part.words[1:])
+        if "-n" in flags:
+            add((SHELL_STATE, f"{part.program} -n makes a name refer to another variable"))
+        if "-i" in flags:
+            add((SHELL_STATE, f"{part.program} -i makes later assignments arithmetic (which can run code)"))
+        if "-f" in flags or "-F" in flags and part.program == "export":
+            add((SHELL_STATE, f"{part.program} -f exports shell functions"))
+
+
+_SUBSTITUTION = re.compile(r"[$`]")
+
+
+def _code_in_text(part: Part, add: _Add) -> None:
+    """Arithmetic and indirect expansions evaluate a variable's text; bash runs any
+    ``$(…)`` it finds there (``v='a[$(cmd)]'; echo $((v))``)."""
+    for text in part.arithmetic:
+        if re.search(r"[A-Za-z_$`]", text.removeprefix("$((").removeprefix("$[")):
+            add(
+                (
+                    RUNS_CODE,
+                    f"evaluates {text[:40]!r} as arithmetic: bash runs any $(…) in a variable's value",
+                )
+            )
+            break
+    if part.indirect:
+        add((RUNS_CODE, f"{part.indirect[0][:40]} expands a variable named by another variable's text"))
+
+
+def _shell_state(part: Part, add: _Add) -> None:
+    prog = part.program
+    args = part.words[1:]
+    values = [w.value for w in args]
+    if prog == "alias" and (any("=" in v for v in values) or any(not w.static for w in args)):
+        add((SHELL_STATE, "defines an alias that changes what a later command runs"))
+    elif prog == "unalias":
+        add((SHELL_STATE, "unalias changes what a later command runs"))
+    elif prog == "trap" and values and not values[0].startswith("-"):
+        add((SHELL_STATE, "trap installs code that runs later, on a signal or exit"))
+    elif prog == "exec" and not args:
+        add((SHELL_STATE, "exec with only redirections rewires the shell's own input/output"))
+    elif prog in ("enable", "shopt", "bind", "complete", "compopt"):
+        if not (prog == "shopt" and values and all(v in ("-p", "-q") or not v.startswith("-") for v in values) and "-s" not in values and "-u" not in values and len(values) <= 1):
+            add((SHELL_STATE, f"{prog} changes how the shell behaves"))
+    elif prog == "set":
+        i = 0
+        while i < len(values):
+            v = values[i]
+            if v == "--" or not v.startswith(("-", "+")) or v in ("-", "+"):
+                break
+            if v in ("-o", "+o"):
+                if i + 1 < len(values) and values[i + 1] not in _SAFE_SET_O:
+                    add((SHELL_STATE, f"set {v} {values[i + 1]} changes how the shell behaves"))
+                i += 2
+                continue
+            if v not in _SAFE_SET:
+                add((SHELL_STATE, f"set {v} changes how the shell behaves"))
+            i += 1
+        if any(not w.static for w in args):
+            add((SHELL_STATE, "set gets options known only at run time"))
+    elif prog == "hash" and any(v.startswith("-") and "p" in v for v in values):
+        add((SHELL_STATE, "hash -p makes a command name run another file"))
+    elif prog in ("source", ".") and values:
+        pass
+
+
+_CREDENTIAL_DIRS = (".ssh", ".aws", ".gnupg", ".kube", ".docker", ".azure", ".password-store")
+_CREDENTIAL_CONFIG = ("gh", "gcloud", "hub", "git/credentials", "rclone", "op", "doctl")
+_CREDENTIAL_FILES = (".netrc", ".git-credentials", ".pgpass", ".my.cnf", ".npmrc", ".pypirc", "_netrc")
+_CREDENTIAL_TEXT = re.compile(
+    r"(^|/)(\.ssh|\.aws|\.gnupg|\.kube|\.docker|\.netrc|_netrc|\.git-credentials|\.pgpass|\.pypirc"
+    r"|\.npmrc|\.password-store|\.config/(gh|gcloud|hub|rclone|op)|\.azure)(/|$|[*?\[{])"
+    r"|/proc/[^/]*/(environ|mem|maps)|(^|/)\.env(\.[A-Za-z0-9_.-]*)?$"
+)
+
+
+def _credential_reads(part: Part, root: Path, home: Path, add: _Add) -> None:
+    """A word or redirection naming a credential store (``~/.ssh``, ``~/.aws``,
+    ``~/.netrc``, ``~/.config/gh``, ``/proc/*/environ``, ``.env`` files outside the project…)."""
+    words = list(part.words[1:]) + list(part.assignments)
+    words += [r.target for r in part.redirects if r.target is not None and not r.feeds_stdin]
+    words += [f.target for f in argument_facts(part) if f.target is not None]
+    for w in words:
+        why = _credential(w, part.cwd, root, home)
+        if why:
+            add((CREDENTIALS, f"{w.text[:60]!r} {why}"))
+            return
+
+
+def _credential(word: Word, base: Path | None, root: Path, home: Path) -> str:
+    text = word.value if word.static else word.text
+    if "=" in text and not text.startswith(("/", "~", ".")):
+        text = text.split("=", 1)[1]  # --file=~/.netrc, of=…
+    if not text:
+        return ""
+    where = path_of(Word(text, text, word.static), base, home) if word.static or text.startswith("~") else None
+    if where is not None:
+        spot = str(where)
+        rel = spot[len(str(home)) + 1 :] if spot.startswith(str(home) + "/") else ""
+        if rel and (rel.split("/", 1)[0] in _CREDENTIAL_DIRS + _CREDENTIAL_FILES or any(
+            rel == f".config/{c}" or rel.startswith(f".config/{c}/") for c in _CREDENTIAL_CONFIG
+        )):
+            return "is a credential store"
+        if re.fullmatch(r"/proc/[^/]+/(environ|mem|maps)", spot):
+            return "holds another process's environment (secrets)"
+        if re.fullmatch(r"\.env(\.[A-Za-z0-9_.-]*)?", where.name) and not _inside(where, root):
+            return "is an environment file outside the project"
+        if re.search(r"(^|/)\.env(\.[A-Za-z0-9_.-]*)?$", spot):
+            return ""
+    if _CREDENTIAL_TEXT.search(text) and not (where is not None and _inside(where, root)):
+        return "may name a credential store"
+    if not word.static:
+        # a glob or expansion whose fixed start leads towards a credential store
+        fixed = re.split(r"[*?\[{$`]", text, maxsplit=1)[0]
+        if fixed.startswith("~"):
+            fixed = str(home) + fixed[1:]
+        if fixed.startswith(str(home) + "/."):
+            rest = fixed[len(str(home)) + 1 :]
+            stores = [*_CREDENTIAL_DIRS, *_CREDENTIAL_FILES, ".config/"]
+            if any(st.startswith(rest) or rest.startswith(st) for st in stores):
+                return "may name a credential store"
+        if fixed.startswith("/proc/") and ("environ" in text or fixed.count("/") <= 2):
+            return "may name another process's environment"
+    return ""
+
+
 def _git_args(values: list[str]) -> list[str]:
     """git's arguments after its global options (``git -C dir -c k=v push`` → ``push``)."""
     i = 0
@@ -529,10 +817,8 @@ def _sensitive(path: Path) -> bool:
         path.name == ".tmax-local.toml" or "tmax-local" in parts
     ):
         return True
-    if ".git" in parts:
-        i = parts.index(".git")
-        rest = parts[i + 1 :]
-        return bool(rest) and rest[0] in ("hooks", "config", "info")
+    if ".git" in parts or path.name in (".envrc", ".gitmodules", ".gitattributes"):
+        return True  # hooks, config, a `gitdir:` file, direnv, filters and submodule URLs
     return ".ssh" in parts or str(path).startswith(("/etc/sudoers", "/etc/cron", "/var/spool/cron"))
 
 

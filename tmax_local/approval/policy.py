@@ -9,7 +9,7 @@ from typing import Literal, get_args
 from tmax_local.approval.analysis import Analysis, analyze
 from tmax_local.approval.labels import NEVER_BY_RULE, Label
 from tmax_local.approval.rules import Rule, RuleSet
-from tmax_local.approval.syntax import Part
+from tmax_local.approval.parts import Part
 from tmax_local.errors import ConfigError
 
 Mode = Literal["ask", "auto", "never-run"]
@@ -55,6 +55,11 @@ class Decision:
         )
 
 
+SHELL_TEST = Rule("(the shell's own test: runs nothing)", ("[[",), "builtin")
+"""What covers a ``[[ … ]]``, ``(( … ))``, ``case … in`` or ``for ((…))`` header with no
+label and no problem: bash evaluates it without running anything."""
+
+
 def check_mode(mode: str) -> Mode:
     if mode not in MODES:
         raise ConfigError(f"unknown approval mode {mode!r} (expected one of: {', '.join(MODES)})")
@@ -68,6 +73,7 @@ def decide(
     cwd: Path | str = ".",
     *,
     home: Path | None = None,
+    root: Path | str | None = None,
 ) -> Decision:
     """Decide whether ``command`` may run without asking.
 
@@ -77,15 +83,19 @@ def decide(
     In ``ask`` and ``auto``, a deny rule matching any part, a command we cannot analyse
     (syntax error, control characters, ``eval``, a command name known only at run time…)
     or one with no command at all is always asked. Deny wins over allow.
+    ``cwd`` is where the command starts; ``root`` the project root writes are judged
+    against (the session's starting directory; defaults to ``cwd``).
     """
     mode = check_mode(mode)
     rules = rules if rules is not None else RuleSet()
-    analysis = analyze(command, cwd, home=home)
+    analysis = analyze(command, cwd, home=home, root=root)
     parts = []
     for i, part in enumerate(analysis.parts):
         labels = analysis.labels_of(i)
         uncovered = tuple(lab for lab in labels if lab.name in NEVER_BY_RULE)
         match = rules.allowing(part)
+        if match is None and part.kind == "test" and not labels and not part.problems:
+            match = SHELL_TEST
         parts.append(
             PartDecision(
                 part,

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from tmax_local.approval.labels import HIGH_RISK
-from tmax_local.approval.syntax import Part, Word
+from tmax_local.approval.labels import HIGH_RISK, NEVER_BY_RULE
+from tmax_local.approval.parts import Part, Word
+from tmax_local.approval.programs import runs_code_from_args
 from tmax_local.errors import ConfigError
 
 RuleKind = Literal["allow", "deny"]
@@ -181,19 +182,37 @@ def _quote(word: str) -> str:
     return word if re.fullmatch(r"[A-Za-z0-9_@%+=:,./*-]+", word) else shlex.quote(word)
 
 
+_NARROW_SUBCOMMANDS = {
+    "git": frozenset(
+        {"status", "log", "diff", "show", "blame", "branch", "rev-parse", "ls-files", "shortlog"}
+    ),
+}
+"""Code-running programs for which ``PROGRAM SUBCOMMAND *`` is narrow enough to suggest:
+their risky options are labelled (``runs-code``, writes) and no rule covers those."""
+
+
 def suggest_rule(part: Part, labels: Iterable[str] = ()) -> str | None:
     """A readable allow rule for one part, or None when no rule could allow it.
 
-    Risky parts (a high-risk label) get an exact rule — ``rm -rf build``, not ``rm *`` —
-    others the program (and subcommand) followed by ``*``.
+    Risky parts (a high-risk label) and programs that run code from their arguments
+    (`programs.CODE_FROM_ARGS`: sed, awk, find, tar, xargs, env, shells, interpreters,
+    make…) get an exact rule — ``rm -rf build``, not ``rm *`` — others the program (and
+    subcommand) followed by ``*``. `suggestion_note` says why a rule is exact.
     """
     if part.kind not in ("command", "assignment") or part.problems:
         return None
+    names = set(labels)
+    if names & NEVER_BY_RULE:
+        return None  # no rule would cover it
     words = list(part.assignments) + list(part.words)
     if not words:
         return None
     lead = len(part.assignments)
-    exact = any(name in HIGH_RISK for name in labels)
+    code = bool(part.words) and runs_code_from_args(part.program)
+    narrow = _NARROW_SUBCOMMANDS.get(part.program, frozenset()) if code else frozenset()
+    exact = bool(names & HIGH_RISK) or code
+    if code and len(part.words) > 1 and part.words[1].value in narrow and part.words[1].static:
+        exact = False
     out: list[str] = []
     for i, w in enumerate(words):
         if i < lead:
@@ -201,6 +220,8 @@ def suggest_rule(part: Part, labels: Iterable[str] = ()) -> str | None:
             out.append(_quote(w.value) if w.static else f"{_quote(name)}=*")
             continue
         if not w.static or "*" in w.value:
+            if code and exact:
+                return None  # an exact rule cannot be written for a word known at run time
             out.append("*")
             return " ".join(out)
         if not exact:
@@ -216,6 +237,25 @@ def suggest_rule(part: Part, labels: Iterable[str] = ()) -> str | None:
     if not exact:
         out.append("*")
     return " ".join(out)
+
+
+def suggestion_note(part: Part, labels: Iterable[str] = ()) -> str:
+    """Why `suggest_rule` proposes only an exact rule (or none) for ``part`` ('' if it
+    does not)."""
+    names = set(labels)
+    if names & NEVER_BY_RULE:
+        return "no rule is suggested: no allow rule covers " + ", ".join(sorted(names & NEVER_BY_RULE))
+    if part.words and runs_code_from_args(part.program):
+        narrow = _NARROW_SUBCOMMANDS.get(part.program, frozenset())
+        if len(part.words) > 1 and part.words[1].value in narrow:
+            return ""
+        return (
+            f"{part.program} can run code given in its arguments, so only this exact "
+            f"command is suggested (not '{part.program} *')"
+        )
+    if names & HIGH_RISK:
+        return "a risky command: only this exact command is suggested"
+    return ""
 
 
 @dataclass(frozen=True)

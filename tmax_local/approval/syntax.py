@@ -16,21 +16,23 @@ from __future__ import annotations
 import bisect
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from pathlib import Path
 
 import tree_sitter_bash
 from tree_sitter import Language, Node, Parser
 
-MAX_COMMAND_CHARS = 100_000
-"""Longer commands are not analysed (always asked)."""
+from tmax_local.approval.parts import (
+    MAX_COMMAND_CHARS,
+    MAX_DEPTH,
+    Part,
+    Problem,
+    ProblemKind,
+    Redirect,
+    Word,
+)
 
-MAX_DEPTH = 150
-"""Deeper syntax trees are not analysed (always asked)."""
-
-MAX_NESTED_CODE = 4
-"""How many levels of code-in-a-string (``bash -c '…'``, ``trap '…'``) we follow."""
+__all__ = ["parse_parts"]
 
 
 @lru_cache(maxsize=1)
@@ -38,116 +40,16 @@ def _parser() -> Parser:
     return Parser(Language(tree_sitter_bash.language()))
 
 
-# --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class Word:
-    """One shell word.
-
-    ``text`` is the word as written; ``value`` is our best guess of what bash passes after
-    quote removal; ``static`` is True only when ``value`` is certain (no expansion,
-    substitution, globbing, brace or tilde expansion).
-    """
-
-    text: str
-    value: str
-    static: bool
-    splits: bool = False
-    """True when bash may turn it into several words (an unquoted ``$x``, ``$(…)`` or glob)."""
-
-    @staticmethod
-    def literal(value: str) -> Word:
-        return Word(value, value, True)
-
-
-@dataclass(frozen=True)
-class Redirect:
-    """A redirection such as ``> out``, ``2>&1``, ``<<EOF`` or ``<<< text``."""
-
-    op: str
-    """The operator as written: ``>``, ``>>``, ``&>``, ``>&``, ``<``, ``<<``, ``<<-``, ``<<<``…"""
-    target: Word | None
-    """The file (or fd number, or here-string); None for here-documents."""
-    fd: str = ""
-    """An explicit file descriptor before the operator (``2`` in ``2>err``)."""
-    heredoc: str | None = None
-    """A here-document's body (as written)."""
-    heredoc_static: bool = True
-    """False when the here-document body is expanded by bash (unquoted delimiter + ``$``)."""
-
-    @property
-    def writes(self) -> bool:
-        """True when this redirection opens ``target`` for writing."""
-        if self.op in {">", ">>", "&>", "&>>", ">|", "<>"}:
-            return True
-        if self.op == ">&" and self.target is not None:
-            return not re.fullmatch(r"\d+|-|\d+-", self.target.value)
-        return False
-
-    @property
-    def feeds_stdin(self) -> bool:
-        """True for here-documents and here-strings (text handed to the command's stdin)."""
-        return self.op in {"<<", "<<-", "<<<"}
-
-
-@dataclass(frozen=True)
-class Part:
-    """One simple command of a (possibly compound) command line."""
-
-    text: str
-    """The source text of this part (for display)."""
-    words: tuple[Word, ...]
-    """argv: the command name then its arguments (empty for a bare assignment/redirection)."""
-    assignments: tuple[Word, ...] = ()
-    """``NAME=value`` words that prefix the command (or make up a bare assignment)."""
-    redirects: tuple[Redirect, ...] = ()
-    """Redirections that apply to this command, including those of enclosing blocks."""
-    kind: str = "command"
-    """``command``, ``assignment`` (``X=1``), ``redirection`` (``> f``) or ``function``
-    (a function definition; ``words`` holds its name)."""
-    via: str = ""
-    """Empty when written directly; otherwise what runs it (``sudo``, ``bash -c``,
-    ``find -exec``, ``timeout 5``, ``trap``…)."""
-    piped: bool = False
-    """True when its stdin is a pipe from another command."""
-    problems: tuple[str, ...] = ()
-    """Why this part cannot be analysed (it is then always asked)."""
-    cwd: Path | None = None
-    """The directory relative paths resolve in when it runs; None after a ``cd`` we could
-    not follow. Filled in by `analyze`."""
-    span: tuple[int, int] = (0, 0)
-    """Character offsets of ``text`` in the top-level command (for highlighting)."""
-
-    @property
-    def argv(self) -> tuple[str, ...]:
-        return tuple(w.value for w in self.words)
-
-    @property
-    def name(self) -> str:
-        """The command name as bash would look it up ('' when there is none)."""
-        return self.words[0].value if self.words else ""
-
-    @property
-    def program(self) -> str:
-        """The basename of the command name (``/usr/bin/rm`` → ``rm``)."""
-        return self.name.rsplit("/", 1)[-1]
-
-    @property
-    def display(self) -> str:
-        """The words of this part as written, joined by spaces."""
-        words = [w.text for w in self.assignments + self.words]
-        return " ".join(words) if words else self.text
-
-
 @dataclass
 class _Ctx:
     src: bytes
     text_of: dict[int, str] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     parts: list[Part] = field(default_factory=list)
     char_starts: list[int] | None = None
-    nested: int = 0
+
+    def flag(self, message: str, kind: ProblemKind = ProblemKind.SYNTAX) -> None:
+        self.problems.append(Problem(kind, message))
 
     def text(self, node: Node) -> str:
         return _decode(self.src[node.start_byte : node.end_byte])
@@ -176,7 +78,6 @@ def _decode(raw: bytes) -> str:
 
 # --------------------------------------------------------------------------- words
 
-_GLOB_CHARS = set("*?[")
 # a blank or operator character not escaped by a backslash: bash would end the word there
 _UNESCAPED_META = re.compile(r"(?<!\\)(?:\\\\)*[\n \t;&|<>]")
 _DQ_ESCAPABLE = set('$`"\\\n')
@@ -233,18 +134,6 @@ def _dq_piece(text: str) -> str:
     return "".join(out)
 
 
-_DYNAMIC = {
-    "simple_expansion",
-    "expansion",
-    "command_substitution",
-    "process_substitution",
-    "arithmetic_expansion",
-    "translated_string",
-    "brace_expression",
-    "array",
-}
-
-
 def _eval(ctx: _Ctx, node: Node) -> tuple[str, bool]:
     """(value, static) of a word-like node."""
     kind = node.type
@@ -255,7 +144,7 @@ def _eval(ctx: _Ctx, node: Node) -> tuple[str, bool]:
         if kind == "number":
             return text, True
         if _UNESCAPED_META.search(text):
-            ctx.problems.append(
+            ctx.flag(
                 f"the parser read {text!r} as one word; bash splits it at the blank or operator"
             )
         return _unquoted_piece(text)
@@ -272,7 +161,7 @@ def _eval(ctx: _Ctx, node: Node) -> tuple[str, bool]:
     if kind == "variable_assignment":
         return _eval_assignment(ctx, node)
     if kind == "simple_expansion" and any(c in text for c in " \t\n"):
-        ctx.problems.append(f"the parser read {text!r} as one expansion; bash would not")
+        ctx.flag(f"the parser read {text!r} as one expansion; bash would not")
     return text, False
 
 
@@ -455,7 +344,7 @@ def _check_heredoc(ctx: _Ctx, node: Node, start: str, strip_tabs: bool) -> None:
         lines = [line.lstrip("\t") for line in lines]
         end = end.lstrip("\t") if end is not None else None
     if end != delimiter or delimiter in lines:
-        ctx.problems.append(
+        ctx.flag(
             f"the here-document delimiter {start!r} may end elsewhere than the parser thinks"
         )
 
@@ -465,24 +354,28 @@ def _check_heredoc(ctx: _Ctx, node: Node, start: str, strip_tabs: bool) -> None:
 _STRUCTURAL_SKIP = {"comment", "heredoc_start", "heredoc_end", "heredoc_content"}
 
 
-def parse_parts(command: str, *, _nested: int = 0) -> tuple[list[Part], list[str]]:
-    """The simple commands of ``command`` and the problems found in the command as a whole."""
-    problems: list[str] = []
+def parse_parts(command: str) -> tuple[list[Part], list[Problem]]:
+    """The simple commands of ``command`` as written (wrappers such as ``sudo`` or
+    ``bash -c`` are not looked into here: see `wrappers`), and the problems found in the
+    command as a whole."""
+    problems: list[Problem] = []
     if len(command) > MAX_COMMAND_CHARS:
-        return [], [f"the command is longer than {MAX_COMMAND_CHARS} characters"]
+        return [], [
+            Problem(ProblemKind.LIMIT, f"the command is longer than {MAX_COMMAND_CHARS} characters")
+        ]
     problems.extend(_character_problems(command))
     problems.extend(_lexical_problems(command))
     src = command.encode("utf-8", "surrogatepass")
     tree = _parser().parse(_ascii_stand_in(command) if not command.isascii() else src)
-    ctx = _Ctx(src, nested=_nested)
+    ctx = _Ctx(src)
     root = tree.root_node
     if root.has_error:
-        problems.append(_describe_error(ctx, root))
+        problems.append(Problem(ProblemKind.SYNTAX, _describe_error(ctx, root)))
     else:
         problems.extend(_coverage_problems(ctx, root))
     _walk(ctx, root, (), False, 0)
     problems.extend(ctx.problems)
-    return ctx.parts, _dedupe(problems)
+    return ctx.parts, list(dict.fromkeys(problems))
 
 
 def _ascii_stand_in(command: str) -> bytes:
@@ -496,11 +389,7 @@ def _ascii_stand_in(command: str) -> bytes:
     )
 
 
-def _dedupe(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
-def _character_problems(command: str) -> list[str]:
+def _character_problems(command: str) -> list[Problem]:
     found: list[str] = []
     for ch in command:
         if ch in "\t\n":
@@ -511,21 +400,26 @@ def _character_problems(command: str) -> list[str]:
     if not found:
         return []
     shown = ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(found))
-    return [f"contains control or invisible characters ({shown})"]
+    return [Problem(ProblemKind.CHARACTERS, f"contains control or invisible characters ({shown})")]
 
 
 _CONTINUATION = re.compile(r"(?<!\\)((?:\\\\)*)\\\n")
 
 
-def _lexical_problems(command: str) -> list[str]:
-    out = []
+def _lexical_problems(command: str) -> list[Problem]:
+    out: list[Problem] = []
     for m in _CONTINUATION.finditer(command):
         before = command[m.start() - 1] if m.start() > 0 else " "
         if m.group(1):
             before = "\\"
         after = command[m.end()] if m.end() < len(command) else " "
         if not before.isspace() and not after.isspace():
-            out.append("a line continuation (backslash-newline) joins a word across lines")
+            out.append(
+                Problem(
+                    ProblemKind.SYNTAX,
+                    "a line continuation (backslash-newline) joins a word across lines",
+                )
+            )
             break
     return out
 
@@ -545,7 +439,7 @@ _COVERING = {
 }
 
 
-def _coverage_problems(ctx: _Ctx, root: Node) -> list[str]:
+def _coverage_problems(ctx: _Ctx, root: Node) -> list[Problem]:
     """Text the grammar silently skipped (seen: ``ls - 2>&1`` loses the ``-``)."""
     covered = bytearray(len(ctx.src))
     stack = [root]
@@ -566,7 +460,8 @@ def _coverage_problems(ctx: _Ctx, root: Node) -> list[str]:
             j = i
             while j < len(src) and not covered[j] and src[j] not in b" \t\n":
                 j += 1
-            return [f"the parser skipped {_decode(src[i:j])!r}; bash would not"]
+            skipped = _decode(src[i:j])
+            return [Problem(ProblemKind.SYNTAX, f"the parser skipped {skipped!r}; bash would not")]
     return []
 
 
@@ -585,7 +480,7 @@ def _describe_error(ctx: _Ctx, root: Node) -> str:
 
 def _walk(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, depth: int) -> None:
     if depth > MAX_DEPTH:
-        ctx.problems.append("the command is nested too deeply to analyse")
+        ctx.flag("the command is nested too deeply to analyse", ProblemKind.LIMIT)
         return
     kind = node.type
     if kind in _STRUCTURAL_SKIP:
@@ -600,6 +495,10 @@ def _walk(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, d
         _assignment(ctx, node, redirects, piped, depth)
     elif kind == "function_definition":
         _function(ctx, node, redirects, piped, depth)
+    elif kind in _HEADERS or (kind == "compound_statement" and ctx.text(node).startswith("((")):
+        _header(ctx, node, redirects, piped)
+        for child in node.children:
+            _walk(ctx, child, redirects, piped, depth + 1)
     elif kind == "pipeline":
         after_pipe = piped
         for child in node.children:
@@ -609,7 +508,7 @@ def _walk(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, d
             _walk(ctx, child, redirects, after_pipe, depth + 1)
     elif kind == "command_substitution":
         if ctx.text(node).startswith("`") and "\\" in ctx.text(node):
-            ctx.problems.append(
+            ctx.flag(
                 "backslashes inside `backquotes` are re-read by bash; use $(…) instead"
             )
         for child in node.children:
@@ -627,6 +526,100 @@ def _walk(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, d
             _walk(ctx, child, redirects, piped, depth + 1)
 
 
+_HEADERS = {"for_statement", "c_style_for_statement", "test_command", "case_statement"}
+_ARITH_TESTS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
+
+
+def _header(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool) -> None:
+    """The part a compound command's header makes: ``for x in …`` assigns ``x``;
+    ``[[ … ]]``, ``(( … ))``, ``case … in`` and ``for ((…))`` are evaluated by the shell."""
+    kind = node.type
+    if kind == "for_statement":
+        var = next((c for c in node.children if c.type == "variable_name"), None)
+        items: list[Node] = []
+        started = False
+        for c in node.children:
+            if c.type == "in":
+                started = True
+            elif c.type in (";", "do_group", "\n") or c.type == "compound_statement":
+                break
+            elif started and c.type != "comment":
+                items.append(c)
+        words = [_word(ctx, g) for g in _group_adjacent(items)] if items else []
+        name = ctx.text(var) if var is not None else ""
+        value = " ".join(w.value for w in words) if items else '"$@"'
+        static = bool(items) and all(w.static for w in words)
+        end = items[-1].end_byte if items else (var.end_byte if var is not None else node.end_byte)
+        text = _decode(ctx.src[node.start_byte : end])
+        assign = Word(f"{name}={value}", f"{name}={value}", static)
+        arith, indirect = _facts(ctx, items)
+        part = Part(text, (), (assign,), redirects, kind="assignment", piped=piped)
+    else:
+        if kind == "case_statement":
+            body_start = next((c for c in node.children if c.type == "case_item"), None)
+            end = body_start.start_byte if body_start is not None else node.end_byte
+            subject = [c for c in node.children if c.is_named and c.type != "case_item"]
+            arith, indirect = _facts(ctx, list(node.children))
+        elif kind == "c_style_for_statement":
+            body = next((c for c in node.children if c.type in ("do_group", "compound_statement")), None)
+            end = body.start_byte if body is not None else node.end_byte
+            subject = []
+            head = _decode(ctx.src[node.start_byte : end])
+            arith, indirect = (head,), _facts(ctx, list(node.children))[1]
+        elif kind == "compound_statement":  # (( … ))
+            end = node.end_byte
+            subject = []
+            arith, indirect = (ctx.text(node),), _facts(ctx, list(node.children))[1]
+        else:  # [[ … ]]
+            end = node.end_byte
+            subject = []
+            arith, indirect = _facts(ctx, list(node.children))
+        del subject
+        text = _decode(ctx.src[node.start_byte : end]).rstrip()
+        part = Part(text, (), (), redirects, kind="test", piped=piped)
+    _add(ctx, replace(part, span=ctx.span(node), arithmetic=arith, indirect=indirect))
+
+
+def _facts(ctx: _Ctx, nodes: list[Node]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Arithmetic bash evaluates in ``nodes`` (``$((…))``, ``$[…]``, subscripts, substring
+    offsets, ``[[ a -eq b ]]`` operands) and indirect expansions (``${!x}``), not looking
+    into command substitutions (those are parts of their own)."""
+    arith: list[str] = []
+    indirect: list[str] = []
+    stack = list(reversed(nodes))
+    while stack:
+        n = stack.pop()
+        kind = n.type
+        if kind in ("command_substitution", "process_substitution"):
+            continue
+        if kind == "arithmetic_expansion":
+            arith.append(ctx.text(n))
+        elif kind == "subscript":
+            index = n.child_by_field_name("index")
+            text = ctx.text(index) if index is not None else ctx.text(n)
+            if text not in ("@", "*"):
+                arith.append(text)
+        elif kind == "expansion":
+            children = list(n.children)
+            types = [c.type for c in children]
+            if len(types) > 2 and types[1] == "!" and "*" not in types and "@" not in types:
+                indirect.append(ctx.text(n))
+            if ":" in types:
+                i = types.index(":")
+                rest = [c for c in children[i + 1 :] if c.type != "}"]
+                if rest:
+                    arith.append(_decode(ctx.src[rest[0].start_byte : rest[-1].end_byte]))
+        elif kind in ("binary_expression", "unary_expression"):
+            ops = [ctx.text(c) for c in n.children if c.type == "test_operator"]
+            operands = [ctx.text(c) for c in n.children if c.is_named and c.type != "test_operator"]
+            if any(op in _ARITH_TESTS for op in ops):
+                arith += operands
+            elif "-v" in ops:  # `[[ -v a[i] ]]` evaluates the subscript
+                arith += [t for t in operands if "[" in t]
+        stack.extend(reversed(n.children))
+    return tuple(arith), tuple(indirect)
+
+
 def _check_braces(ctx: _Ctx, node: Node) -> None:
     """``{`` and ``}`` are reserved words in bash only as separate words: ``{}`` or
     ``{ls; }`` are not groups to bash, whatever the grammar says."""
@@ -638,14 +631,14 @@ def _check_braces(ctx: _Ctx, node: Node) -> None:
         or text[1] not in " \t\n"
         or (body and body[-1] not in ";&\n")
     ):
-        ctx.problems.append(f"{text[:20]!r} is not a {{ …; }} group to bash")
+        ctx.flag(f"{text[:20]!r} is not a {{ …; }} group to bash")
 
 
 def _nested_walk(ctx: _Ctx, nodes: list[Node], piped: bool, depth: int) -> None:
     """Find code inside words and redirections: substitutions run before the command."""
     for n in nodes:
         if depth > MAX_DEPTH:
-            ctx.problems.append("the command is nested too deeply to analyse")
+            ctx.flag("the command is nested too deeply to analyse", ProblemKind.LIMIT)
             return
         if n.type in ("command_substitution", "process_substitution") or n.type in _REDIRECT_TYPES:
             _walk(ctx, n, (), piped, depth + 1)
@@ -682,13 +675,14 @@ def _command(
         elif name_node is not None:
             args.append(child)
         else:
-            ctx.problems.append(f"unexpected {child.type!r} before the command name")
+            ctx.flag(f"unexpected {child.type!r} before the command name")
     _nested_walk(ctx, list(node.children), piped, depth)
     word_nodes = ([name_node] if name_node is not None else []) + args
     words = tuple(_word(ctx, g) for g in _group_adjacent(word_nodes))
     words += tuple(_word(ctx, g) for g in _group_adjacent(list(extra)))
     kind = "command" if words else ("assignment" if assignments else "redirection")
     shown = whole if whole is not None else node
+    arith, indirect = _facts(ctx, [shown, *extra])
     _add(
         ctx,
         Part(
@@ -699,6 +693,8 @@ def _command(
             kind=kind,
             piped=piped,
             span=ctx.span(shown),
+            arithmetic=arith,
+            indirect=indirect,
         ),
     )
 
@@ -721,6 +717,7 @@ def _redirected(
     _nested_walk(ctx, others, piped, depth)
     if body is None:
         words = tuple(_word(ctx, g) for g in _group_adjacent(extra))
+        arith, indirect = _facts(ctx, [node])
         _add(
             ctx,
             Part(
@@ -731,6 +728,8 @@ def _redirected(
                 kind="command" if words else "redirection",
                 piped=piped,
                 span=ctx.span(node),
+                arithmetic=arith,
+                indirect=indirect,
             ),
         )
     else:
@@ -753,7 +752,7 @@ def _with_tail(
     but bash gives the redirection (and any words after it) to the last command only.
     """
     if depth > MAX_DEPTH:
-        ctx.problems.append("the command is nested too deeply to analyse")
+        ctx.flag("the command is nested too deeply to analyse", ProblemKind.LIMIT)
         return
     kind = node.type
     if kind in ("list", "pipeline", "negated_command"):
@@ -772,7 +771,7 @@ def _with_tail(
         _command(ctx, node, tail + redirects, piped, depth + 1, extra, whole=whole)
     else:
         if extra:
-            ctx.problems.append("words follow a redirection of a compound command")
+            ctx.flag("words follow a redirection of a compound command")
         _walk(ctx, node, tail + redirects, piped, depth + 1)
 
 
@@ -782,7 +781,20 @@ def _declaration(
     nodes = [c for c in node.children if c.type != "comment"]
     _nested_walk(ctx, nodes, piped, depth)
     words = tuple(_word(ctx, g) for g in _group_adjacent(nodes))
-    _add(ctx, Part(ctx.text(node), words, (), redirects, piped=piped, span=ctx.span(node)))
+    arith, indirect = _facts(ctx, nodes)
+    _add(
+        ctx,
+        Part(
+            ctx.text(node),
+            words,
+            (),
+            redirects,
+            piped=piped,
+            span=ctx.span(node),
+            arithmetic=arith,
+            indirect=indirect,
+        ),
+    )
 
 
 def _assignment(
@@ -791,6 +803,7 @@ def _assignment(
     items = [node] if node.type == "variable_assignment" else list(node.named_children)
     _nested_walk(ctx, list(node.children), piped, depth)
     words = tuple(_word(ctx, [n]) for n in items if n.type == "variable_assignment")
+    arith, indirect = _facts(ctx, [node])
     _add(
         ctx,
         Part(
@@ -801,6 +814,8 @@ def _assignment(
             kind="assignment",
             piped=piped,
             span=ctx.span(node),
+            arithmetic=arith,
+            indirect=indirect,
         ),
     )
 
@@ -821,7 +836,4 @@ def _function(
 
 
 def _add(ctx: _Ctx, part: Part) -> None:
-    from tmax_local.approval.wrappers import expand_part
-
-    for p in expand_part(part, ctx.nested):
-        ctx.parts.append(p)
+    ctx.parts.append(part)

@@ -8,9 +8,13 @@ run, each marked with what runs it (``via``) and with any reason it cannot be an
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
-from tmax_local.approval.syntax import MAX_NESTED_CODE, Part, Word
+from tmax_local.approval.parts import MAX_NESTED_CODE, Part, Problem, ProblemKind, Word
+from tmax_local.approval.syntax import parse_parts
+
+__all__ = ["INTERPRETERS", "RUNS_COMMANDS", "SHELLS", "expand_part", "parse_command"]
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh", "ash"})
 INTERPRETERS = frozenset(
@@ -83,6 +87,13 @@ _XARGS_ARG_OPTS = frozenset(
 _SHELL_ARG_OPTS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
 
 
+def parse_command(command: str, nested: int = 0) -> tuple[list[Part], list[Problem]]:
+    """Every part that will run for ``command``: the parser's parts, each followed by what
+    it runs in turn (``sudo X``, ``bash -c 'X'``, ``find -exec X``…)."""
+    parts, problems = parse_parts(command)
+    return [p for part in parts for p in expand_part(part, nested)], problems
+
+
 def expand_part(part: Part, nested: int) -> list[Part]:
     """The parts that will run for ``part`` (itself first unless it is a transparent wrapper)."""
     part = _basic_problems(part)
@@ -98,6 +109,7 @@ def expand_part(part: Part, nested: int) -> list[Part]:
                     part,
                     f"{prog} gets the unquoted {loose.text!r}, which may expand into words "
                     f"that make it run other commands",
+                    ProblemKind.LOOSE_WORDS,
                 )
             ]
 
@@ -106,7 +118,7 @@ def expand_part(part: Part, nested: int) -> list[Part]:
         if inner is not None:
             pre, assigns, rest, problem = inner
             if problem:
-                return [replace(part, problems=part.problems + (problem,))]
+                return [_problem(part, problem, ProblemKind.DYNAMIC_CODE)]
             if rest:
                 via = " ".join(w.text for w in part.words[: 1 + pre])
                 new = replace(
@@ -122,8 +134,11 @@ def expand_part(part: Part, nested: int) -> list[Part]:
     elif prog == "xargs":
         rest = _skip_options(args, _XARGS_ARG_OPTS)
         if rest:
-            # xargs appends words read from stdin: an unknown tail
-            out += _inner(part, rest + [Word("…", "", False)], "xargs", nested)
+            # xargs appends words read from stdin (an unknown tail), or puts them where
+            # its replace-string is (-I STR, -i, --replace): those words are unknown too
+            marks = _xargs_replace(args[: len(args) - len(rest)])
+            inner = [_placeholder(w, marks) for w in rest]
+            out += _inner(part, inner + [Word("…", "", False)], "xargs", nested)
     elif prog in ("find", "fd", "fdfind"):
         out += _find_exec(part, args, nested)
     elif prog == "coproc" and args:
@@ -144,14 +159,18 @@ def expand_part(part: Part, nested: int) -> list[Part]:
             if all(w.static for w in rest):
                 out += _code(part, " ".join(w.value for w in rest), "watch", nested)
             else:
-                out = [_problem(part, "watch runs a command built at run time")]
+                out = [
+                    _problem(part, "watch runs a command built at run time", ProblemKind.DYNAMIC_CODE)
+                ]
     elif prog == "trap" and args and not args[0].value.startswith("-"):
         if args[0].static:
             out += _code(part, args[0].value, "trap", nested)
         else:
-            out = [_problem(part, "the trap action is only known when it runs")]
+            out = [
+                _problem(part, "the trap action is only known when it runs", ProblemKind.DYNAMIC_CODE)
+            ]
     elif prog in ("source", ".") and args:
-        out = _source(part, args)
+        out = _source(part, args, nested)
     elif prog in INTERPRETERS or _is_versioned_python(prog):
         out = _interpreter(part, args)
     return out
@@ -161,21 +180,27 @@ def _is_versioned_python(prog: str) -> bool:
     return prog.startswith("python") and prog[6:].replace(".", "").isdigit()
 
 
-def _problem(part: Part, why: str) -> Part:
-    return replace(part, problems=part.problems + (why,))
+def _problem(part: Part, why: str, kind: ProblemKind) -> Part:
+    return replace(part, problems=part.problems + (Problem(kind, why),))
 
 
 def _basic_problems(part: Part) -> Part:
     if part.kind == "command" and part.words:
         head = part.words[0]
         if not head.static:
-            return _problem(part, f"the command name {head.text!r} is only known when it runs")
+            return _problem(
+                part,
+                f"the command name {head.text!r} is only known when it runs",
+                ProblemKind.DYNAMIC_NAME,
+            )
         if not head.value:
-            return _problem(part, "the command name is empty")
+            return _problem(part, "the command name is empty", ProblemKind.DYNAMIC_NAME)
         if not head.value.isascii():
-            return _problem(part, f"the command name {head.value!r} is not plain ASCII")
+            return _problem(
+                part, f"the command name {head.value!r} is not plain ASCII", ProblemKind.CHARACTERS
+            )
         if part.program in ("eval", "let") and len(part.words) > 1:
-            return _problem(part, f"{part.program} runs text as shell code")
+            return _problem(part, f"{part.program} runs text as shell code", ProblemKind.EVAL)
     return part
 
 
@@ -249,26 +274,55 @@ def _find_exec(part: Part, args: list[Word], nested: int) -> list[Part]:
             j = i + 1
             while j < len(args) and values[j] not in (";", "+"):
                 j += 1
-            out += _inner(part, args[i + 1 : j], f"{part.program} {values[i]}", nested)
+            inner = [_placeholder(w, ("{}",)) for w in args[i + 1 : j]]
+            out += _inner(part, inner, f"{part.program} {values[i]}", nested)
             i = j
         i += 1
     return out
 
 
+def _placeholder(word: Word, marks: tuple[str, ...]) -> Word:
+    """``word`` as the wrapper passes it: unknown when a placeholder (``{}``) in it is
+    replaced by a file name or an input line at run time. An empty mark means the
+    placeholder itself is unknown, so every word is."""
+    if any(m == "" or m in word.value for m in marks):
+        return Word(word.text, word.value, False, word.splits)
+    return word
+
+
+def _xargs_replace(opts: list[Word]) -> tuple[str, ...]:
+    """xargs' replace-strings (``-I STR``, ``-i[STR]``, ``--replace[=STR]``)."""
+    if any(not w.static for w in opts):
+        return ("",)
+    marks: list[str] = []
+    for i, w in enumerate(opts):
+        v = w.value
+        if v == "-I":
+            marks.append(opts[i + 1].value if i + 1 < len(opts) else "")
+        elif v.startswith("-I"):
+            marks.append(v[2:])
+        elif v in ("-i", "--replace"):
+            marks.append("{}")
+        elif v.startswith("--replace="):
+            marks.append(v.split("=", 1)[1])
+        elif v.startswith("-i") and not v.startswith("--"):
+            marks.append(v[2:])
+    return tuple(marks)
+
+
 def _code(part: Part, code: str, via: str, nested: int) -> list[Part]:
     """The parts of shell code carried in a string (``bash -c``, ``trap``, ``watch``)."""
-    from tmax_local.approval.syntax import parse_parts
-
     if nested >= MAX_NESTED_CODE:
-        return [_problem(part, "code nested in strings too deeply")]
-    parts, problems = parse_parts(code, _nested=nested + 1)
+        return [_problem(part, "code nested in strings too deeply", ProblemKind.LIMIT)]
+    parts, problems = parse_command(code, nested + 1)
     label = f"{part.via} {via}".strip()
     out = [
         replace(p, via=f"{label} {p.via}".strip(), span=part.span, piped=p.piped or part.piped)
         for p in parts
     ]
     if problems:
-        return [_problem(part, f"{via}: {problems[0]}")] + out
+        first = problems[0]
+        return [_problem(part, f"{via}: {first}", first.kind)] + out
     return out
 
 
@@ -279,9 +333,26 @@ def _code_option(part: Part, args: list[Word], flag: str, via: str, nested: int)
                 return [part]
             code = args[i + 1]
             if not code.static:
-                return [_problem(part, f"{via} {flag} runs a string only known at run time")]
+                return [
+                    _problem(
+                        part, f"{via} {flag} runs a string only known at run time", ProblemKind.DYNAMIC_CODE
+                    )
+                ]
             return [part] + _code(part, code.value, f"{via} {flag}", nested)
     return [part]
+
+
+_FD_PATH = re.compile(r"/dev/(stdin|fd/(\d+))|/proc/(self|thread-self|\$\$|\d+)/fd/(\d+)")
+
+
+def _fd_of(script: Word) -> str | None:
+    """The file descriptor a script path reads (``/dev/stdin`` → ``0``), None for a file."""
+    m = _FD_PATH.fullmatch(script.value)
+    if m is None:
+        return None
+    if m.group(1) == "stdin":
+        return "0"
+    return m.group(2) or m.group(4)
 
 
 def _shell(part: Part, args: list[Word], nested: int) -> list[Part]:
@@ -309,55 +380,110 @@ def _shell(part: Part, args: list[Word], nested: int) -> list[Part]:
         if not rest:
             return [part]
         if not rest[0].static:
-            return [_problem(part, f"{part.program} -c runs a string only known at run time")]
+            return [
+                _problem(
+                    part,
+                    f"{part.program} -c runs a string only known at run time",
+                    ProblemKind.DYNAMIC_CODE,
+                )
+            ]
         return [part] + _code(part, rest[0].value, f"{part.program} -c", nested)
     if rest and not reads_stdin_flag:
-        script = rest[0]
-        if not script.static and script.text.startswith(("<(", ">(")):
-            return [_problem(part, "runs a script produced by another command")]
+        return _script_file(part, rest[0], nested, shell=True)
+    return _fd_code(part, "0", nested, shell=True)
+
+
+def _script_file(part: Part, script: Word, nested: int, *, shell: bool) -> list[Part]:
+    """A program (shell, interpreter, ``source``) told to run the script ``script``."""
+    if script.text.startswith(("<(", ">(")):
+        return [
+            _problem(part, "runs a script produced by another command", ProblemKind.GENERATED_CODE)
+        ]
+    if not script.static:
+        if "/dev/" in script.text or "/proc/" in script.text:
+            return [
+                _problem(
+                    part, "runs a script from a descriptor chosen at run time", ProblemKind.DYNAMIC_CODE
+                )
+            ]
         return [part]
-    return _stdin_code(part, nested)
+    fd = _fd_of(script)
+    if fd is None:
+        return [part]  # a script file
+    return _fd_code(part, fd, nested, shell=shell)
 
 
-def _stdin_code(part: Part, nested: int) -> list[Part]:
-    """A shell that reads its program from stdin: a pipe, a here-document, or a file."""
-    if part.piped:
-        return [_problem(part, f"pipes text into {part.program}, which runs it as code")]
-    out = [part]
-    for red in part.redirects:
-        if red.op == "<<<":
-            if red.target is None or not red.target.static:
-                return [_problem(part, f"{part.program} runs a here-string known only at run time")]
-            out += _code(part, red.target.value, f"{part.program} <<<", nested)
-        elif red.feeds_stdin:
-            if not red.heredoc_static:
-                return [_problem(part, f"{part.program} runs a here-document bash expands first")]
-            body = red.heredoc or ""
-            if red.op == "<<-":
-                body = "\n".join(line.lstrip("\t") for line in body.split("\n"))
-            out += _code(part, body, f"{part.program} <<", nested)
-    return out
+def _fd_code(part: Part, fd: str, nested: int, *, shell: bool) -> list[Part]:
+    """Code read from file descriptor ``fd``: a pipe (fd 0), a here-string or here-document
+    (analysed as code when a shell reads it), or a file opened on it."""
+    feeding = [r for r in part.redirects if r.stdin_fd == fd and (r.feeds_stdin or r.reads)]
+    if not feeding:
+        if fd == "0" and part.piped:
+            return [
+                _problem(
+                    part,
+                    f"pipes text into {part.program}, which runs it as code",
+                    ProblemKind.PIPED_CODE,
+                )
+            ]
+        if fd == "0":
+            return [part]  # the terminal
+        return [
+            _problem(
+                part,
+                f"{part.program} runs code from file descriptor {fd}, set up elsewhere",
+                ProblemKind.DYNAMIC_CODE,
+            )
+        ]
+    red = feeding[-1]  # bash applies redirections in order: the last one on ``fd`` wins
+    if red.reads:
+        target = red.target
+        if target is not None and target.text.startswith(("<(", ">(")):
+            return [
+                _problem(
+                    part, "runs a script produced by another command", ProblemKind.GENERATED_CODE
+                )
+            ]
+        return [part]  # code from a file, like `bash script`
+    if not shell:
+        return [part]  # the code is written out in the command itself
+    if red.op == "<<<":
+        if red.target is None or not red.target.static:
+            return [
+                _problem(
+                    part,
+                    f"{part.program} runs a here-string known only at run time",
+                    ProblemKind.DYNAMIC_CODE,
+                )
+            ]
+        return [part] + _code(part, red.target.value, f"{part.program} <<<", nested)
+    if not red.heredoc_static:
+        return [
+            _problem(
+                part,
+                f"{part.program} runs a here-document bash expands first",
+                ProblemKind.DYNAMIC_CODE,
+            )
+        ]
+    body = red.heredoc or ""
+    if red.op == "<<-":
+        body = "\n".join(line.lstrip("\t") for line in body.split("\n"))
+    return [part] + _code(part, body, f"{part.program} <<", nested)
 
 
-def _source(part: Part, args: list[Word]) -> list[Part]:
-    target = args[0]
-    if target.text.startswith(("<(", ">(")):
-        return [_problem(part, "sources a script produced by another command")]
-    if target.value in ("/dev/stdin", "/proc/self/fd/0", "/dev/fd/0") and part.piped:
-        return [_problem(part, "sources code piped in from another command")]
-    return [part]
+def _source(part: Part, args: list[Word], nested: int) -> list[Part]:
+    return _script_file(part, args[0], nested, shell=True)
 
 
 def _interpreter(part: Part, args: list[Word]) -> list[Part]:
-    """``python``/``perl``/… reading a program from a pipe cannot be reviewed."""
-    if not part.piped:
-        return [part]
+    """``python``/``perl``/… reading a program from a pipe or a generated file cannot be
+    reviewed."""
     for w in args:
         v = w.value
         if v == "-":
             break
         if not v.startswith("-"):
-            return [part]  # a script file
+            return _script_file(part, w, 0, shell=False)  # a script file
         if not v.startswith("--") and any(c in v[1:] for c in "cemE"):
             return [part]  # code given on the command line (-c, -e, -m)
-    return [_problem(part, f"pipes text into {part.program}, which runs it as code")]
+    return _fd_code(part, "0", 0, shell=False)
