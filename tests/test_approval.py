@@ -30,6 +30,7 @@ from tmax_local.approval import (
     save_rule,
     suggest_rule,
 )
+from tmax_local.approval.store import read_project_rules, trust_project
 from tmax_local.errors import ConfigError, TmaxError
 
 HOME = Path("/home/user")
@@ -640,14 +641,20 @@ def test_malformed_rules_file_names_the_file_and_the_problem(tmp_path, content, 
     assert path.read_text() == content
 
 
-def test_project_rules_are_honoured(cwd, tmp_path):
+def test_project_rules_are_honoured_once_trusted(cwd, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMAX_CONFIG_DIR", str(tmp_path / "cfg"))
     (cwd / ".tmax-local.toml").write_text(
-        '[model]\nname = "x"\n\n[approval]\nallow = ["make *"]\ndeny = ["rm *"]\n'
+        '[model]\nname = "x"\n\n[approval]\nallow = ["whoami *"]\ndeny = ["rm *"]\n'
     )
+    # not trusted yet: deny rules apply (they only ask more), allow rules do not
+    assert load_project_rules(cwd).allow == ()
+    assert [r.pattern for r in load_project_rules(cwd).deny] == ["rm *"]
+    assert Gate.load(cwd, rules_file=tmp_path / "none.toml").decide("whoami").action == "ask"
+    trust_project(read_project_rules(cwd))
     rules = load_project_rules(cwd)
-    assert [r.pattern for r in rules.allow] == ["make *"] and rules.allow[0].source == "project"
+    assert [r.pattern for r in rules.allow] == ["whoami *"] and rules.allow[0].source == "project"
     gate = Gate.load(cwd, rules_file=tmp_path / "none.toml")
-    assert gate.decide("make all").action == "run"
+    assert gate.decide("whoami -u").action == "run"
     assert gate.decide("rm x").action == "ask"
     assert load_project_rules(tmp_path / "elsewhere") == RuleSet()
 
