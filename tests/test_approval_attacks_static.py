@@ -75,7 +75,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     (proj / ".env").write_text("LOCAL=1\n")
     bindir = proj / "bin"
     bindir.mkdir()
-    for name in ("ls", "cat", "echo", "true", "git"):
+    for name in ("ls", "cat", "echo", "true", "git", "git-merge-evil"):
         script = bindir / name
         script.write_text(f"#!/bin/sh\ntouch {marker}\n")
         script.chmod(0o755)
@@ -102,6 +102,15 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
         ):
             subprocess.run(cmd, cwd=proj, env=env, check=True, capture_output=True)
     # an archive whose member lands on the marker when extracted into the tmp dir
+    if HAVE_GIT:  # an archive that carries a git hook
+        hook = root / "hookstage" / ".git" / "hooks"
+        hook.mkdir(parents=True)
+        (hook / "pre-commit").write_text(f"#!/bin/sh\ntouch {marker}\n")
+        (hook / "pre-commit").chmod(0o755)
+        subprocess.run(
+            ["tar", "-cf", str(proj / "hook.tar"), "-C", str(root / "hookstage"), ".git"],
+            check=True,
+        )
     (root / "stage").mkdir()
     (root / "stage" / "M").write_text("x")
     subprocess.run(["tar", "-cf", str(proj / "m.tar"), "-C", str(root / "stage"), "M"], check=True)
@@ -274,6 +283,17 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     "read-proc-environ": (("cat *",), ["cat /proc/$PPID/environ > stolen"]),
     "read-env-outside": (("cat *",), ["cat ../other/.env > stolen"]),
     "tar-ssh-dir": (("tar *",), ["tar -cf stolen ~/.ssh"]),
+    "read-ssh-key-quoted-piece": (("cat *",), ["cat ~/.s'sh'/id_rsa > stolen"]),
+    "read-ssh-key-via-symlink": (("cp *",), ["+ln -s ~/.ssh k", "cp k/id_rsa stolen"]),
+    # found while hardening: more forms of the same classes
+    "unset-PATH": ("auto", ["unset PATH", "ls"]),
+    "prompt-transform": (("echo *",), ["+v='$(touch {M})'", "echo ${v@P}"]),
+    "env-S-in-cluster": (("env *",), ["env -iS 'touch {M}'"]),
+    "env-split-abbrev": (("env *",), ["env --split='touch {M}'"]),
+    "env-dynamic-option": (("env *",), ["+o=-S", "env $o 'touch {M}'"]),
+    "ed-shell-escape": (("ed *",), ["ed -s f <<< '!touch {M}'"]),
+    "sqlite3-shell": (("sqlite3 *",), ["sqlite3 :memory: '.shell touch {M}'"]),
+    "sqlite3-system-stdin": (("sqlite3 *",), ["sqlite3 :memory: <<< '.system touch {M}'"]),
 }
 if HAVE_GIT:
     ATTACKS.update(
@@ -294,6 +314,14 @@ if HAVE_GIT:
                 ["git config core.hooksPath hooks", "git commit -q --allow-empty -m x"],
             ),
             "GIT_PAGER-export": ("auto", ["export GIT_PAGER='touch {M}'", "git -p log"]),
+            "git-merge-strategy-from-path": (
+                ("export *", "git merge *"),
+                ["+export PATH=$PATH:{P}/bin", "git merge -s evil HEAD"],
+            ),
+            "tar-extract-hook-into-repo": (
+                ("tar *", "git commit *"),
+                ["tar -xf hook.tar", "git commit -q --allow-empty -m x"],
+            ),
         }
     )
 

@@ -571,6 +571,13 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
             add((SHELL_CONFIG, f"{how} {spot}, a shell start-up file"))
         if _sensitive(where):
             add((SENSITIVE_FILE, f"{how} {spot}, which changes what later commands do"))
+        elif how in _TREE_WRITES and (where / ".git").exists():
+            add(
+                (
+                    SENSITIVE_FILE,
+                    f"{how} {spot}: files named by the archive may land in .git/ (hooks, config)",
+                )
+            )
 
     seen: set[tuple[str, str]] = set()
     labels = []
@@ -582,6 +589,7 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
 
 
 _DECLARE = ("export", "declare", "typeset", "readonly", "local")
+_TREE_WRITES = frozenset({"tar -x extracts files into", "unzip extracts files into"})
 _SAFE_SET = frozenset({"-e", "+e", "-u", "+u", "-x", "+x", "-v", "+v", "-eu", "-ex", "-eux", "-euo"})
 _SAFE_SET_O = frozenset({"pipefail", "errexit", "nounset", "xtrace", "verbose"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -608,10 +616,18 @@ def assigned_names(part: Part) -> list[tuple[Word, str]]:
         return Word(head, head, w.static)
 
     if prog in _DECLARE:
+        if any(w.static and w.value.startswith("-") and "p" in w.value[1:] for w in args):
+            return out  # -p prints
         for w in args:
             if w.static and w.value.startswith(("-", "+")):
                 continue
             out.append((name_word(w), f"{prog} sets"))
+    elif prog == "unset":
+        if any(w.static and w.value.startswith("-") and "f" in w.value[1:] for w in args):
+            return out  # functions
+        for w in args:
+            if not (w.static and w.value.startswith("-")):
+                out.append((w, "unsets"))  # an unset PATH makes bash search the current directory
     elif prog == "read":
         operands = _operands(args, "dinNptu", "a")
         out += [(w, "read sets") for w in operands[0]] + [(w, "read -a sets") for w in operands[1]]
@@ -703,7 +719,7 @@ def _code_in_text(part: Part, add: _Add) -> None:
             )
             break
     if part.indirect:
-        add((RUNS_CODE, f"{part.indirect[0][:40]} expands a variable named by another variable's text"))
+        add((RUNS_CODE, f"{part.indirect[0][:40]} evaluates the text of a variable (bash runs $(…) in it)"))
 
 
 def _shell_state(part: Part, add: _Add) -> None:
@@ -766,40 +782,52 @@ def _credential_reads(part: Part, root: Path, home: Path, add: _Add) -> None:
             return
 
 
+_HOME_PREFIX = re.compile(r"^(~|\$HOME|\$\{HOME\})(?=/|$)")
+_DYNAMIC_CHARS = re.compile(r"[*?\[{$`]")
+
+
 def _credential(word: Word, base: Path | None, root: Path, home: Path) -> str:
-    text = word.value if word.static else word.text
-    if "=" in text and not text.startswith(("/", "~", ".")):
-        text = text.split("=", 1)[1]  # --file=~/.netrc, of=…
-    if not text:
+    value = word.value if word.value else word.text
+    if "=" in value and not value.startswith(("/", "~", ".", "$")):
+        value = value.split("=", 1)[1]  # --file=~/.netrc, of=…, NAME=path
+    value = _HOME_PREFIX.sub(str(home), value)
+    if not value:
         return ""
-    where = path_of(Word(text, text, word.static), base, home) if word.static or text.startswith("~") else None
-    if where is not None:
-        spot = str(where)
-        rel = spot[len(str(home)) + 1 :] if spot.startswith(str(home) + "/") else ""
-        if rel and (rel.split("/", 1)[0] in _CREDENTIAL_DIRS + _CREDENTIAL_FILES or any(
-            rel == f".config/{c}" or rel.startswith(f".config/{c}/") for c in _CREDENTIAL_CONFIG
-        )):
-            return "is a credential store"
-        if re.fullmatch(r"/proc/[^/]+/(environ|mem|maps)", spot):
-            return "holds another process's environment (secrets)"
-        if re.fullmatch(r"\.env(\.[A-Za-z0-9_.-]*)?", where.name) and not _inside(where, root):
-            return "is an environment file outside the project"
-        if re.search(r"(^|/)\.env(\.[A-Za-z0-9_.-]*)?$", spot):
+    dynamic = not word.static and _DYNAMIC_CHARS.search(value) is not None
+    if not dynamic:
+        where = path_of(Word.literal(value), base, home)
+        if where is not None:
+            for spot in dict.fromkeys((str(where), os.path.realpath(where))):
+                why = _credential_path(Path(spot), root, home)
+                if why:
+                    return why
             return ""
-    if _CREDENTIAL_TEXT.search(text) and not (where is not None and _inside(where, root)):
+    if _CREDENTIAL_TEXT.search(value):
         return "may name a credential store"
-    if not word.static:
-        # a glob or expansion whose fixed start leads towards a credential store
-        fixed = re.split(r"[*?\[{$`]", text, maxsplit=1)[0]
-        if fixed.startswith("~"):
-            fixed = str(home) + fixed[1:]
-        if fixed.startswith(str(home) + "/."):
-            rest = fixed[len(str(home)) + 1 :]
-            stores = [*_CREDENTIAL_DIRS, *_CREDENTIAL_FILES, ".config/"]
-            if any(st.startswith(rest) or rest.startswith(st) for st in stores):
-                return "may name a credential store"
-        if fixed.startswith("/proc/") and ("environ" in text or fixed.count("/") <= 2):
-            return "may name another process's environment"
+    # a glob or expansion whose fixed start leads towards a credential store
+    fixed = _DYNAMIC_CHARS.split(value, maxsplit=1)[0]
+    if fixed.startswith(str(home) + "/."):
+        rest = fixed[len(str(home)) + 1 :]
+        stores = [*_CREDENTIAL_DIRS, *_CREDENTIAL_FILES, ".config/"]
+        if any(st.startswith(rest) or rest.startswith(st) for st in stores):
+            return "may name a credential store"
+    if fixed.startswith("/proc/") and ("environ" in value or fixed.count("/") <= 2):
+        return "may name another process's environment"
+    return ""
+
+
+def _credential_path(where: Path, root: Path, home: Path) -> str:
+    spot = str(where)
+    rel = spot[len(str(home)) + 1 :] if spot.startswith(str(home) + "/") else ""
+    if rel and (
+        rel.split("/", 1)[0] in _CREDENTIAL_DIRS + _CREDENTIAL_FILES
+        or any(rel == f".config/{c}" or rel.startswith(f".config/{c}/") for c in _CREDENTIAL_CONFIG)
+    ):
+        return "is a credential store"
+    if re.fullmatch(r"/proc/[^/]+/(task/[^/]+/)?(environ|mem|maps)", spot):
+        return "holds another process's environment (secrets)"
+    if re.fullmatch(r"\.env(\.[A-Za-z0-9_.-]*)?", where.name) and not _inside(where, root):
+        return "is an environment file outside the project"
     return ""
 
 

@@ -412,7 +412,15 @@ _GIT_CODE_OPTIONS = {
     "--tool": "git difftool/mergetool runs a tool program",
     "--sequence-editor": "runs an editor program",
     "--run": "runs a program",
+    "--template": "copies hooks from a template directory",
+    "--sendmail-cmd": "git send-email runs a program",
+    "--smtp-server": "git send-email may run a program",
+    "--to-cmd": "git send-email runs a program",
+    "--cc-cmd": "git send-email runs a program",
+    "--header-cmd": "git send-email runs a program",
+    "--config": "sets configuration, which can name programs",
 }
+_GIT_STRATEGIES = frozenset({"ort", "recursive", "resolve", "octopus", "ours", "subtree"})
 _GIT_SUBCOMMAND_CODE = {
     ("rebase", "-x"): "git rebase -x runs a shell command after each commit",
     ("rebase", "--exec"): "git rebase --exec runs a shell command after each commit",
@@ -487,6 +495,20 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
                     break
                 if name == "grep" and letter.isalpha() is False:
                     break
+    for j, w in enumerate(sub_args):
+        v = w.value
+        if name in ("merge", "pull", "rebase", "cherry-pick", "revert") and (
+            v in ("-s", "--strategy") or v.startswith(("-s", "--strategy="))
+        ):
+            strategy = v.split("=", 1)[1] if "=" in v else v[2:] if v.startswith("-s") else ""
+            if not strategy and j + 1 < len(sub_args):
+                strategy = sub_args[j + 1].value
+            if strategy not in _GIT_STRATEGIES:
+                out.append(
+                    Fact("runs-code", f"git {name} -s {strategy!r} runs git-merge-{strategy}")
+                )
+        if name in ("clone", "init", "submodule") and v == "-c":
+            out.append(Fact("runs-code", f"git {name} -c sets configuration, which can name programs"))
     if name == "submodule" and "foreach" in [w.value for w in sub_args]:
         out.append(Fact("runs-code", "git submodule foreach runs a shell command in each submodule"))
     if name == "bisect" and sub_args[:1] and sub_args[0].value == "run":
@@ -729,6 +751,31 @@ def _option_runs(options: dict[str, str]) -> Callable[[Part, tuple[Word, ...]], 
     return check
 
 
+SQLITE_RISKY = r"^\s*\.(shell|system|load|once|output|import|read)"
+PSQL_RISKY = r"\\(!|o|copy|i|ir|w|g)"
+MYSQL_RISKY = r"(?i)^\s*(system|\\!|source|tee|\\\.)"
+
+
+def _script_tool(part: Part, args: tuple[Word, ...], risky: str) -> list[Fact]:
+    """Programs that run commands of their own language from arguments or stdin, where
+    some commands run a shell or write files (``sqlite3 db '.shell x'``, ``ed <<< '!x'``)."""
+    if part.piped or any(r.feeds_stdin or r.reads for r in part.redirects):
+        return [Fact("runs-code", f"{part.program} reads commands from its input, which can run a shell")]
+    out: list[Fact] = []
+    for w in args:
+        if not w.static:
+            out.append(Fact("runs-code", f"{part.program} gets a command known only at run time"))
+        elif risky and re.search(risky, w.value, re.MULTILINE):
+            out.append(Fact("runs-code", f"{part.program} {w.value[:30]!r} can run a shell or write files"))
+        elif w.value in ("-cmd", "-init", "-f", "--file", "-b", "--batch", "-s") or w.value.startswith(
+            "--file="
+        ):
+            out.append(Fact("runs-code", f"{part.program} {w.value} runs commands from a file"))
+    if part.program in ("ed", "red", "ftp") and not out:
+        out.append(Fact("runs-code", f"{part.program} reads commands from the terminal, which can run a shell"))
+    return out
+
+
 def _ssh_like(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     out: list[Fact] = []
     risky = ("proxycommand", "localcommand", "permitlocalcommand", "knownhostscommand", "match", "proxyjump", "remotecommand", "include", "sshcommand", "pkcs11provider", "securitykeyprovider")
@@ -738,10 +785,12 @@ def _ssh_like(part: Part, args: tuple[Word, ...]) -> list[Fact]:
             opt = v[2:] if len(v) > 2 else (args[i + 1].value if i + 1 < len(args) else "")
             if not (args[i + 1].static if len(v) == 2 and i + 1 < len(args) else w.static) or opt.lower().replace(" ", "").startswith(risky):
                 out.append(Fact("runs-code", f"{part.program} -o {opt[:30]!r} can run a local command"))
-        elif v in ("-F", "-S") or v.startswith(("-F", "-S")) and part.program in ("scp", "sftp") and v.startswith("-S"):
-            out.append(Fact("runs-code", f"{part.program} {v[:2]} reads a config or runs a program"))
         elif v.startswith("-F"):
             out.append(Fact("runs-code", f"{part.program} -F reads a config that can run commands"))
+        elif v.startswith("-S") and part.program in ("scp", "sftp"):
+            out.append(Fact("runs-code", f"{part.program} -S runs a program instead of ssh"))
+        elif v.startswith("-b") and part.program == "sftp":
+            out.append(Fact("runs-code", "sftp -b runs batch commands, which can run a local shell"))
     return out
 
 
@@ -837,6 +886,12 @@ CHECKS: dict[str, Callable[[Part, tuple[Word, ...]], list[Fact]]] = {
     "mapfile": _option_runs({"-C": "runs a callback command"}),
     "readarray": _option_runs({"-C": "runs a callback command"}),
     "parallel": lambda part, args: [Fact("runs-code", "parallel runs its arguments through a shell")],
+    "sqlite3": lambda part, args: _script_tool(part, args, SQLITE_RISKY),
+    "psql": lambda part, args: _script_tool(part, args, PSQL_RISKY),
+    "mysql": lambda part, args: _script_tool(part, args, MYSQL_RISKY),
+    "ed": lambda part, args: _script_tool(part, args, ""),
+    "red": lambda part, args: _script_tool(part, args, ""),
+    "ftp": lambda part, args: _script_tool(part, args, ""),
     "script": _option_runs({"-c": "runs a command", "--command": "runs a command"}),
     "flock": _option_runs({"-c": "runs a command", "--command": "runs a command"}),
     "sg": _option_runs({"-c": "runs a command"}),

@@ -604,6 +604,8 @@ def _facts(ctx: _Ctx, nodes: list[Node]) -> tuple[tuple[str, ...], tuple[str, ..
             types = [c.type for c in children]
             if len(types) > 2 and types[1] == "!" and "*" not in types and "@" not in types:
                 indirect.append(ctx.text(n))
+            elif ctx.text(n).endswith("@P}"):  # ${v@P}: prompt expansion runs $(…)
+                indirect.append(ctx.text(n))
             if ":" in types:
                 i = types.index(":")
                 rest = [c for c in children[i + 1 :] if c.type != "}"]

@@ -241,8 +241,13 @@ def _strip_transparent(
             break
         if prog == "command" and v in ("-v", "-V"):
             return None  # `command -v x` only looks x up
-        if prog == "env" and v.startswith(("-S", "--split-string")):
+        if prog == "env" and (
+            (not v.startswith("--") and "S" in v[1:])
+            or (v.startswith("--s") and "--split-string".startswith(v.split("=", 1)[0]))
+        ):
             return 0, [], [], "env -S splits a string into a command"
+        if not w.static:
+            return 0, [], [], f"{prog} gets an option known only at run time"
         i += 2 if v in opts else 1
     if prog == "timeout" and i < len(args):
         i += 1  # the duration
