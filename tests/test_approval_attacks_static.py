@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from tmax_local.approval import ApprovalRequest, Approve, Gate, Reject, RuleSet
-from tmax_local.approval.store import read_project_rules
-from tmax_local.approval.trust import session_rules
+from tmax_local.approval.store import ProjectRules, read_project_rules
+from tmax_local.approval.trust import describe_project, session_rules
 from tmax_local.shell import PtyShell
 
 HAVE_GIT = shutil.which("git") is not None
@@ -178,7 +178,10 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     ),
     "nameref-auto": ("auto", ["declare -n P=PATH", "P={P}/bin:/usr/bin:/bin", "ls"]),
     "BASH_CMDS-entry": ("auto", ["BASH_CMDS[ls]={P}/bin/ls", "ls"]),
-    "BASH_ALIASES-entry": ("auto", ["shopt -s expand_aliases", "BASH_ALIASES[ls]='touch {M}'", "ls"]),
+    "BASH_ALIASES-entry": (
+        "auto",
+        ["shopt -s expand_aliases", "BASH_ALIASES[ls]='touch {M}'", "ls"],
+    ),
     "hash-p": ("auto", ["hash -p {P}/bin/ls ls", "ls"]),
     "BASH_ENV": ("auto", ["export BASH_ENV={P}/evil.sh", "bash -c true </dev/null"]),
     "ENV-via-env-prefix": ("auto", ["ENV={P}/evil.sh sh -i -c true </dev/null"]),
@@ -222,9 +225,9 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     "sed-s-w-outside": (("sed *",), ["sed 's/a/b/w {M}' f"]),
     "sed-dynamic-script": (("sed *",), ["+S='1e touch {M}'", 'sed "$S" f']),
     "awk-system": (("awk *",), ["awk 'BEGIN{system(\"touch {M}\")}'"]),
-    "awk-print-to-pipe": (("awk *",), ["awk 'BEGIN{print \"touch {M}\" | \"sh\"}'"]),
+    "awk-print-to-pipe": (("awk *",), ['awk \'BEGIN{print "touch {M}" | "sh"}\'']),
     "awk-getline-from-command": (("awk *",), ["awk 'BEGIN{\"touch {M}\" | getline}'"]),
-    "awk-print-to-file": (("awk *",), ["awk 'BEGIN{print \"x\" > \"{M}\"}'"]),
+    "awk-print-to-file": (("awk *",), ['awk \'BEGIN{print "x" > "{M}"}\'']),
     "awk-program-file": (("awk *",), ["awk -f prog.awk"]),
     "find-exec": (("find *",), ["find . -maxdepth 0 -exec touch {M} \\;"]),
     "find-execdir-shell": (("find *",), ["find . -maxdepth 0 -execdir sh -c 'touch {M}' \\;"]),
@@ -252,7 +255,10 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     ),
     "tar-to-command": (("tar *",), ["tar -xf m.tar --to-command='touch {M}'"]),
     "tar-compress-program": (("tar *",), ["tar -I ./evil.sh -cf x.tar f"]),
-    "tar-old-style": (("tar *",), ["tar cf /dev/null --checkpoint=1 --checkpoint-action=exec='touch {M}' f"]),
+    "tar-old-style": (
+        ("tar *",),
+        ["tar cf /dev/null --checkpoint=1 --checkpoint-action=exec='touch {M}' f"],
+    ),
     "tar-extract-outside": (("tar *",), ["tar -xf m.tar -C {T}"]),
     "sort-output": (("sort *",), ["sort -o {M} f"]),
     "uniq-output": (("uniq *",), ["uniq f {M}"]),
@@ -300,15 +306,27 @@ if HAVE_GIT:
         {
             "git-c-alias": (("git *",), ["git -c alias.x='!touch {M}' x"]),
             "git-c-pager": (("git *",), ["git -c core.pager='touch {M}' -p log"]),
-            "git-config-env": (("git *",), ["+export V='!touch {M}'", "git --config-env=alias.x=V x"]),
+            "git-config-env": (
+                ("git *",),
+                ["+export V='!touch {M}'", "git --config-env=alias.x=V x"],
+            ),
             "git-alias-bang": (("git *",), ["git lg"]),
             "git-grep-O": (("git grep *",), ["git grep -O'touch {M}' hello"]),
-            "git-grep-open-files": (("git grep *",), ["git grep --open-files-in-pager='touch {M}' hello"]),
+            "git-grep-open-files": (
+                ("git grep *",),
+                ["git grep --open-files-in-pager='touch {M}' hello"],
+            ),
             "git-grep-open-abbrev": (("git grep *",), ["git grep --open-files='touch {M}' hello"]),
             "git-log-output": (("git log *",), ["git log --output={M}"]),
-            "git-ls-remote-upload-pack": (("git ls-remote *",), ["git ls-remote --upload-pack='touch {M};:' ."]),
+            "git-ls-remote-upload-pack": (
+                ("git ls-remote *",),
+                ["git ls-remote --upload-pack='touch {M};:' ."],
+            ),
             "git-C-outside": (("git *",), ["git -C {T} init -q MARKREPO"]),
-            "git-hook-write": (("cp *", "git commit *"), ["cp evil.sh .git/hooks/pre-commit", "git commit -q --allow-empty -m x"]),
+            "git-hook-write": (
+                ("cp *", "git commit *"),
+                ["cp evil.sh .git/hooks/pre-commit", "git commit -q --allow-empty -m x"],
+            ),
             "git-config-write": (
                 ("git config *", "git commit *"),
                 ["git config core.hooksPath hooks", "git commit -q --allow-empty -m x"],
@@ -364,8 +382,13 @@ def test_untrusted_project_rules_do_not_apply(world: World) -> None:
 def test_a_declined_trust_prompt_keeps_them_off(world: World) -> None:
     write_project_rules(world, ["touch *"])
     shown: list[str] = []
-    found = session_rules(world.proj, ask=lambda p: shown.append(str(p.path)) or False)
-    assert shown and found.rules.allow == ()
+
+    def decline(project: ProjectRules) -> bool:
+        shown.extend(describe_project(project))
+        return False
+
+    found = session_rules(world.proj, ask=decline)
+    assert any("allow: touch *" in line for line in shown) and found.rules.allow == ()
     play(world, ["touch {M}"], rules=found.rules)
     assert_no_marker(world)
 
@@ -373,7 +396,8 @@ def test_a_declined_trust_prompt_keeps_them_off(world: World) -> None:
 def test_trust_is_for_the_exact_contents(world: World) -> None:
     write_project_rules(world, ["whoami *"])
     assert session_rules(world.proj, trust_flag=True).rules.allow  # trusted and recorded
-    assert read_project_rules(world.proj).trusted
+    project = read_project_rules(world.proj)
+    assert project is not None and project.trusted
     assert session_rules(world.proj, ask=None).rules.allow  # remembered
     write_project_rules(world, ["whoami *", "touch *"])  # changed by a later commit
     found = session_rules(world.proj, ask=None)
@@ -384,9 +408,27 @@ def test_trust_is_for_the_exact_contents(world: World) -> None:
 
 @pytest.mark.parametrize(
     "rule",
-    ["sh *", "bash -c *", "python3 *", "sed *", "awk *", "find *", "git *", "tar *", "xargs *",
-     "env *", "make *", "source *", ". *", "./run.sh *", "bin/tool", "npm run *", "pytest *",
-     "perl -e *", "PATH=x ls"],
+    [
+        "sh *",
+        "bash -c *",
+        "python3 *",
+        "sed *",
+        "awk *",
+        "find *",
+        "git *",
+        "tar *",
+        "xargs *",
+        "env *",
+        "make *",
+        "source *",
+        ". *",
+        "./run.sh *",
+        "bin/tool",
+        "npm run *",
+        "pytest *",
+        "perl -e *",
+        "PATH=x ls",
+    ],
 )
 def test_project_rules_never_allow_code_runners(world: World, rule: str) -> None:
     write_project_rules(world, [rule, "whoami"])
@@ -421,22 +463,30 @@ CONTROLS: dict[str, tuple[str | tuple[str, ...], str, str]] = {
     "awk-fields": (("awk *",), "awk '{print $1}' f", "hello"),
     "awk-compare": (("awk *",), "awk '$1 > \"a\" {print $2}' f", "a"),
     "find-name": (("find *",), "find . -name 'f*'", "./f"),
-    "find-exec-cat": (("find *", "cat *"), "find . -maxdepth 1 -name f -exec cat {} \\;", "hello a"),
+    "find-exec-cat": (
+        ("find *", "cat *"),
+        "find . -maxdepth 1 -name f -exec cat {} \\;",
+        "hello a",
+    ),
     "echo-arith-constant": (("echo *",), "echo $((6*7))", "42"),
     "test-then-cat": (("cat *",), "[[ -f f ]] && cat f", "hello a"),
     "case-literal": (("echo *",), "case x in x) echo yes;; esac", "yes"),
     "tar-roundtrip": (("tar *",), "tar -cf out.tar f && tar -tf out.tar", "f"),
     "tar-extract-inside": (("tar *", "cat *"), "tar -xf m.tar -C sub && cat sub/M", "x"),
-    "sort-output-inside": (("sort *", "cat *"), "sort -o sorted.txt f && cat sorted.txt", "hello a"),
+    "sort-output-inside": (
+        ("sort *", "cat *"),
+        "sort -o sorted.txt f && cat sorted.txt",
+        "hello a",
+    ),
     "uniq-stdout": (("uniq *",), "uniq f", "hello a"),
     "cd-sub-ls": (("cd *", "ls *"), "cd sub && ls -a", ".."),
     "printf-plain": (("printf *",), "printf '%s-%s\\n' a b", "a-b"),
-    "read-plain": (("read *", "echo *"), "read -r line < f; echo \"$line\"", "touch MARK"),
+    "read-plain": (("read *", "echo *"), 'read -r line < f; echo "$line"', "touch MARK"),
     "xargs-cat": (("echo *", "xargs *", "cat *"), "echo f | xargs cat", "hello a"),
     "env-ls": (("env *", "ls *"), "env ls -a", "evil.sh"),
     "cat-env-inside": (("cat *",), "cat .env", "LOCAL=1"),
     "grep-recursive": (("grep *",), "grep -rh hello .", "hello a"),
-    "auto-loop": ("auto", "for f in a b; do echo \"<$f>\"; done", "<b>"),
+    "auto-loop": ("auto", 'for f in a b; do echo "<$f>"; done', "<b>"),
     "auto-export": ("auto", "export FOO=bar && echo $FOO", "bar"),
     "tee-inside": (("echo *", "tee *"), "echo hi | tee out.log", "hi"),
 }

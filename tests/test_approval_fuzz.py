@@ -453,8 +453,21 @@ def test_very_long_commands_are_handled(n, chunk):
 # Three more oracles run the real thing (bash builtins, sed, awk) in a throw-away directory,
 # only for commands the policy would run without asking, and look at what they did.
 
-SENSITIVE = ["PATH", "CDPATH", "BASH_ENV", "IFS", "GIT_PAGER", "LD_PRELOAD", "PS4", "HOME",
-             "PROMPT_COMMAND", "BASH_ALIASES[ls]", "BASH_CMDS[ls]", "PAGER", "ENV"]
+SENSITIVE = [
+    "PATH",
+    "CDPATH",
+    "BASH_ENV",
+    "IFS",
+    "GIT_PAGER",
+    "LD_PRELOAD",
+    "PS4",
+    "HOME",
+    "PROMPT_COMMAND",
+    "BASH_ALIASES[ls]",
+    "BASH_CMDS[ls]",
+    "PAGER",
+    "ENV",
+]
 HARMLESS = ["x", "name", "FOO", "arr[1]"]
 ASSIGNMENT_FORMS = [
     "{v}=/nonexistent",
@@ -481,9 +494,22 @@ ASSIGNMENT_FORMS = [
 ]
 ASSIGNMENT_RULES = RuleSet.of(
     allow=[
-        "export *", "declare *", "typeset *", "readonly *", "read *", "mapfile *",
-        "readarray *", "printf *", "getopts *", "unset *", "true *",
-        "x=*", "name=*", "FOO=*", "r=*", "IFS=*",
+        "export *",
+        "declare *",
+        "typeset *",
+        "readonly *",
+        "read *",
+        "mapfile *",
+        "readarray *",
+        "printf *",
+        "getopts *",
+        "unset *",
+        "true *",
+        "x=*",
+        "name=*",
+        "FOO=*",
+        "r=*",
+        "IFS=*",
     ]
 )
 
@@ -491,19 +517,28 @@ ASSIGNMENT_RULES = RuleSet.of(
 def _snapshot(command: str, names: list[str], work: Path) -> str:
     """``declare -p`` of ``names`` after ``command`` ran in a fresh bash."""
     bases = sorted({n.split("[", 1)[0] for n in names})
-    script = f"{command}\n" + "".join(f"declare -p {b} 2>/dev/null || echo unset {b}\n" for b in bases)
+    script = f"{command}\n" + "".join(
+        f"declare -p {b} 2>/dev/null || echo unset {b}\n" for b in bases
+    )
     proc = subprocess.run(
         ["/bin/bash", "--norc", "--noprofile", "-c", script],
-        cwd=work, env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
-        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+        cwd=work,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        stdin=subprocess.DEVNULL,
     )
     return proc.stdout
 
 
 @settings(FUZZ, max_examples=max(50, EXAMPLES // 3))
 @given(
-    st.lists(st.tuples(st.sampled_from(ASSIGNMENT_FORMS), st.sampled_from(SENSITIVE + HARMLESS)),
-             min_size=1, max_size=3),
+    st.lists(
+        st.tuples(st.sampled_from(ASSIGNMENT_FORMS), st.sampled_from(SENSITIVE + HARMLESS)),
+        min_size=1,
+        max_size=3,
+    ),
     st.sampled_from(["ask", "auto"]),
 )
 def test_no_sensitive_variable_changes_without_asking(tmp_path_factory, forms, mode):
@@ -519,21 +554,53 @@ def test_no_sensitive_variable_changes_without_asking(tmp_path_factory, forms, m
 
 
 ARITH_CONTEXTS = [
-    "echo $(({e}))", "echo $(( {e} + 1 ))", "echo $[{e}]", "(( {e} ))", "[[ {e} -eq 1 ]]",
-    "[[ 1 -lt {e} ]]", "echo ${{s:{e}}}", "echo ${{s:0:{e}}}", "echo ${{arr[{e}]}}",
-    "arr[{e}]=1", "x=$(({e}))", "for ((i={e}; i<1; i++)); do :; done",
-    "case 1 in $(({e}))) ;; esac", "echo ${{!{e}}}", "[[ -v arr[{e}] ]]", "let {e}",
-    "declare -i n; n={e}", "echo ${{{e}@P}}", "test {e} -eq 1", "[ {e} -gt 0 ]",
-    "printf '%d' {e}", "cat <<X\n$(({e}))\nX",
+    "echo $(({e}))",
+    "echo $(( {e} + 1 ))",
+    "echo $[{e}]",
+    "(( {e} ))",
+    "[[ {e} -eq 1 ]]",
+    "[[ 1 -lt {e} ]]",
+    "echo ${{s:{e}}}",
+    "echo ${{s:0:{e}}}",
+    "echo ${{arr[{e}]}}",
+    "arr[{e}]=1",
+    "x=$(({e}))",
+    "for ((i={e}; i<1; i++)); do :; done",
+    "case 1 in $(({e}))) ;; esac",
+    "echo ${{!{e}}}",
+    "[[ -v arr[{e}] ]]",
+    "let {e}",
+    "declare -i n; n={e}",
+    "echo ${{{e}@P}}",
+    "test {e} -eq 1",
+    "[ {e} -gt 0 ]",
+    "printf '%d' {e}",
+    "cat <<X\n$(({e}))\nX",
 ]
-ARITH_EXPRESSIONS = ["v", "$v", "${v}", "v+1", "1", "2*3", "0x10", "w", "u", "\"$v\""]
-ARITH_RULES = RuleSet.of(allow=["echo *", "true *", "test *", "[ *", "printf *", "cat *",
-                                "x=*", "n=*", "arr*", "s=*", "declare *"])
+ARITH_EXPRESSIONS = ["v", "$v", "${v}", "v+1", "1", "2*3", "0x10", "w", "u", '"$v"']
+ARITH_RULES = RuleSet.of(
+    allow=[
+        "echo *",
+        "true *",
+        "test *",
+        "[ *",
+        "printf *",
+        "cat *",
+        "x=*",
+        "n=*",
+        "arr*",
+        "s=*",
+        "declare *",
+    ]
+)
 
 
 @settings(FUZZ, max_examples=max(50, EXAMPLES // 3))
-@given(st.sampled_from(ARITH_CONTEXTS), st.sampled_from(ARITH_EXPRESSIONS),
-       st.sampled_from(["ask", "auto"]))
+@given(
+    st.sampled_from(ARITH_CONTEXTS),
+    st.sampled_from(ARITH_EXPRESSIONS),
+    st.sampled_from(["ask", "auto"]),
+)
 def test_arithmetic_never_runs_variable_text_unasked(tmp_path_factory, context, expr, mode):
     """``v``/``w``/``u`` hold ``a[$(touch MARK)]`` (or name such a variable): a command
     that evaluates them as arithmetic or expands them indirectly runs the substitution."""
@@ -546,32 +613,76 @@ def test_arithmetic_never_runs_variable_text_unasked(tmp_path_factory, context, 
     prelude = "v='a[$(touch MARK)]'; w=v; u='$(touch MARK)'; s=abc\n"
     subprocess.run(
         ["/bin/bash", "--norc", "--noprofile", "-c", prelude + command],
-        cwd=work, env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
-        capture_output=True, timeout=20, stdin=subprocess.DEVNULL,
+        cwd=work,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+        capture_output=True,
+        timeout=20,
+        stdin=subprocess.DEVNULL,
     )
     assert not (work / "MARK").exists(), command
 
 
-SED_PIECES = ["p", "d", "s/a/b/", "s/a/b/g", "s/^/x/e", "1e touch MARK", "e", "w ../OUT",
-              "s/a/b/w ../OUT", "1!G;h;$!d", "y/ab/ba/", "$!N", "2q", "/a/{p}", "=",
-              "s|a|b|", "s/\\//x/", "1{e touch MARK\n}", "r f", "W ../OUT", "l", "F"]
-AWK_PROGRAMS = ["{print}", "{print $1}", "BEGIN{print 1}", "$1 > \"a\" {print}",
-                "{print > \"../OUT\"}", "BEGIN{system(\"touch MARK\")}", "{print | \"cat\"}",
-                "BEGIN{\"touch MARK\" | getline}", "{printf \"%s\" , $1 > \"../OUT\"}",
-                "{x = ($1 > 2); print x}", "BEGIN{print \"touch MARK\" | \"sh\"}",
-                "{ if (NF > 1) print }", "BEGIN { getline l < \"f\"; print l }",
-                "BEGIN { s = \"touch MARK\"; system(s) }", "{print $0 >> \"../OUT\"}"]
+SED_PIECES = [
+    "p",
+    "d",
+    "s/a/b/",
+    "s/a/b/g",
+    "s/^/x/e",
+    "1e touch MARK",
+    "e",
+    "w ../OUT",
+    "s/a/b/w ../OUT",
+    "1!G;h;$!d",
+    "y/ab/ba/",
+    "$!N",
+    "2q",
+    "/a/{p}",
+    "=",
+    "s|a|b|",
+    "s/\\//x/",
+    "1{e touch MARK\n}",
+    "r f",
+    "W ../OUT",
+    "l",
+    "F",
+]
+AWK_PROGRAMS = [
+    "{print}",
+    "{print $1}",
+    "BEGIN{print 1}",
+    '$1 > "a" {print}',
+    '{print > "../OUT"}',
+    'BEGIN{system("touch MARK")}',
+    '{print | "cat"}',
+    'BEGIN{"touch MARK" | getline}',
+    '{printf "%s" , $1 > "../OUT"}',
+    "{x = ($1 > 2); print x}",
+    'BEGIN{print "touch MARK" | "sh"}',
+    "{ if (NF > 1) print }",
+    'BEGIN { getline l < "f"; print l }',
+    'BEGIN { s = "touch MARK"; system(s) }',
+    '{print $0 >> "../OUT"}',
+]
 OPTION_RULES = RuleSet.of(allow=["sed *", "awk *"])
 
 
 @settings(FUZZ, max_examples=max(50, EXAMPLES // 3))
-@given(st.one_of(
-    st.tuples(st.just("sed"), st.lists(st.sampled_from(SED_PIECES), min_size=1, max_size=3),
-              st.sampled_from(["", "-n ", "-E ", "-e ", "--expression=", "-s "]),
-              st.sampled_from([";", "\n"])),
-    st.tuples(st.just("awk"), st.lists(st.sampled_from(AWK_PROGRAMS), min_size=1, max_size=2),
-              st.sampled_from(["", "-F: ", "-v x=1 "]), st.just(" ")),
-))
+@given(
+    st.one_of(
+        st.tuples(
+            st.just("sed"),
+            st.lists(st.sampled_from(SED_PIECES), min_size=1, max_size=3),
+            st.sampled_from(["", "-n ", "-E ", "-e ", "--expression=", "-s "]),
+            st.sampled_from([";", "\n"]),
+        ),
+        st.tuples(
+            st.just("awk"),
+            st.lists(st.sampled_from(AWK_PROGRAMS), min_size=1, max_size=2),
+            st.sampled_from(["", "-F: ", "-v x=1 "]),
+            st.just(" "),
+        ),
+    )
+)
 def test_option_driven_code_never_runs_or_writes_outside_unasked(tmp_path_factory, case):
     """Real sed and awk run the scripts the policy lets through: nothing runs (no MARK)
     and nothing is written outside the project (no ../OUT)."""
@@ -589,8 +700,11 @@ def test_option_driven_code_never_runs_or_writes_outside_unasked(tmp_path_factor
     (work / "f").write_text("touch MARK\na b\n")
     subprocess.run(
         ["/bin/bash", "--norc", "--noprofile", "-c", command],
-        cwd=work, env={"PATH": "/usr/bin:/bin", "HOME": str(root)},
-        capture_output=True, timeout=20, stdin=subprocess.DEVNULL,
+        cwd=work,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(root)},
+        capture_output=True,
+        timeout=20,
+        stdin=subprocess.DEVNULL,
     )
     assert not (work / "MARK").exists(), command
     assert not (root / "OUT").exists(), command

@@ -48,6 +48,7 @@ from tmax_local.approval.gate import (
     suggest_rules,
 )
 from tmax_local.approval.labels import HIGH_RISK, NEVER_BY_RULE, Label
+from tmax_local.approval.parts import Part, Problem, ProblemKind, Redirect, Word
 from tmax_local.approval.policy import MODES, Decision, Mode, PartDecision, decide
 from tmax_local.approval.rules import Rule, RuleMatch, RuleSet, explain, suggest_rule
 from tmax_local.approval.store import (
@@ -57,7 +58,6 @@ from tmax_local.approval.store import (
     rules_path,
     save_rule,
 )
-from tmax_local.approval.parts import Part, Problem, ProblemKind, Redirect, Word
 
 __all__ = [
     "DRY_RUN_OBSERVATION",

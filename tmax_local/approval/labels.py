@@ -590,7 +590,9 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
 
 _DECLARE = ("export", "declare", "typeset", "readonly", "local")
 _TREE_WRITES = frozenset({"tar -x extracts files into", "unzip extracts files into"})
-_SAFE_SET = frozenset({"-e", "+e", "-u", "+u", "-x", "+x", "-v", "+v", "-eu", "-ex", "-eux", "-euo"})
+_SAFE_SET = frozenset(
+    {"-e", "+e", "-u", "+u", "-x", "+x", "-v", "+v", "-eu", "-ex", "-eux", "-euo"}
+)
 _SAFE_SET_O = frozenset({"pipefail", "errexit", "nounset", "xtrace", "verbose"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -603,7 +605,9 @@ def assigned_names(part: Part) -> list[tuple[Word, str]]:
     out: list[tuple[Word, str]] = []
     for a in part.assignments:
         name = a.value.split("=", 1)[0].split("+", 1)[0] if a.static else a.text.split("=", 1)[0]
-        out.append((Word(name, name, a.static or bool(_NAME.fullmatch(name.split("[", 1)[0]))), "sets"))
+        out.append(
+            (Word(name, name, a.static or bool(_NAME.fullmatch(name.split("[", 1)[0]))), "sets")
+        )
     if part.kind != "command" or not part.words:
         return out
     prog = part.program
@@ -670,7 +674,11 @@ def _operands(args: list[Word], with_arg: str, array: str) -> tuple[list[Word], 
             for k, letter in enumerate(v[1:]):
                 if letter in with_arg or letter in array:
                     rest = v[k + 2 :]
-                    target = Word(rest, rest, w.static) if rest else (args[i + 1] if i + 1 < len(args) else None)
+                    target = (
+                        Word(rest, rest, w.static)
+                        if rest
+                        else (args[i + 1] if i + 1 < len(args) else None)
+                    )
                     if not rest:
                         i += 1
                     if letter in array and target is not None:
@@ -698,7 +706,12 @@ def _assignment_labels(part: Part, add: _Add) -> None:
         if "-n" in flags:
             add((SHELL_STATE, f"{part.program} -n makes a name refer to another variable"))
         if "-i" in flags:
-            add((SHELL_STATE, f"{part.program} -i makes later assignments arithmetic (which can run code)"))
+            add(
+                (
+                    SHELL_STATE,
+                    f"{part.program} -i makes later assignments arithmetic (which can run code)",
+                )
+            )
         if "-f" in flags or "-F" in flags and part.program == "export":
             add((SHELL_STATE, f"{part.program} -f exports shell functions"))
 
@@ -714,12 +727,18 @@ def _code_in_text(part: Part, add: _Add) -> None:
             add(
                 (
                     RUNS_CODE,
-                    f"evaluates {text[:40]!r} as arithmetic: bash runs any $(…) in a variable's value",
+                    f"evaluates {text[:40]!r} as arithmetic: bash runs any $(…) in a "
+                    "variable's value",
                 )
             )
             break
     if part.indirect:
-        add((RUNS_CODE, f"{part.indirect[0][:40]} evaluates the text of a variable (bash runs $(…) in it)"))
+        add(
+            (
+                RUNS_CODE,
+                f"{part.indirect[0][:40]} evaluates the text of a variable (bash runs $(…) in it)",
+            )
+        )
 
 
 def _shell_state(part: Part, add: _Add) -> None:
@@ -735,7 +754,14 @@ def _shell_state(part: Part, add: _Add) -> None:
     elif prog == "exec" and not args:
         add((SHELL_STATE, "exec with only redirections rewires the shell's own input/output"))
     elif prog in ("enable", "shopt", "bind", "complete", "compopt"):
-        if not (prog == "shopt" and values and all(v in ("-p", "-q") or not v.startswith("-") for v in values) and "-s" not in values and "-u" not in values and len(values) <= 1):
+        if not (
+            prog == "shopt"
+            and values
+            and all(v in ("-p", "-q") or not v.startswith("-") for v in values)
+            and "-s" not in values
+            and "-u" not in values
+            and len(values) <= 1
+        ):
             add((SHELL_STATE, f"{prog} changes how the shell behaves"))
     elif prog == "set":
         i = 0
@@ -761,7 +787,15 @@ def _shell_state(part: Part, add: _Add) -> None:
 
 _CREDENTIAL_DIRS = (".ssh", ".aws", ".gnupg", ".kube", ".docker", ".azure", ".password-store")
 _CREDENTIAL_CONFIG = ("gh", "gcloud", "hub", "git/credentials", "rclone", "op", "doctl")
-_CREDENTIAL_FILES = (".netrc", ".git-credentials", ".pgpass", ".my.cnf", ".npmrc", ".pypirc", "_netrc")
+_CREDENTIAL_FILES = (
+    ".netrc",
+    ".git-credentials",
+    ".pgpass",
+    ".my.cnf",
+    ".npmrc",
+    ".pypirc",
+    "_netrc",
+)
 _CREDENTIAL_TEXT = re.compile(
     r"(^|/)(\.ssh|\.aws|\.gnupg|\.kube|\.docker|\.netrc|_netrc|\.git-credentials|\.pgpass|\.pypirc"
     r"|\.npmrc|\.password-store|\.config/(gh|gcloud|hub|rclone|op)|\.azure)(/|$|[*?\[{])"
@@ -776,6 +810,8 @@ def _credential_reads(part: Part, root: Path, home: Path, add: _Add) -> None:
     words += [r.target for r in part.redirects if r.target is not None and not r.feeds_stdin]
     words += [f.target for f in argument_facts(part) if f.target is not None]
     for w in words:
+        if w.static and w.value.startswith("-") and "=" not in w.value and "/" not in w.value:
+            continue  # an option, not a path
         why = _credential(w, part.cwd, root, home)
         if why:
             add((CREDENTIALS, f"{w.text[:60]!r} {why}"))

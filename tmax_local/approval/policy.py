@@ -8,8 +8,8 @@ from typing import Literal, get_args
 
 from tmax_local.approval.analysis import Analysis, analyze
 from tmax_local.approval.labels import NEVER_BY_RULE, Label
-from tmax_local.approval.rules import Rule, RuleSet
 from tmax_local.approval.parts import Part
+from tmax_local.approval.rules import Rule, RuleSet
 from tmax_local.errors import ConfigError
 
 Mode = Literal["ask", "auto", "never-run"]

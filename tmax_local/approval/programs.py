@@ -156,14 +156,14 @@ def _sed(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     if any(o == "?" for o, _ in opts):
         out.append(Fact("runs-code", "sed gets an option known only at run time"))
     for f in files:
-        out.append(Fact("runs-code", f"sed reads its script from {f.text!r}, which is not reviewed"))
+        out.append(
+            Fact("runs-code", f"sed reads its script from {f.text!r}, which is not reviewed")
+        )
     if not scripts and not files and operands:
         scripts = [operands[0]]
     for s in scripts:
         if not s.static:
-            out.append(
-                Fact("runs-code", f"the sed script {s.text!r} is only known when it runs")
-            )
+            out.append(Fact("runs-code", f"the sed script {s.text!r} is only known when it runs"))
             continue
         out += sed_script_facts(s.value)
     return out
@@ -236,7 +236,10 @@ def sed_script_facts(script: str) -> list[Fact]:
         if c == "e":
             code, i = rest_of_line(i + 1)
             out.append(
-                Fact("runs-code", f"sed 'e' runs a shell command{': ' + code.strip() if code.strip() else ''}")
+                Fact(
+                    "runs-code",
+                    f"sed 'e' runs a shell command{': ' + code.strip() if code.strip() else ''}",
+                )
             )
             continue
         if c in "sy":
@@ -308,7 +311,9 @@ def _awk(part: Part, args: tuple[Word, ...]) -> list[Fact]:
             out.append(Fact("runs-code", "awk gets an option known only at run time"))
         elif o in ("-f", "--file", "-E", "--exec", "-i", "--include"):
             name = w.text if w is not None else ""
-            out.append(Fact("runs-code", f"awk runs the program in {name!r}, which is not reviewed"))
+            out.append(
+                Fact("runs-code", f"awk runs the program in {name!r}, which is not reviewed")
+            )
         elif o in ("-l", "--load"):
             out.append(Fact("runs-code", "awk loads a compiled extension"))
         elif o in ("-e", "--source") and w is not None:
@@ -321,7 +326,9 @@ def _awk(part: Part, args: tuple[Word, ...]) -> list[Fact]:
         programs = operands[:1]
     for prog in programs:
         if not prog.static:
-            out.append(Fact("runs-code", f"the awk program {prog.text!r} is only known when it runs"))
+            out.append(
+                Fact("runs-code", f"the awk program {prog.text!r} is only known when it runs")
+            )
         else:
             out += awk_program_facts(prog.value)
     return out
@@ -388,15 +395,94 @@ def _find(part: Part, args: tuple[Word, ...]) -> list[Fact]:
 # --------------------------------------------------------------------------- git
 
 GIT_COMMANDS = frozenset(
-    """add am annotate apply archive bisect blame branch bundle cat-file check-attr
-    check-ignore check-mailmap checkout checkout-index cherry cherry-pick citool clean
-    clone commit commit-graph commit-tree config count-objects describe diff diff-files
-    diff-index diff-tree difftool fetch for-each-ref format-patch fsck gc grep hash-object
-    help init log ls-files ls-remote ls-tree merge merge-base merge-file mergetool mv
-    name-rev notes pull push range-diff read-tree rebase reflog remote repack replace
-    restore rev-list rev-parse revert rm shortlog show show-branch show-ref sparse-checkout
-    stash status submodule switch symbolic-ref tag update-index update-ref var verify-commit
-    verify-tag version whatchanged worktree write-tree maintenance""".split()
+    [
+        "add",
+        "am",
+        "annotate",
+        "apply",
+        "archive",
+        "bisect",
+        "blame",
+        "branch",
+        "bundle",
+        "cat-file",
+        "check-attr",
+        "check-ignore",
+        "check-mailmap",
+        "checkout",
+        "checkout-index",
+        "cherry",
+        "cherry-pick",
+        "citool",
+        "clean",
+        "clone",
+        "commit",
+        "commit-graph",
+        "commit-tree",
+        "config",
+        "count-objects",
+        "describe",
+        "diff",
+        "diff-files",
+        "diff-index",
+        "diff-tree",
+        "difftool",
+        "fetch",
+        "for-each-ref",
+        "format-patch",
+        "fsck",
+        "gc",
+        "grep",
+        "hash-object",
+        "help",
+        "init",
+        "log",
+        "ls-files",
+        "ls-remote",
+        "ls-tree",
+        "merge",
+        "merge-base",
+        "merge-file",
+        "mergetool",
+        "mv",
+        "name-rev",
+        "notes",
+        "pull",
+        "push",
+        "range-diff",
+        "read-tree",
+        "rebase",
+        "reflog",
+        "remote",
+        "repack",
+        "replace",
+        "restore",
+        "rev-list",
+        "rev-parse",
+        "revert",
+        "rm",
+        "shortlog",
+        "show",
+        "show-branch",
+        "show-ref",
+        "sparse-checkout",
+        "stash",
+        "status",
+        "submodule",
+        "switch",
+        "symbolic-ref",
+        "tag",
+        "update-index",
+        "update-ref",
+        "var",
+        "verify-commit",
+        "verify-tag",
+        "version",
+        "whatchanged",
+        "worktree",
+        "write-tree",
+        "maintenance",
+    ]
 )
 """git's own commands; any other name may be an alias, and an alias can run a shell."""
 _GIT_GLOBAL_ARG = frozenset(
@@ -445,7 +531,9 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
                 Fact("runs-code", f"git {key} sets configuration, which can name programs to run")
             )
         elif key == "--exec-path" and "=" in v:
-            out.append(Fact("runs-code", "git --exec-path runs git commands from another directory"))
+            out.append(
+                Fact("runs-code", "git --exec-path runs git commands from another directory")
+            )
         elif key in ("-C", "--git-dir", "--work-tree") and i + 1 < len(args) and "=" not in v:
             out.append(Fact("writes", f"git {key} works in", args[i + 1]))
         elif key in ("--git-dir", "--work-tree") and "=" in v:
@@ -453,7 +541,11 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
             out.append(Fact("writes", f"git {key} works in", Word(val, val, args[i].static)))
         if not args[i].static:
             out.append(Fact("runs-code", "git gets an option known only at run time"))
-        i += 2 if key in _GIT_GLOBAL_ARG and "=" not in v and not v.startswith("-c") or v == "-c" else 1
+        i += (
+            2
+            if key in _GIT_GLOBAL_ARG and "=" not in v and not v.startswith("-c") or v == "-c"
+            else 1
+        )
     rest = args[i:]
     if not rest:
         return out
@@ -463,7 +555,10 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     name = sub.value
     if name not in GIT_COMMANDS:
         out.append(
-            Fact("runs-code", f"git {name!r} is not a git command: it may be an alias, which can run a shell")
+            Fact(
+                "runs-code",
+                f"git {name!r} is not a git command: it may be an alias, which can run a shell",
+            )
         )
         return out
     sub_args = rest[1:]
@@ -472,11 +567,20 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
         if not w.static and w.text.startswith(("$", '"$')):
             out.append(Fact("runs-code", "git gets an option known only at run time"))
         key = v.split("=", 1)[0]
-        long = next((k for k in _GIT_CODE_OPTIONS if key.startswith("--") and len(key) > 4 and k.startswith(key)), None)
+        long = next(
+            (
+                k
+                for k in _GIT_CODE_OPTIONS
+                if key.startswith("--") and len(key) > 4 and k.startswith(key)
+            ),
+            None,
+        )
         if long is not None:
             out.append(Fact("runs-code", _GIT_CODE_OPTIONS[long]))
-        if key.startswith("--output") or key == "--output-directory" or (
-            name == "format-patch" and key == "-o"
+        if (
+            key.startswith("--output")
+            or key == "--output-directory"
+            or (name == "format-patch" and key == "-o")
         ):
             target = (
                 Word(v.split("=", 1)[1], v.split("=", 1)[1], w.static)
@@ -488,7 +592,11 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
         if key.startswith("-") and not key.startswith("--") and len(key) > 1:
             for letter in key[1:]:
                 reason = _GIT_SUBCOMMAND_CODE.get((name, f"-{letter}"))
-                if reason is None and name in ("fetch", "clone", "ls-remote", "pull") and letter == "u":
+                if (
+                    reason is None
+                    and name in ("fetch", "clone", "ls-remote", "pull")
+                    and letter == "u"
+                ):
                     reason = f"git {name} -u runs a program as upload-pack"
                 if reason:
                     out.append(Fact("runs-code", reason))
@@ -508,18 +616,26 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
                     Fact("runs-code", f"git {name} -s {strategy!r} runs git-merge-{strategy}")
                 )
         if name in ("clone", "init", "submodule") and v == "-c":
-            out.append(Fact("runs-code", f"git {name} -c sets configuration, which can name programs"))
+            out.append(
+                Fact("runs-code", f"git {name} -c sets configuration, which can name programs")
+            )
     if name == "submodule" and "foreach" in [w.value for w in sub_args]:
-        out.append(Fact("runs-code", "git submodule foreach runs a shell command in each submodule"))
+        out.append(
+            Fact("runs-code", "git submodule foreach runs a shell command in each submodule")
+        )
     if name == "bisect" and sub_args[:1] and sub_args[0].value == "run":
         out.append(Fact("runs-code", "git bisect run runs a command"))
     if name == "filter-branch":
         out.append(Fact("runs-code", "git filter-branch runs shell filters"))
-    if name == "config" and not any(
-        w.value in ("-l", "--list", "--get", "--get-all", "--get-regexp", "get", "list", "-e")
-        or w.value.startswith("--get")
-        for w in sub_args
-    ) and len([w for w in sub_args if not w.value.startswith("-")]) >= 2:
+    if (
+        name == "config"
+        and not any(
+            w.value in ("-l", "--list", "--get", "--get-all", "--get-regexp", "get", "list", "-e")
+            or w.value.startswith("--get")
+            for w in sub_args
+        )
+        and len([w for w in sub_args if not w.value.startswith("-")]) >= 2
+    ):
         out.append(Fact("runs-code", "git config changes settings, which can name programs to run"))
     if name == "config" and any(w.value in ("-e", "--edit") for w in sub_args):
         out.append(Fact("runs-code", "git config --edit runs an editor"))
@@ -627,9 +743,9 @@ def _tar(part: Part, args: tuple[Word, ...]) -> list[Fact]:
         args_for = tail[: len(takes)]
         merged: list[Word] = []
         k = 0
-        for w in rebuilt:
-            merged.append(w)
-            if w.value[1] in _TAR.short_arg and k < len(args_for):
+        for flag in rebuilt:
+            merged.append(flag)
+            if flag.value[1] in _TAR.short_arg and k < len(args_for):
                 merged.append(args_for[k])
                 k += 1
         items = merged + tail[len(takes) :]
@@ -648,10 +764,20 @@ def _tar(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     if extracting:
         dest = next((w for o, w in opts if o in ("-C", "--directory") and w is not None), None)
         out.append(
-            Fact("writes", "tar -x extracts files into", dest if dest is not None else Word.literal("."))
+            Fact(
+                "writes",
+                "tar -x extracts files into",
+                dest if dest is not None else Word.literal("."),
+            )
         )
         if names & {"-P", "--absolute-names"}:
-            out.append(Fact("writes", "tar -P extracts files to the absolute paths in the archive", Word("-P", "", False)))
+            out.append(
+                Fact(
+                    "writes",
+                    "tar -P extracts files to the absolute paths in the archive",
+                    Word("-P", "", False),
+                )
+            )
     if creating or extracting:
         pass
     if creating:
@@ -697,7 +823,10 @@ def _sort(part: Part, args: tuple[Word, ...]) -> list[Fact]:
 
 
 def _uniq(part: Part, args: tuple[Word, ...]) -> list[Fact]:
-    spec = Options(short_arg="fsw", long_arg=frozenset({"skip-fields", "skip-chars", "check-chars", "group", "all-repeated"}))
+    spec = Options(
+        short_arg="fsw",
+        long_arg=frozenset({"skip-fields", "skip-chars", "check-chars", "group", "all-repeated"}),
+    )
     _, operands = split_options(args, spec)
     if len(operands) >= 2:
         return [Fact("writes", "uniq writes its output to", operands[1])]
@@ -721,9 +850,30 @@ def _pager(part: Part, args: tuple[Word, ...]) -> list[Fact]:
 def _editor(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     for w in args:
         v = w.value
-        if v in ("-c", "--cmd", "-S", "-s", "-u", "-U", "-x", "--eval", "-l", "--load", "-f", "--funcall", "--batch", "-e", "-E", "-es", "-Es") or (
-            v.startswith("+") and len(v) > 1 and not v[1:].isdigit()
-        ) or v.startswith(("--eval=", "--load=", "--funcall=")):
+        if (
+            v
+            in (
+                "-c",
+                "--cmd",
+                "-S",
+                "-s",
+                "-u",
+                "-U",
+                "-x",
+                "--eval",
+                "-l",
+                "--load",
+                "-f",
+                "--funcall",
+                "--batch",
+                "-e",
+                "-E",
+                "-es",
+                "-Es",
+            )
+            or (v.startswith("+") and len(v) > 1 and not v[1:].isdigit())
+            or v.startswith(("--eval=", "--load=", "--funcall="))
+        ):
             return [Fact("runs-code", f"{part.program} {v[:20]} runs editor commands or scripts")]
     return []
 
@@ -740,9 +890,21 @@ def _option_runs(options: dict[str, str]) -> Callable[[Part, tuple[Word, ...]], 
                 break
             key = v.split("=", 1)[0]
             for opt, why in options.items():
-                hit = key == opt or (
-                    opt.startswith("--") and key.startswith("--") and len(key) > 3 and opt.startswith(key)
-                ) or (not opt.startswith("--") and len(opt) == 2 and key.startswith(opt) and not key.startswith("--"))
+                hit = (
+                    key == opt
+                    or (
+                        opt.startswith("--")
+                        and key.startswith("--")
+                        and len(key) > 3
+                        and opt.startswith(key)
+                    )
+                    or (
+                        not opt.startswith("--")
+                        and len(opt) == 2
+                        and key.startswith(opt)
+                        and not key.startswith("--")
+                    )
+                )
                 if hit:
                     out.append(Fact("runs-code", f"{part.program} {opt}: {why}"))
                     break
@@ -760,37 +922,72 @@ def _script_tool(part: Part, args: tuple[Word, ...], risky: str) -> list[Fact]:
     """Programs that run commands of their own language from arguments or stdin, where
     some commands run a shell or write files (``sqlite3 db '.shell x'``, ``ed <<< '!x'``)."""
     if part.piped or any(r.feeds_stdin or r.reads for r in part.redirects):
-        return [Fact("runs-code", f"{part.program} reads commands from its input, which can run a shell")]
+        return [
+            Fact(
+                "runs-code", f"{part.program} reads commands from its input, which can run a shell"
+            )
+        ]
     out: list[Fact] = []
     for w in args:
         if not w.static:
             out.append(Fact("runs-code", f"{part.program} gets a command known only at run time"))
         elif risky and re.search(risky, w.value, re.MULTILINE):
-            out.append(Fact("runs-code", f"{part.program} {w.value[:30]!r} can run a shell or write files"))
-        elif w.value in ("-cmd", "-init", "-f", "--file", "-b", "--batch", "-s") or w.value.startswith(
-            "--file="
-        ):
+            out.append(
+                Fact("runs-code", f"{part.program} {w.value[:30]!r} can run a shell or write files")
+            )
+        elif w.value in (
+            "-cmd",
+            "-init",
+            "-f",
+            "--file",
+            "-b",
+            "--batch",
+            "-s",
+        ) or w.value.startswith("--file="):
             out.append(Fact("runs-code", f"{part.program} {w.value} runs commands from a file"))
     if part.program in ("ed", "red", "ftp") and not out:
-        out.append(Fact("runs-code", f"{part.program} reads commands from the terminal, which can run a shell"))
+        out.append(
+            Fact(
+                "runs-code",
+                f"{part.program} reads commands from the terminal, which can run a shell",
+            )
+        )
     return out
 
 
 def _ssh_like(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     out: list[Fact] = []
-    risky = ("proxycommand", "localcommand", "permitlocalcommand", "knownhostscommand", "match", "proxyjump", "remotecommand", "include", "sshcommand", "pkcs11provider", "securitykeyprovider")
+    risky = (
+        "proxycommand",
+        "localcommand",
+        "permitlocalcommand",
+        "knownhostscommand",
+        "match",
+        "proxyjump",
+        "remotecommand",
+        "include",
+        "sshcommand",
+        "pkcs11provider",
+        "securitykeyprovider",
+    )
     for i, w in enumerate(args):
         v = w.value
         if v.startswith("-o"):
             opt = v[2:] if len(v) > 2 else (args[i + 1].value if i + 1 < len(args) else "")
-            if not (args[i + 1].static if len(v) == 2 and i + 1 < len(args) else w.static) or opt.lower().replace(" ", "").startswith(risky):
-                out.append(Fact("runs-code", f"{part.program} -o {opt[:30]!r} can run a local command"))
+            if not (
+                args[i + 1].static if len(v) == 2 and i + 1 < len(args) else w.static
+            ) or opt.lower().replace(" ", "").startswith(risky):
+                out.append(
+                    Fact("runs-code", f"{part.program} -o {opt[:30]!r} can run a local command")
+                )
         elif v.startswith("-F"):
             out.append(Fact("runs-code", f"{part.program} -F reads a config that can run commands"))
         elif v.startswith("-S") and part.program in ("scp", "sftp"):
             out.append(Fact("runs-code", f"{part.program} -S runs a program instead of ssh"))
         elif v.startswith("-b") and part.program == "sftp":
-            out.append(Fact("runs-code", "sftp -b runs batch commands, which can run a local shell"))
+            out.append(
+                Fact("runs-code", "sftp -b runs batch commands, which can run a local shell")
+            )
     return out
 
 
@@ -801,7 +998,13 @@ def _dd(part: Part, args: tuple[Word, ...]) -> list[Fact]:
 def _patch(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     if any(w.value in ("-o", "--output") or w.value.startswith("--output=") for w in args):
         return []
-    return [Fact("writes", "patch writes the files named in the patch", Word("(files in the patch)", "", False))]
+    return [
+        Fact(
+            "writes",
+            "patch writes the files named in the patch",
+            Word("(files in the patch)", "", False),
+        )
+    ]
 
 
 def _unzip(part: Part, args: tuple[Word, ...]) -> list[Fact]:
@@ -821,16 +1024,35 @@ def _zip(part: Part, args: tuple[Word, ...]) -> list[Fact]:
 
 def _curl(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     out: list[Fact] = []
-    writes = {"--output-dir", "-D", "--dump-header", "-c", "--cookie-jar", "--trace", "--trace-ascii", "--stderr", "--libcurl", "--etag-save", "--hsts", "--alt-svc"}
+    writes = {
+        "--output-dir",
+        "-D",
+        "--dump-header",
+        "-c",
+        "--cookie-jar",
+        "--trace",
+        "--trace-ascii",
+        "--stderr",
+        "--libcurl",
+        "--etag-save",
+        "--hsts",
+        "--alt-svc",
+    }
     for i, w in enumerate(args):
         v = w.value
         key = v.split("=", 1)[0]
         if key in writes:
-            target = Word(v.split("=", 1)[1], v.split("=", 1)[1], w.static) if "=" in v else (args[i + 1] if i + 1 < len(args) else None)
+            target = (
+                Word(v.split("=", 1)[1], v.split("=", 1)[1], w.static)
+                if "=" in v
+                else (args[i + 1] if i + 1 < len(args) else None)
+            )
             if target is not None:
                 out.append(Fact("writes", f"curl {key} writes to", target))
         elif key in ("-K", "--config"):
-            out.append(Fact("runs-code", "curl -K reads options (including files to write) from a file"))
+            out.append(
+                Fact("runs-code", "curl -K reads options (including files to write) from a file")
+            )
     return out
 
 
@@ -839,8 +1061,15 @@ def _wget(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     for i, w in enumerate(args):
         v = w.value
         key = v.split("=", 1)[0]
-        val = (Word(v.split("=", 1)[1], v.split("=", 1)[1], w.static) if "=" in v else (args[i + 1] if i + 1 < len(args) else None))
-        if key in ("-o", "--output-file", "-a", "--append-output", "-P", "--directory-prefix") and val is not None:
+        val = (
+            Word(v.split("=", 1)[1], v.split("=", 1)[1], w.static)
+            if "=" in v
+            else (args[i + 1] if i + 1 < len(args) else None)
+        )
+        if (
+            key in ("-o", "--output-file", "-a", "--append-output", "-P", "--directory-prefix")
+            and val is not None
+        ):
             out.append(Fact("writes", f"wget {key} writes to", val))
         elif key in ("-e", "--execute", "--config", "--use-askpass") or key.startswith("-e"):
             out.append(Fact("runs-code", f"wget {key} runs wgetrc commands or a program"))
@@ -873,8 +1102,21 @@ CHECKS: dict[str, Callable[[Part, tuple[Word, ...]], list[Fact]]] = {
     "gvim": _editor,
     "vimdiff": _editor,
     "emacs": _editor,
-    "man": _option_runs({"-P": "runs a pager program", "--pager": "runs a pager program", "-H": "runs a browser", "--html": "runs a browser"}),
-    "rsync": _option_runs({"-e": "runs a remote shell program", "--rsh": "runs a remote shell program", "--rsync-path": "runs a program on the other side"}),
+    "man": _option_runs(
+        {
+            "-P": "runs a pager program",
+            "--pager": "runs a pager program",
+            "-H": "runs a browser",
+            "--html": "runs a browser",
+        }
+    ),
+    "rsync": _option_runs(
+        {
+            "-e": "runs a remote shell program",
+            "--rsh": "runs a remote shell program",
+            "--rsync-path": "runs a program on the other side",
+        }
+    ),
     "ssh": _ssh_like,
     "scp": _ssh_like,
     "sftp": _ssh_like,
@@ -885,7 +1127,9 @@ CHECKS: dict[str, Callable[[Part, tuple[Word, ...]], list[Fact]]] = {
     "wget": _wget,
     "mapfile": _option_runs({"-C": "runs a callback command"}),
     "readarray": _option_runs({"-C": "runs a callback command"}),
-    "parallel": lambda part, args: [Fact("runs-code", "parallel runs its arguments through a shell")],
+    "parallel": lambda part, args: [
+        Fact("runs-code", "parallel runs its arguments through a shell")
+    ],
     "sqlite3": lambda part, args: _script_tool(part, args, SQLITE_RISKY),
     "psql": lambda part, args: _script_tool(part, args, PSQL_RISKY),
     "mysql": lambda part, args: _script_tool(part, args, MYSQL_RISKY),
@@ -895,31 +1139,135 @@ CHECKS: dict[str, Callable[[Part, tuple[Word, ...]], list[Fact]]] = {
     "script": _option_runs({"-c": "runs a command", "--command": "runs a command"}),
     "flock": _option_runs({"-c": "runs a command", "--command": "runs a command"}),
     "sg": _option_runs({"-c": "runs a command"}),
-    "gdb": _option_runs({"-ex": "runs debugger commands", "-x": "runs a command file", "--batch": "runs commands", "-batch": "runs commands"}),
+    "gdb": _option_runs(
+        {
+            "-ex": "runs debugger commands",
+            "-x": "runs a command file",
+            "--batch": "runs commands",
+            "-batch": "runs commands",
+        }
+    ),
 }
 
-SHELL_NAMES = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh", "ash", "busybox"})
+SHELL_NAMES = frozenset(
+    {"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh", "ash", "busybox"}
+)
 INTERPRETER_NAMES = frozenset(
-    {"python", "python2", "python3", "perl", "ruby", "node", "nodejs", "php", "lua", "Rscript", "deno", "bun", "tclsh", "wish", "julia", "java", "jshell", "osascript", "pwsh", "expect", "irb"}
+    {
+        "python",
+        "python2",
+        "python3",
+        "perl",
+        "ruby",
+        "node",
+        "nodejs",
+        "php",
+        "lua",
+        "Rscript",
+        "deno",
+        "bun",
+        "tclsh",
+        "wish",
+        "julia",
+        "java",
+        "jshell",
+        "osascript",
+        "pwsh",
+        "expect",
+        "irb",
+    }
 )
 CODE_FROM_ARGS = (
     SHELL_NAMES
     | INTERPRETER_NAMES
     | frozenset(CHECKS)
     | frozenset(
-        """source . eval exec xargs env sudo doas su runuser pkexec command builtin nohup
-        timeout time nice ionice stdbuf setsid unbuffer chroot watch trap make gmake
-        strace ltrace valgrind unshare nsenter chrt taskset prlimit systemd-run firejail
-        bwrap proot torsocks proxychains faketime dbus-launch xvfb-run coproc""".split()
+        [
+            "source",
+            ".",
+            "eval",
+            "exec",
+            "xargs",
+            "env",
+            "sudo",
+            "doas",
+            "su",
+            "runuser",
+            "pkexec",
+            "command",
+            "builtin",
+            "nohup",
+            "timeout",
+            "time",
+            "nice",
+            "ionice",
+            "stdbuf",
+            "setsid",
+            "unbuffer",
+            "chroot",
+            "watch",
+            "trap",
+            "make",
+            "gmake",
+            "strace",
+            "ltrace",
+            "valgrind",
+            "unshare",
+            "nsenter",
+            "chrt",
+            "taskset",
+            "prlimit",
+            "systemd-run",
+            "firejail",
+            "bwrap",
+            "proot",
+            "torsocks",
+            "proxychains",
+            "faketime",
+            "dbus-launch",
+            "xvfb-run",
+            "coproc",
+        ]
     )
 )
 """Programs that can run code because of their arguments or of files they read."""
 
 
 PROJECT_CODE = frozenset(
-    """cmake ninja meson just task rake gradle gradlew mvn ant npm npx pnpm yarn bun cargo
-    go pip pip3 uv uvx poetry pipx pytest tox nox coverage pre-commit docker podman kubectl
-    gh""".split()
+    [
+        "cmake",
+        "ninja",
+        "meson",
+        "just",
+        "task",
+        "rake",
+        "gradle",
+        "gradlew",
+        "mvn",
+        "ant",
+        "npm",
+        "npx",
+        "pnpm",
+        "yarn",
+        "bun",
+        "cargo",
+        "go",
+        "pip",
+        "pip3",
+        "uv",
+        "uvx",
+        "poetry",
+        "pipx",
+        "pytest",
+        "tox",
+        "nox",
+        "coverage",
+        "pre-commit",
+        "docker",
+        "podman",
+        "kubectl",
+        "gh",
+    ]
 )
 """Programs that run code the repository provides (build files, scripts, tests, hooks).
 A project's own rules may not allow them either (see `store`)."""

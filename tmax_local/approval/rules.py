@@ -244,7 +244,9 @@ def suggestion_note(part: Part, labels: Iterable[str] = ()) -> str:
     does not)."""
     names = set(labels)
     if names & NEVER_BY_RULE:
-        return "no rule is suggested: no allow rule covers " + ", ".join(sorted(names & NEVER_BY_RULE))
+        return "no rule is suggested: no allow rule covers " + ", ".join(
+            sorted(names & NEVER_BY_RULE)
+        )
     if part.words and runs_code_from_args(part.program):
         narrow = _NARROW_SUBCOMMANDS.get(part.program, frozenset())
         if len(part.words) > 1 and part.words[1].value in narrow:

@@ -344,9 +344,7 @@ def _check_heredoc(ctx: _Ctx, node: Node, start: str, strip_tabs: bool) -> None:
         lines = [line.lstrip("\t") for line in lines]
         end = end.lstrip("\t") if end is not None else None
     if end != delimiter or delimiter in lines:
-        ctx.flag(
-            f"the here-document delimiter {start!r} may end elsewhere than the parser thinks"
-        )
+        ctx.flag(f"the here-document delimiter {start!r} may end elsewhere than the parser thinks")
 
 
 # --------------------------------------------------------------------------- walking
@@ -508,9 +506,7 @@ def _walk(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool, d
             _walk(ctx, child, redirects, after_pipe, depth + 1)
     elif kind == "command_substitution":
         if ctx.text(node).startswith("`") and "\\" in ctx.text(node):
-            ctx.flag(
-                "backslashes inside `backquotes` are re-read by bash; use $(…) instead"
-            )
+            ctx.flag("backslashes inside `backquotes` are re-read by bash; use $(…) instead")
         for child in node.children:
             _walk(ctx, child, (), piped, depth + 1)
     elif kind == "compound_statement" and ctx.text(node).startswith("{"):
@@ -561,7 +557,9 @@ def _header(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool)
             subject = [c for c in node.children if c.is_named and c.type != "case_item"]
             arith, indirect = _facts(ctx, list(node.children))
         elif kind == "c_style_for_statement":
-            body = next((c for c in node.children if c.type in ("do_group", "compound_statement")), None)
+            body = next(
+                (c for c in node.children if c.type in ("do_group", "compound_statement")), None
+            )
             end = body.start_byte if body is not None else node.end_byte
             subject = []
             head = _decode(ctx.src[node.start_byte : end])
@@ -602,9 +600,13 @@ def _facts(ctx: _Ctx, nodes: list[Node]) -> tuple[tuple[str, ...], tuple[str, ..
         elif kind == "expansion":
             children = list(n.children)
             types = [c.type for c in children]
-            if len(types) > 2 and types[1] == "!" and "*" not in types and "@" not in types:
-                indirect.append(ctx.text(n))
-            elif ctx.text(n).endswith("@P}"):  # ${v@P}: prompt expansion runs $(…)
+            if (
+                len(types) > 2
+                and types[1] == "!"
+                and "*" not in types
+                and "@" not in types
+                or ctx.text(n).endswith("@P}")
+            ):
                 indirect.append(ctx.text(n))
             if ":" in types:
                 i = types.index(":")

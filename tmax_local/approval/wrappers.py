@@ -137,8 +137,8 @@ def expand_part(part: Part, nested: int) -> list[Part]:
             # xargs appends words read from stdin (an unknown tail), or puts them where
             # its replace-string is (-I STR, -i, --replace): those words are unknown too
             marks = _xargs_replace(args[: len(args) - len(rest)])
-            inner = [_placeholder(w, marks) for w in rest]
-            out += _inner(part, inner + [Word("…", "", False)], "xargs", nested)
+            filled = [_placeholder(w, marks) for w in rest]
+            out += _inner(part, filled + [Word("…", "", False)], "xargs", nested)
     elif prog in ("find", "fd", "fdfind"):
         out += _find_exec(part, args, nested)
     elif prog == "coproc" and args:
@@ -160,14 +160,18 @@ def expand_part(part: Part, nested: int) -> list[Part]:
                 out += _code(part, " ".join(w.value for w in rest), "watch", nested)
             else:
                 out = [
-                    _problem(part, "watch runs a command built at run time", ProblemKind.DYNAMIC_CODE)
+                    _problem(
+                        part, "watch runs a command built at run time", ProblemKind.DYNAMIC_CODE
+                    )
                 ]
     elif prog == "trap" and args and not args[0].value.startswith("-"):
         if args[0].static:
             out += _code(part, args[0].value, "trap", nested)
         else:
             out = [
-                _problem(part, "the trap action is only known when it runs", ProblemKind.DYNAMIC_CODE)
+                _problem(
+                    part, "the trap action is only known when it runs", ProblemKind.DYNAMIC_CODE
+                )
             ]
     elif prog in ("source", ".") and args:
         out = _source(part, args, nested)
@@ -340,7 +344,9 @@ def _code_option(part: Part, args: list[Word], flag: str, via: str, nested: int)
             if not code.static:
                 return [
                     _problem(
-                        part, f"{via} {flag} runs a string only known at run time", ProblemKind.DYNAMIC_CODE
+                        part,
+                        f"{via} {flag} runs a string only known at run time",
+                        ProblemKind.DYNAMIC_CODE,
                     )
                 ]
             return [part] + _code(part, code.value, f"{via} {flag}", nested)
@@ -408,7 +414,9 @@ def _script_file(part: Part, script: Word, nested: int, *, shell: bool) -> list[
         if "/dev/" in script.text or "/proc/" in script.text:
             return [
                 _problem(
-                    part, "runs a script from a descriptor chosen at run time", ProblemKind.DYNAMIC_CODE
+                    part,
+                    "runs a script from a descriptor chosen at run time",
+                    ProblemKind.DYNAMIC_CODE,
                 )
             ]
         return [part]
