@@ -299,6 +299,17 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     "env-dynamic-option": (("env *",), ["+o=-S", "env $o 'touch {M}'"]),
     "ed-shell-escape": (("ed *",), ["ed -s f <<< '!touch {M}'"]),
     "sqlite3-shell": (("sqlite3 *",), ["sqlite3 :memory: '.shell touch {M}'"]),
+    "awk-quote-in-regex-hides-system": (
+        ("awk *",),
+        ['awk \'/"/{x=1} BEGIN{system("touch {M}")}\''],
+    ),
+    "sed-bracket-hides-delimiter": (("sed *",), ["sed -n 's/[/]/x/;1e touch {M}' f"]),
+    "read-home-recursively": (("cp *",), ["cp -r ~ stolen"]),
+    "read-home-path-from-variable": (("cat *",), ["+d=.ssh", "cat ~/$d/id_rsa > stolen"]),
+    "read-variable-path-in-home": (
+        ("cd *", "cp *"),
+        ["cd ~", "+f=.ssh/id_rsa", "cp $f {P}/stolen"],
+    ),
     "sqlite3-system-stdin": (("sqlite3 *",), ["sqlite3 :memory: <<< '.system touch {M}'"]),
 }
 if HAVE_GIT:

@@ -697,6 +697,8 @@ def _assignment_labels(part: Part, add: _Add) -> None:
             add((SHELL_STATE, f"{how} a variable whose name is only known when it runs"))
             continue
         name = word.value.split("[", 1)[0]
+        if name == "IFS" and how == "sets" and part.kind == "command" and part.words:
+            continue  # `IFS= read -r line`: only that command's word splitting
         if sensitive_variable(name):
             add((SHELL_STATE, f"{how} {name}, which changes what later commands run"))
         if "[" in word.value and re.search(r"[$`]", word.value.split("[", 1)[1]):
@@ -809,13 +811,44 @@ def _credential_reads(part: Part, root: Path, home: Path, add: _Add) -> None:
     words = list(part.words[1:]) + list(part.assignments)
     words += [r.target for r in part.redirects if r.target is not None and not r.feeds_stdin]
     words += [f.target for f in argument_facts(part) if f.target is not None]
+    recursive = _reads_recursively(part)
+    stores = [home / d for d in (*_CREDENTIAL_DIRS, *_CREDENTIAL_FILES, ".config")]
+    in_home = part.cwd is not None and any(part.cwd == s or part.cwd in s.parents for s in stores)
     for w in words:
         if w.static and w.value.startswith("-") and "=" not in w.value and "/" not in w.value:
             continue  # an option, not a path
         why = _credential(w, part.cwd, root, home)
+        if not why and not w.static:
+            rest = _HOME_PREFIX.sub(str(home), w.value)
+            if rest.startswith((str(home) + "/$", str(home) + "/`")) or (
+                in_home and w.value.startswith(("$", "`"))
+            ):
+                why = "may name a credential store (a path under your home chosen at run time)"
+        if not why and recursive:
+            where = path_of(Word.literal(_HOME_PREFIX.sub(str(home), w.value)), part.cwd, home)
+            if where is not None and any(where == s or where in s.parents for s in stores):
+                why = f"is read recursively by {part.program}, including credential stores"
         if why:
             add((CREDENTIALS, f"{w.text[:60]!r} {why}"))
             return
+
+
+_ALWAYS_RECURSIVE = frozenset({"tar", "zip", "7z", "rsync", "rg", "ag", "rclone", "du"})
+
+
+def _reads_recursively(part: Part) -> bool:
+    """True when ``part`` reads whole directory trees (``tar``, ``cp -r``, ``grep -r``…)."""
+    prog = part.program
+    if part.kind != "command" or not prog:
+        return False
+    if prog in _ALWAYS_RECURSIVE - {"du"}:
+        return True
+    flags = _flags(part.words[1:])
+    if prog in ("cp", "scp", "grep", "egrep", "fgrep", "chmod", "ls"):
+        return bool(flags & {"-r", "-R", "-a", "--recursive", "--archive"}) and prog != "chmod"
+    if prog == "find":
+        return any(w.value.startswith(("-exec", "-ok", "-fprint", "-fls")) for w in part.words)
+    return False
 
 
 _HOME_PREFIX = re.compile(r"^(~|\$HOME|\$\{HOME\})(?=/|$)")

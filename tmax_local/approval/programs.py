@@ -181,8 +181,9 @@ def sed_script_facts(script: str) -> list[Fact]:
         end = n if end < 0 else end
         return script[k:end], end
 
-    def delimited(k: int, delim: str) -> int:
-        """Index just after the next unescaped ``delim`` from ``k`` (or -1)."""
+    def delimited(k: int, delim: str, regex: bool = False) -> int:
+        """Index just after the next unescaped ``delim`` from ``k`` (or -1). In a regular
+        expression a bracket expression (``[/]``) does not end it."""
         while k < n:
             c = script[k]
             if c == "\\":
@@ -190,6 +191,22 @@ def sed_script_facts(script: str) -> list[Fact]:
                 continue
             if c == "\n" and delim != "\n":
                 return -1
+            if regex and c == "[":
+                j = k + 1
+                if j < n and script[j] == "^":
+                    j += 1
+                if j < n and script[j] == "]":
+                    j += 1
+                while j < n and script[j] != "]":
+                    if script[j] == "[" and j + 1 < n and script[j + 1] in ":.=":
+                        close = script.find(script[j + 1] + "]", j + 2)
+                        j = close + 2 if close >= 0 else n
+                        continue
+                    j += 1
+                if j >= n:
+                    return -1
+                k = j + 1
+                continue
             if c == delim:
                 return k + 1
             k += 1
@@ -206,7 +223,7 @@ def sed_script_facts(script: str) -> list[Fact]:
             continue
         if c == "/" or c == "\\":
             delim = "/" if c == "/" else (script[i + 1] if i + 1 < n else "")
-            j = delimited(i + (1 if c == "/" else 2), delim)
+            j = delimited(i + (1 if c == "/" else 2), delim, regex=True)
             if j < 0:
                 return [Fact("runs-code", "the sed script could not be read")]
             i = j
@@ -248,7 +265,7 @@ def sed_script_facts(script: str) -> list[Fact]:
             delim = script[i + 1]
             if delim in "\n\\":
                 return [Fact("runs-code", "the sed script could not be read")]
-            j = delimited(i + 2, delim)
+            j = delimited(i + 2, delim, regex=c == "s")
             k = delimited(j, delim) if j >= 0 else -1
             if k < 0:
                 return [Fact("runs-code", "the sed script could not be read")]
@@ -337,13 +354,15 @@ def _awk(part: Part, args: tuple[Word, ...]) -> list[Fact]:
 def awk_program_facts(program: str) -> list[Fact]:
     """``system()``, pipes to and from commands, ``print > file`` and ``getline < file``."""
     out: list[Fact] = []
-    bare = _AWK_STRING.sub('""', program)
+    # Checked on the raw text: telling strings from regular expressions (`/"/`) needs a
+    # real awk parser, and a string that only looks like code merely means "ask".
+    bare = program
     if re.search(r"\bsystem\s*\(", bare):
         out.append(Fact("runs-code", "awk system() runs shell commands"))
     if re.search(r"\|(?!\|)", bare.replace("||", "")):
         out.append(Fact("runs-code", "awk pipes to or from a shell command (| or |&)"))
-    if "@load" in bare or "@include" in bare or "/inet" in program:
-        out.append(Fact("runs-code", "awk loads code or opens network connections"))
+    if re.search(r"@\s*[A-Za-z_]", bare) or "/inet" in program:
+        out.append(Fact("runs-code", "awk loads code, calls a function by name or opens a socket"))
     for m in _AWK_PRINT.finditer(bare):
         depth = 0
         k = m.end()
