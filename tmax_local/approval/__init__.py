@@ -31,33 +31,91 @@ The shell running approved commands should disable history expansion (``set +H``
 aliases it did not define, so that the bytes approved mean what they meant when reviewed.
 """
 
-from tmax_local.approval.analysis import Analysis, analyze
-from tmax_local.approval.gate import (
-    DRY_RUN_OBSERVATION,
-    AllowRule,
-    Answer,
-    ApprovalRequest,
-    Approve,
-    Approver,
-    Edit,
-    Gate,
-    Reject,
-    Scope,
-    Verdict,
-    rejection_observation,
-    suggest_rules,
-)
-from tmax_local.approval.labels import HIGH_RISK, NEVER_BY_RULE, Label
-from tmax_local.approval.parts import Part, Problem, ProblemKind, Redirect, Word
-from tmax_local.approval.policy import MODES, Decision, Mode, PartDecision, decide
-from tmax_local.approval.rules import Rule, RuleMatch, RuleSet, explain, suggest_rule
-from tmax_local.approval.store import (
-    PROJECT_FILE,
-    load_project_rules,
-    load_saved_rules,
-    rules_path,
-    save_rule,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # for type checkers; at run time names load on first use (below)
+    from tmax_local.approval.analysis import Analysis, analyze
+    from tmax_local.approval.gate import (
+        DRY_RUN_OBSERVATION,
+        AllowRule,
+        Answer,
+        ApprovalRequest,
+        Approve,
+        Approver,
+        Edit,
+        Gate,
+        Reject,
+        Scope,
+        Verdict,
+        rejection_observation,
+        suggest_rules,
+    )
+    from tmax_local.approval.labels import HIGH_RISK, NEVER_BY_RULE, Label
+    from tmax_local.approval.parts import Part, Problem, ProblemKind, Redirect, Word
+    from tmax_local.approval.policy import MODES, Decision, Mode, PartDecision, decide
+    from tmax_local.approval.rules import Rule, RuleMatch, RuleSet, explain, suggest_rule
+    from tmax_local.approval.store import (
+        PROJECT_FILE,
+        load_project_rules,
+        load_saved_rules,
+        rules_path,
+        save_rule,
+    )
+
+_WHERE: dict[str, str] = {
+    "AllowRule": "tmax_local.approval.gate",
+    "Analysis": "tmax_local.approval.analysis",
+    "Answer": "tmax_local.approval.gate",
+    "ApprovalRequest": "tmax_local.approval.gate",
+    "Approve": "tmax_local.approval.gate",
+    "Approver": "tmax_local.approval.gate",
+    "DRY_RUN_OBSERVATION": "tmax_local.approval.gate",
+    "Decision": "tmax_local.approval.policy",
+    "Edit": "tmax_local.approval.gate",
+    "Gate": "tmax_local.approval.gate",
+    "HIGH_RISK": "tmax_local.approval.labels",
+    "Label": "tmax_local.approval.labels",
+    "MODES": "tmax_local.approval.policy",
+    "Mode": "tmax_local.approval.policy",
+    "NEVER_BY_RULE": "tmax_local.approval.labels",
+    "PROJECT_FILE": "tmax_local.approval.store",
+    "Part": "tmax_local.approval.parts",
+    "PartDecision": "tmax_local.approval.policy",
+    "Problem": "tmax_local.approval.parts",
+    "ProblemKind": "tmax_local.approval.parts",
+    "Redirect": "tmax_local.approval.parts",
+    "Reject": "tmax_local.approval.gate",
+    "Rule": "tmax_local.approval.rules",
+    "RuleMatch": "tmax_local.approval.rules",
+    "RuleSet": "tmax_local.approval.rules",
+    "Scope": "tmax_local.approval.gate",
+    "Verdict": "tmax_local.approval.gate",
+    "Word": "tmax_local.approval.parts",
+    "analyze": "tmax_local.approval.analysis",
+    "decide": "tmax_local.approval.policy",
+    "explain": "tmax_local.approval.rules",
+    "load_project_rules": "tmax_local.approval.store",
+    "load_saved_rules": "tmax_local.approval.store",
+    "rejection_observation": "tmax_local.approval.gate",
+    "rules_path": "tmax_local.approval.store",
+    "save_rule": "tmax_local.approval.store",
+    "suggest_rule": "tmax_local.approval.rules",
+    "suggest_rules": "tmax_local.approval.gate",
+}
+"""Where each public name lives. Loaded on first use, so that importing one piece (the
+data types in `parts`, the rules) does not load the parser or the policy."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DRY_RUN_OBSERVATION",

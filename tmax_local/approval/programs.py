@@ -531,7 +531,6 @@ _GIT_SUBCOMMAND_CODE = {
     ("rebase", "--exec"): "git rebase --exec runs a shell command after each commit",
     ("grep", "-O"): "git grep -O opens the matches in a pager program",
     ("clone", "-u"): "git clone -u runs a program as upload-pack",
-    ("fetch", "-u"): "",
     ("difftool", "-x"): "git difftool -x runs a program",
     ("difftool", "-t"): "git difftool -t runs a tool",
     ("mergetool", "-t"): "git mergetool -t runs a tool",

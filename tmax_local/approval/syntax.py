@@ -568,10 +568,10 @@ def _header(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool)
             end = node.end_byte
             subject = []
             arith, indirect = (ctx.text(node),), _facts(ctx, list(node.children))[1]
-        else:  # [[ … ]]
+        else:  # [[ … ]] or [ … ]
             end = node.end_byte
             subject = []
-            arith, indirect = _facts(ctx, list(node.children))
+            arith, indirect = _facts(ctx, [node])
         del subject
         text = _decode(ctx.src[node.start_byte : end]).rstrip()
         part = Part(text, (), (), redirects, kind="test", piped=piped)
@@ -584,11 +584,17 @@ def _facts(ctx: _Ctx, nodes: list[Node]) -> tuple[tuple[str, ...], tuple[str, ..
     into command substitutions (those are parts of their own)."""
     arith: list[str] = []
     indirect: list[str] = []
+    # `[ a -eq b ]` (the builtin) compares integers; `[[ a -eq b ]]` evaluates arithmetic
+    in_double_brackets = not any(
+        n.type == "test_command" and not ctx.text(n).startswith("[[") for n in nodes
+    )
     stack = list(reversed(nodes))
     while stack:
         n = stack.pop()
         kind = n.type
         if kind in ("command_substitution", "process_substitution"):
+            if ctx.text(n).startswith("$(("):  # the grammar's reading of `$((…))` in a heredoc
+                arith.append(ctx.text(n))
             continue
         if kind == "arithmetic_expansion":
             arith.append(ctx.text(n))
@@ -600,13 +606,8 @@ def _facts(ctx: _Ctx, nodes: list[Node]) -> tuple[tuple[str, ...], tuple[str, ..
         elif kind == "expansion":
             children = list(n.children)
             types = [c.type for c in children]
-            if (
-                len(types) > 2
-                and types[1] == "!"
-                and "*" not in types
-                and "@" not in types
-                or ctx.text(n).endswith("@P}")
-            ):
+            listing = re.search(r"(\[[@*]\]|[@*])\}$", ctx.text(n)) is not None  # ${!a[@]}
+            if (len(types) > 2 and types[1] == "!" and not listing) or ctx.text(n).endswith("@P}"):
                 indirect.append(ctx.text(n))
             if ":" in types:
                 i = types.index(":")
@@ -616,7 +617,7 @@ def _facts(ctx: _Ctx, nodes: list[Node]) -> tuple[tuple[str, ...], tuple[str, ..
         elif kind in ("binary_expression", "unary_expression"):
             ops = [ctx.text(c) for c in n.children if c.type == "test_operator"]
             operands = [ctx.text(c) for c in n.children if c.is_named and c.type != "test_operator"]
-            if any(op in _ARITH_TESTS for op in ops):
+            if any(op in _ARITH_TESTS for op in ops) and in_double_brackets:
                 arith += operands
             elif "-v" in ops:  # `[[ -v a[i] ]]` evaluates the subscript
                 arith += [t for t in operands if "[" in t]
