@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> int:
     from tmax_local.agent.loop import Agent
     from tmax_local.agent.resolve import load_backend
     from tmax_local.agent.transcript import TranscriptWriter, load_records, summarize
-    from tmax_local.approval import Gate
+    from tmax_local.agent.cli_trust import rules_for_run
+    from tmax_local.approval import Gate, rules_path
     from tmax_local.paths import sessions_dir
     from tmax_local.shell import PtyShell
 
@@ -189,7 +190,6 @@ def run(args: argparse.Namespace) -> int:
     opts = session.model
     config = opts.harness_config()
     model = load_backend(opts.resolve(), opts.engine_options())
-    gate = Gate.load(cwd, session.approve)
     stdin_for_answers = sys.stdin
     if args.task == "-" and session.approve == "ask":
         try:
@@ -199,6 +199,13 @@ def run(args: argparse.Namespace) -> int:
                 "the task came from stdin, so answers cannot: use --approve "
                 "auto/never-run or pass the task as an argument"
             ) from None
+    found = rules_for_run(
+        cwd,
+        trust_flag=session.trust_project,
+        answers=stdin_for_answers if stdin_for_answers.isatty() else None,
+        out=sys.stdout,
+    )
+    gate = Gate(session.approve, found.rules, cwd=cwd, rules_file=rules_path())
     approver = PromptApprover(stdin_for_answers, sys.stdout)
     view = TerminalView(sys.stdout)
 

@@ -211,6 +211,13 @@ class SessionOptions:
     cwd: Path | None = option(
         None, "working directory of the shell (default: here)", type=Path, metavar="DIR"
     )
+    trust_project: bool = option(
+        False,
+        "trust this project's .tmax-local.toml approval rules (recorded for the file's exact "
+        "contents; asked again when it changes). Without it you are asked at a terminal; "
+        "elsewhere they are ignored",
+        flag=True,
+    )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Self:

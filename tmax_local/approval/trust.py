@@ -21,7 +21,7 @@ from tmax_local.approval.store import (
     trust_project,
 )
 
-__all__ = ["SessionRules", "describe_rules", "describe_project", "session_rules"]
+__all__ = ["AskTrust", "SessionRules", "describe_project", "describe_rules", "session_rules"]
 
 AskTrust = Callable[[ProjectRules], bool]
 """Shows a project's rules and returns True when the user trusts them."""
