@@ -174,10 +174,10 @@ class PromptApprover:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tmax_local.agent.cli_trust import rules_for_run
     from tmax_local.agent.loop import Agent
     from tmax_local.agent.resolve import load_backend
     from tmax_local.agent.transcript import TranscriptWriter, load_records, summarize
-    from tmax_local.agent.cli_trust import rules_for_run
     from tmax_local.approval import Gate, rules_path
     from tmax_local.paths import sessions_dir
     from tmax_local.shell import PtyShell
