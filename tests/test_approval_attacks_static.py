@@ -279,6 +279,11 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     "cd-then-relative-write": (("cd *", "echo *"), ["cd {T}", "echo x > M"]),
     "cd-home-then-tee": (("cd *", "echo *", "tee *"), ["cd ~", "echo x | tee MARK"]),
     "cd-up-then-cp": (("cd *", "cp *"), ["cd ..", "cp proj/f M"]),
+    "mv-from-outside": (("mv *",), ["+touch {T}/victim", "mv {T}/victim stolen"]),
+    "hard-link-then-write": (
+        ("ln *", "echo *"),
+        ["+touch {T}/victim", "ln {T}/victim h", "echo x > h && touch MARK"],
+    ),
     "read-ssh-key": (("cat *",), ["cat ~/.ssh/id_rsa > stolen"]),
     "read-ssh-key-home-var": (("cat *",), ["cat $HOME/.ssh/id_rsa > stolen"]),
     "read-ssh-key-glob": (("cat *",), ["cat ~/.ss?/id_rsa > stolen"]),
@@ -343,6 +348,7 @@ if HAVE_GIT:
                 ["git config core.hooksPath hooks", "git commit -q --allow-empty -m x"],
             ),
             "GIT_PAGER-export": ("auto", ["export GIT_PAGER='touch {M}'", "git -p log"]),
+            "cd-out-then-git-init": (("cd *", "git init *"), ["cd {T}", "git init -q MARKREPO"]),
             "git-merge-strategy-from-path": (
                 ("export *", "git merge *"),
                 ["+export PATH=$PATH:{P}/bin", "git merge -s evil HEAD"],
@@ -364,7 +370,7 @@ def test_attack_needs_the_user(world: World, name: str) -> None:
         assert isinstance(rules, tuple)
         play(world, steps, allow=rules)
     assert_no_marker(world)
-    if name.startswith("git-C-outside"):
+    if name.startswith(("git-C-outside", "cd-out-then-git-init")):
         assert not (world.root / "MARKREPO").exists()
     assert world.asked, "the attack ran without any question"
 

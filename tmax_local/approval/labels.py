@@ -404,6 +404,12 @@ def written_paths(part: Part) -> list[tuple[Word, str]]:
             dest = operands[-1]
             if not (prog in ("rsync", "scp") and ":" in dest.value):
                 out.append((dest, f"{prog} writes to"))
+        sources = operands[:-1] if target is None else operands
+        if prog == "mv":  # the sources disappear from where they were
+            out += [(w, "mv removes") for w in sources]
+        elif prog == "ln" and not _flags(args) & {"-s", "--symbolic"}:
+            # a hard link: writing it later changes the original
+            out += [(w, "ln hard-links (later writes change)") for w in sources]
     elif prog == "tee":
         operands, _ = _options_split(args)
         out += [(w, "tee writes to") for w in operands]

@@ -525,6 +525,13 @@ _GIT_CODE_OPTIONS = {
     "--header-cmd": "git send-email runs a program",
     "--config": "sets configuration, which can name programs",
 }
+_GIT_READ_ONLY = frozenset(
+    """status log diff show blame grep shortlog rev-parse rev-list ls-files ls-tree ls-remote
+    cat-file describe show-ref show-branch for-each-ref name-rev cherry whatchanged
+    annotate count-objects check-ignore check-attr diff-tree diff-index diff-files
+    range-diff version help var verify-commit verify-tag merge-base fsck""".split()
+)
+"""git commands that only read; the others may write in (or around) the current directory."""
 _GIT_STRATEGIES = frozenset({"ort", "recursive", "resolve", "octopus", "ours", "subtree"})
 _GIT_SUBCOMMAND_CODE = {
     ("rebase", "-x"): "git rebase -x runs a shell command after each commit",
@@ -571,6 +578,11 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     if not sub.static:
         return out + [Fact("runs-code", "the git command is only known when it runs")]
     name = sub.value
+    if name not in _GIT_READ_ONLY and not any(
+        w.value.startswith(("-C", "--git-dir", "--work-tree")) for w in args[:i]
+    ):
+        # it changes the repository (or files) around the directory it runs in
+        out.append(Fact("writes", f"git {name} changes the repository in", Word.literal(".")))
     if name not in GIT_COMMANDS:
         out.append(
             Fact(
@@ -1026,10 +1038,12 @@ def _patch(part: Part, args: tuple[Word, ...]) -> list[Fact]:
 
 
 def _unzip(part: Part, args: tuple[Word, ...]) -> list[Fact]:
+    if any(w.value.startswith("-") and any(c in w.value[1:] for c in "lptvZ") for w in args):
+        return []  # lists or tests, or writes to stdout
     for i, w in enumerate(args):
         if w.value == "-d" and i + 1 < len(args):
             return [Fact("writes", "unzip extracts files into", args[i + 1])]
-    return []
+    return [Fact("writes", "unzip extracts files into", Word.literal("."))]
 
 
 def _zip(part: Part, args: tuple[Word, ...]) -> list[Fact]:
