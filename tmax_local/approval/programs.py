@@ -610,7 +610,7 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
         if (
             key.startswith("--output")
             or key == "--output-directory"
-            or (name == "format-patch" and key == "-o")
+            or (name in ("format-patch", "archive") and key == "-o")
         ):
             target = (
                 Word(v.split("=", 1)[1], v.split("=", 1)[1], w.static)
@@ -814,6 +814,9 @@ def _tar(part: Part, args: tuple[Word, ...]) -> list[Fact]:
         archive = next((w for o, w in opts if o in ("-f", "--file") and w is not None), None)
         if archive is not None and archive.value != "-":
             out.append(Fact("writes", "tar writes the archive", archive))
+    for o, w in opts:
+        if o in ("--index-file", "--listed-incremental", "-g", "--volno-file") and w is not None:
+            out.append(Fact("writes", f"tar {o} writes to", w))
     return out
 
 
@@ -1081,6 +1084,8 @@ def _curl(part: Part, args: tuple[Word, ...]) -> list[Fact]:
             )
             if target is not None:
                 out.append(Fact("writes", f"curl {key} writes to", target))
+        elif key in ("-O", "--remote-name", "--remote-name-all", "-J", "--remote-header-name"):
+            out.append(Fact("writes", f"curl {key} saves the download in", Word.literal(".")))
         elif key in ("-K", "--config"):
             out.append(
                 Fact("runs-code", "curl -K reads options (including files to write) from a file")
@@ -1105,6 +1110,9 @@ def _wget(part: Part, args: tuple[Word, ...]) -> list[Fact]:
             out.append(Fact("writes", f"wget {key} writes to", val))
         elif key in ("-e", "--execute", "--config", "--use-askpass") or key.startswith("-e"):
             out.append(Fact("runs-code", f"wget {key} runs wgetrc commands or a program"))
+    named = {w.value.split("=", 1)[0] for w in args}
+    if not named & {"-O", "--output-document", "-P", "--directory-prefix", "--spider"}:
+        out.append(Fact("writes", "wget saves the download in", Word.literal(".")))
     return out
 
 
@@ -1157,6 +1165,7 @@ CHECKS: dict[str, Callable[[Part, tuple[Word, ...]], list[Fact]]] = {
     "patch": _patch,
     "curl": _curl,
     "wget": _wget,
+    "fc": lambda part, args: [Fact("runs-code", "fc runs commands again from the history")],
     "mapfile": _option_runs({"-C": "runs a callback command"}),
     "readarray": _option_runs({"-C": "runs a callback command"}),
     "parallel": lambda part, args: [
