@@ -815,7 +815,7 @@ def _credential_reads(part: Part, root: Path, home: Path, add: _Add) -> None:
     """A word or redirection naming a credential store (``~/.ssh``, ``~/.aws``,
     ``~/.netrc``, ``~/.config/gh``, ``/proc/*/environ``, ``.env`` files outside the project…)."""
     words = list(part.words[1:]) + list(part.assignments)
-    words += [r.target for r in part.redirects if r.target is not None and not r.feeds_stdin]
+    words += [r.target for r in part.redirects if r.target is not None]  # here-strings too
     words += [f.target for f in argument_facts(part) if f.target is not None]
     recursive = _reads_recursively(part)
     stores = [home / d for d in (*_CREDENTIAL_DIRS, *_CREDENTIAL_FILES, ".config")]
