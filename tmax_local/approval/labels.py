@@ -818,8 +818,13 @@ def _credential_reads(part: Part, root: Path, home: Path, add: _Add) -> None:
     words += [r.target for r in part.redirects if r.target is not None]  # here-strings too
     words += [f.target for f in argument_facts(part) if f.target is not None]
     recursive = _reads_recursively(part)
-    stores = [home / d for d in (*_CREDENTIAL_DIRS, *_CREDENTIAL_FILES, ".config")]
-    in_home = part.cwd is not None and any(part.cwd == s or part.cwd in s.parents for s in stores)
+    stores = [f"{home}/{d}" for d in (*_CREDENTIAL_DIRS, *_CREDENTIAL_FILES, ".config")]
+
+    def holds_a_store(path: Path) -> bool:  # the path is a store or a directory above one
+        spot = str(path).rstrip("/") + "/"
+        return any((s + "/").startswith(spot) for s in stores)
+
+    in_home = part.cwd is not None and holds_a_store(part.cwd)
     for w in words:
         if w.static and w.value.startswith("-") and "=" not in w.value and "/" not in w.value:
             continue  # an option, not a path
@@ -832,7 +837,7 @@ def _credential_reads(part: Part, root: Path, home: Path, add: _Add) -> None:
                 why = "may name a credential store (a path under your home chosen at run time)"
         if not why and recursive:
             where = path_of(Word.literal(_HOME_PREFIX.sub(str(home), w.value)), part.cwd, home)
-            if where is not None and any(where == s or where in s.parents for s in stores):
+            if where is not None and holds_a_store(where):
                 why = f"is read recursively by {part.program}, including credential stores"
         if why:
             add((CREDENTIALS, f"{w.text[:60]!r} {why}"))
