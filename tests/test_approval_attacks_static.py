@@ -267,6 +267,8 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     "cp-outside": (("cp *",), ["cp f {M}"]),
     "ln-outside": (("ln *",), ["ln -s f {M}"]),
     "curl-output": (("curl *",), ["curl -s -o {M} file://{P}/f"]),
+    "curl-output-in-cluster": (("curl *",), ["curl -sSLo {M} file://{P}/f"]),
+    "cp-target-in-cluster": (("cp *",), ["cp -vt {T} f && mv {T}/f {M}"]),
     "source-stdin-herestring": (("source *",), ["source /dev/stdin <<< 'touch {M}'"]),
     "dot-fd-herestring": ((". *",), [". /dev/fd/3 3<<<'touch {M}'"]),
     "bash-dev-stdin": (("bash /dev/stdin",), ["bash /dev/stdin <<< 'touch {M}'"]),

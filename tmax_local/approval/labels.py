@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tmax_local.approval.parts import Part, ProblemKind, Word
-from tmax_local.approval.programs import argument_facts
+from tmax_local.approval.programs import argument_facts, short_values
 
 # label names
 DELETE = "delete"
@@ -398,6 +398,10 @@ def written_paths(part: Part) -> list[tuple[Word, str]]:
             ),
         )
         target = opts.get("-t") or opts.get("--target-directory")
+        clustered = short_values(args, "tSmogeT", "t")  # `-vt DIR`, `-tDIR`
+        if target is None and clustered:
+            target = clustered[0][1]
+            operands = [w for w in operands if w is not target]
         if target is not None:
             out.append((target, f"{prog} writes into"))
         elif len(operands) >= 2 or (prog in ("ln", "install") and operands):

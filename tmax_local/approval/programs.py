@@ -526,10 +526,43 @@ _GIT_CODE_OPTIONS = {
     "--config": "sets configuration, which can name programs",
 }
 _GIT_READ_ONLY = frozenset(
-    """status log diff show blame grep shortlog rev-parse rev-list ls-files ls-tree ls-remote
-    cat-file describe show-ref show-branch for-each-ref name-rev cherry whatchanged
-    annotate count-objects check-ignore check-attr diff-tree diff-index diff-files
-    range-diff version help var verify-commit verify-tag merge-base fsck""".split()
+    [
+        "status",
+        "log",
+        "diff",
+        "show",
+        "blame",
+        "grep",
+        "shortlog",
+        "rev-parse",
+        "rev-list",
+        "ls-files",
+        "ls-tree",
+        "ls-remote",
+        "cat-file",
+        "describe",
+        "show-ref",
+        "show-branch",
+        "for-each-ref",
+        "name-rev",
+        "cherry",
+        "whatchanged",
+        "annotate",
+        "count-objects",
+        "check-ignore",
+        "check-attr",
+        "diff-tree",
+        "diff-index",
+        "diff-files",
+        "range-diff",
+        "version",
+        "help",
+        "var",
+        "verify-commit",
+        "verify-tag",
+        "merge-base",
+        "fsck",
+    ]
 )
 """git commands that only read; the others may write in (or around) the current directory."""
 _GIT_STRATEGIES = frozenset({"ort", "recursive", "resolve", "octopus", "ours", "subtree"})
@@ -1057,8 +1090,45 @@ def _zip(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     return out
 
 
+def short_values(args: tuple[Word, ...], takes: str, wanted: str) -> list[tuple[str, Word]]:
+    """The arguments of the short options in ``wanted`` however they are written: ``-o F``,
+    ``-oF``, or at the end of a cluster (``-sSLo F``). ``takes`` lists every letter that
+    takes an argument (so a cluster stops there)."""
+    out: list[tuple[str, Word]] = []
+    i = 0
+    while i < len(args):
+        v = args[i].value
+        if v == "--":
+            break
+        if v.startswith("-") and not v.startswith("--") and len(v) > 1:
+            for j, letter in enumerate(v[1:], start=1):
+                if letter in takes:
+                    rest = v[j + 1 :]
+                    if rest:
+                        value: Word | None = Word(rest, rest, args[i].static)
+                    else:
+                        value = args[i + 1] if i + 1 < len(args) else None
+                        i += 1
+                    if letter in wanted and value is not None:
+                        out.append((letter, value))
+                    break
+        i += 1
+    return out
+
+
+_CURL_TAKES = "bcdDeEFHKmoQrTuUwxXyYzA"
+_WGET_TAKES = "aBeiOoPtTTUlQwYD"
+
+
 def _curl(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     out: list[Fact] = []
+    for letter, value in short_values(args, _CURL_TAKES, "oDcK"):
+        if letter == "K":
+            out.append(
+                Fact("runs-code", "curl -K reads options (including files to write) from a file")
+            )
+        else:
+            out.append(Fact("writes", f"curl -{letter} writes to", value))
     writes = {
         "--output-dir",
         "-D",
@@ -1095,6 +1165,11 @@ def _curl(part: Part, args: tuple[Word, ...]) -> list[Fact]:
 
 def _wget(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     out: list[Fact] = []
+    for letter, value in short_values(args, _WGET_TAKES, "oaPOe"):
+        if letter == "e":
+            out.append(Fact("runs-code", "wget -e runs wgetrc commands"))
+        elif not (letter == "O" and value.value == "-"):
+            out.append(Fact("writes", f"wget -{letter} writes to", value))
     for i, w in enumerate(args):
         v = w.value
         key = v.split("=", 1)[0]
