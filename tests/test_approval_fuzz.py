@@ -689,7 +689,7 @@ def test_option_driven_code_never_runs_or_writes_outside_unasked(tmp_path_factor
     prog, pieces, opts, sep = case
     script = sep.join(pieces)
     quoted = "'" + script.replace("'", "'\\''") + "'"
-    command = f"{prog} {opts}{quoted} f" if not opts.endswith("=") else f"{prog} {opts}{quoted} f"
+    command = f"{prog} {opts}{quoted} f"
     root = tmp_path_factory.mktemp("opt")
     work = root / "proj"
     work.mkdir()

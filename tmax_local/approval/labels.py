@@ -724,7 +724,7 @@ def _assignment_labels(part: Part, add: _Add) -> None:
                     f"{part.program} -i makes later assignments arithmetic (which can run code)",
                 )
             )
-        if "-f" in flags or "-F" in flags and part.program == "export":
+        if "-f" in flags:
             add((SHELL_STATE, f"{part.program} -f exports shell functions"))
 
 

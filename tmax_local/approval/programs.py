@@ -601,7 +601,7 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
             out.append(Fact("runs-code", "git gets an option known only at run time"))
         i += (
             2
-            if key in _GIT_GLOBAL_ARG and "=" not in v and not v.startswith("-c") or v == "-c"
+            if (key in _GIT_GLOBAL_ARG and "=" not in v and not v.startswith("-c")) or v == "-c"
             else 1
         )
     rest = args[i:]
@@ -812,7 +812,7 @@ def _tar(part: Part, args: tuple[Word, ...]) -> list[Fact]:
                 merged.append(args_for[k])
                 k += 1
         items = merged + tail[len(takes) :]
-    opts, operands = split_options(items, _TAR)
+    opts, _ = split_options(items, _TAR)
     out: list[Fact] = []
     names = {o for o, _ in opts}
     for o, w in opts:
