@@ -304,6 +304,8 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     "env-S-in-cluster": (("env *",), ["env -iS 'touch {M}'"]),
     "env-split-abbrev": (("env *",), ["env --split='touch {M}'"]),
     "env-dynamic-option": (("env *",), ["+o=-S", "env $o 'touch {M}'"]),
+    "env-chdir-relative-write": (("env *", "touch *"), ["env -C {T} touch M"]),
+    "time-output-file": (("command *",), ["command time -o {M} true"]),
     "ed-shell-escape": (("ed *",), ["ed -s f <<< '!touch {M}'"]),
     "sqlite3-shell": (("sqlite3 *",), ["sqlite3 :memory: '.shell touch {M}'"]),
     "awk-quote-in-regex-hides-system": (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,13 +67,22 @@ def analyze(
     parts: list[Part] = []
     base: Path | None = start
     for part in raw_parts:
-        part = replace(part, cwd=base)
+        part = replace(part, cwd=None if _moves(part) else base)
         parts.append(part)
         base = _after(part, base, home)
     labels: list[Label] = []
     for i, part in enumerate(parts):
         labels += label_part(i, part, project, home)
     return Analysis(command, start, tuple(parts), tuple(problems), tuple(labels), project)
+
+
+_CHDIR_VIA = re.compile(r"(^|\s)(env|sudo|doas)\b[^|]*\s(-C|--chdir|-D)(\s|=|$)")
+
+
+def _moves(part: Part) -> bool:
+    """True when what runs this part starts it in another directory (``env -C dir``,
+    ``sudo -D dir``): its relative paths are then judged as unknown."""
+    return bool(part.via) and _CHDIR_VIA.search(part.via) is not None
 
 
 def _after(part: Part, base: Path | None, home: Path) -> Path | None:

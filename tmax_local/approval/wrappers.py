@@ -252,6 +252,8 @@ def _strip_transparent(
             return 0, [], [], "env -S splits a string into a command"
         if not w.static:
             return 0, [], [], f"{prog} gets an option known only at run time"
+        if prog == "time" and v.split("=", 1)[0] in ("-o", "--output", "-a", "--append"):
+            return 0, [], [], "time -o writes its report to a file"
         i += 2 if v in opts else 1
     if prog == "timeout" and i < len(args):
         i += 1  # the duration
