@@ -259,12 +259,12 @@ def test_headers_are_parts_and_harmless_tests_need_no_rule():
     assert (
         decide("[[ $v -eq 1 ]] && cat x", "ask", RuleSet.of(allow=["cat *"]), ROOT).action == "ask"
     )
-    assert (
-        decide("for f in a; do cat $f; done", "ask", RuleSet.of(allow=["cat *"]), ROOT).action
-        == "ask"
-    )
-    rules = RuleSet.of(allow=["cat *", "f=*"])
-    assert decide("for f in a; do cat $f; done", "ask", rules, ROOT).action == "run"
+    rules = RuleSet.of(allow=["cat *"])
+    d = decide("for f in a; do cat $f; done", "ask", rules, ROOT)
+    assert d.action == "run" and [p.part.kind for p in d.parts] == ["loop", "command"]
+    assert decide("for PATH in a; do cat x; done", "ask", rules, ROOT).action == "ask"
+    assert decide("for f in $(rm x); do cat x; done", "ask", rules, ROOT).action == "ask"
+    assert decide("for ((i=0; i<n; i++)); do cat x; done", "ask", rules, ROOT).action == "ask"
 
 
 # --------------------------------------------------------------------------- §2 programs

@@ -130,9 +130,10 @@ class Redirect:
 
 
 PartKind = str
-"""``command``, ``assignment`` (``X=1``, a ``for`` loop variable), ``redirection``
-(``> f``), ``function`` (a definition; ``words`` holds its name) or ``test``
-(``[[ … ]]``, ``(( … ))``: evaluated by the shell itself)."""
+"""``command``, ``assignment`` (``X=1``), ``loop`` (a ``for``/``select`` header: its
+variable is in ``assignments``), ``redirection`` (``> f``), ``function`` (a definition;
+``words`` holds its name) or ``test`` (``[[ … ]]``, ``(( … ))``, ``case … in``: evaluated
+by the shell itself)."""
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,11 @@ class Decision:
         )
 
 
-SHELL_TEST = Rule("(the shell's own test: runs nothing)", ("[[",), "builtin")
-"""What covers a ``[[ … ]]``, ``(( … ))``, ``case … in`` or ``for ((…))`` header with no
-label and no problem: bash evaluates it without running anything."""
+SHELL_TEST = Rule("(the shell's own test or loop header: runs nothing)", ("[[",), "builtin")
+"""What covers a ``[[ … ]]``, ``(( … ))``, ``case … in``, ``for ((…))`` or ``for x in …``
+header with no label and no problem: bash evaluates it without running anything (its
+substitutions are parts of their own; a sensitive loop variable or arithmetic on a
+variable's text is labelled, and then asked)."""
 
 
 def check_mode(mode: str) -> Mode:
@@ -94,7 +96,7 @@ def decide(
         labels = analysis.labels_of(i)
         uncovered = tuple(lab for lab in labels if lab.name in NEVER_BY_RULE)
         match = rules.allowing(part)
-        if match is None and part.kind == "test" and not labels and not part.problems:
+        if match is None and part.kind in ("test", "loop") and not labels and not part.problems:
             match = SHELL_TEST
         parts.append(
             PartDecision(

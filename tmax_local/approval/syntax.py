@@ -549,7 +549,7 @@ def _header(ctx: _Ctx, node: Node, redirects: tuple[Redirect, ...], piped: bool)
         text = _decode(ctx.src[node.start_byte : end])
         assign = Word(f"{name}={value}", f"{name}={value}", static)
         arith, indirect = _facts(ctx, items)
-        part = Part(text, (), (assign,), redirects, kind="assignment", piped=piped)
+        part = Part(text, (), (assign,), redirects, kind="loop", piped=piped)
     else:
         if kind == "case_statement":
             body_start = next((c for c in node.children if c.type == "case_item"), None)
