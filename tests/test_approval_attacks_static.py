@@ -508,6 +508,8 @@ CONTROLS: dict[str, tuple[str | tuple[str, ...], str, str]] = {
     "cat-env-inside": (("cat *",), "cat .env", "LOCAL=1"),
     "grep-recursive": (("grep *",), "grep -rh hello .", "hello a"),
     "auto-loop": ("auto", 'for f in a b; do echo "<$f>"; done', "<b>"),
+    "ask-loop-covered-body": (("echo *",), 'for f in a b; do echo "<$f>"; done', "<b>"),
+    "ask-case-covered-body": (("echo *",), "case x in x) echo yes;; esac", "yes"),
     "auto-export": ("auto", "export FOO=bar && echo $FOO", "bar"),
     "tee-inside": (("echo *", "tee *"), "echo hi | tee out.log", "hi"),
 }
