@@ -29,6 +29,7 @@ from tmax_local.agent.options import SessionOptions
 from tmax_local.agent.resolve import ModelNeedsFetch
 from tmax_local.approval import AllowRule, Answer, ApprovalRequest, Approve, Edit, Reject
 from tmax_local.approval.policy import MODES
+from tmax_local.approval.store import ProjectRules
 from tmax_local.errors import ModelNotFound, TmaxError
 from tmax_local.shell import CommandFinished, CommandStarted, InputWaitSuspected, ShellRestarted
 from tmax_local.tui.approval_bar import ApprovalBar, approval_view, rule_preview
@@ -188,6 +189,7 @@ class TmaxApp(App[int]):
                 self.start_shell()
             except TmaxError as err:
                 self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
+        self.ask_project_trust()
         if self.options.resume or self.options.session_file:
             self.load_resumed()
         if self.load_model_on_mount:
@@ -204,6 +206,45 @@ class TmaxApp(App[int]):
         )
         pane.backend = self.session
         pane.resize_terminal(pane.size)
+
+    def ask_project_trust(self) -> None:
+        """A repository's ``.tmax-local.toml`` rules apply only once the user trusts the
+        file's exact contents: ask with a dialog listing them (``--trust-project`` trusts
+        without asking); then say which rules are active, and from where."""
+        from tmax_local.approval.store import load_saved_rules, read_project_rules, trust_project
+        from tmax_local.approval.trust import describe_rules
+        from tmax_local.tui.trust_screen import TrustScreen
+
+        root = self.session.project_root or self.options.session.cwd or Path.cwd()
+        try:
+            project = read_project_rules(root)
+            saved = load_saved_rules()
+        except TmaxError as err:
+            self.reasoning.add_note(f"{err.title}: {err.message}", level="error")
+            return
+
+        def show(project: ProjectRules | None) -> None:
+            rules = saved + project.in_force if project is not None else saved
+            if rules.allow or rules.deny:
+                self.reasoning.add_note("Approval rules:\n" + "\n".join(describe_rules(rules)))
+
+        if project is None or project.trusted or not project.rules.allow:
+            show(project)
+            return
+        if self.options.session.trust_project:
+            show(trust_project(project))
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                show(trust_project(project))
+            else:
+                self.reasoning.add_note(
+                    f"{project.path}: its allow rules are ignored (not trusted)"
+                )
+                show(project)
+
+        self.push_screen(TrustScreen(project), answered)
 
     # -- model loading -----------------------------------------------------------------
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)

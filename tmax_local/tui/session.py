@@ -76,7 +76,7 @@ def describe_engine(engine: ModelBackend) -> ModelInfo:
 
 
 def offloaded_layers(requested: int, metadata: dict[str, str]) -> str:
-    """"9/24 layers": how many of the model's blocks ``requested`` GPU layers put on the GPU
+    """ "9/24 layers": how many of the model's blocks ``requested`` GPU layers put on the GPU
     (negative: all). Compared as numbers: "9" sorts after "24" as text."""
     total_text = next((v for k, v in metadata.items() if k.endswith(".block_count")), None)
     try:
@@ -130,6 +130,8 @@ class Session:
         self.model: ModelBackend | None = None
         self.agent: Agent | None = None
         self.gate: Gate | None = None
+        self.project_root: Path | None = None
+        """Where the session started: writes are judged against it (and its rules file)."""
         self.recorder: AsciicastRecorder | None = None
         self.cast_path: Path | None = None
         self.transcript_path: Path | None = None
@@ -158,6 +160,7 @@ class Session:
         from tmax_local.shell import AsciicastRecorder, CommandStarted, Output, PtyShell
 
         shell = PtyShell(self.options.cwd, rows=rows, cols=cols)
+        self.project_root = Path(shell.cwd)
         directory = self.sessions_dir()
         directory.mkdir(parents=True, exist_ok=True)
         self.cast_path = directory / f"{new_session_id()}.cast"
@@ -237,7 +240,7 @@ class Session:
 
         if self.model is None or self.shell is None:
             raise TmaxError("the model and the shell must be ready first", title="Not ready")
-        self.gate = Gate.load(self.shell.cwd, self.mode)
+        self.gate = Gate.load(self.project_root or Path(self.shell.cwd), self.mode)
         agent = Agent(
             self.model, self.shell, self.gate, approver=self.approver, config=self.harness_config()
         )
