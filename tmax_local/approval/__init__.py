@@ -4,7 +4,7 @@ Pure core: no UI, no model, nothing executed. The agent loop uses it like this::
 
     from tmax_local.approval import Gate, Approve, Edit, Reject, AllowRule
 
-    gate = Gate.load(cwd=workdir, mode="ask")        # saved + project rules
+    gate = Gate.load(cwd=workdir, mode="ask")        # saved + trusted project rules
     verdict = gate.review(command, ask=approver, cwd=shell_cwd)
     if verdict.run:
         result = shell.run(verdict.command)          # EXACTLY this string
