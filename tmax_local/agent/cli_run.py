@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     approver = PromptApprover(stdin_for_answers, sys.stdout)
     view = TerminalView(sys.stdout)
 
-    with PtyShell(cwd, timeout=opts.timeout) as shell:
+    with PtyShell(cwd, timeout=opts.timeout, protect_parent=True) as shell:
         agent = Agent(model, shell, gate, approver=approver, config=config)
         transcript = TranscriptWriter.in_dir(sessions_dir(), agent.session_id)
         agent.transcript = transcript

@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from tmax_local.approval.live_git import git_reasons
 from tmax_local.approval.policy import Decision
 from tmax_local.approval.syntax import Part
 from tmax_local.shell.state import LiveState, Resolution, ShellState
@@ -54,6 +55,8 @@ def live_reasons(decision: Decision, live: LiveState, project_root: Path | str) 
             why = _judge(name, how, live, root)
             if why:
                 reasons.append(f"{part.display}: {why}")
+        if part.program == "git":
+            reasons += [f"{part.display}: {why}" for why in git_reasons(part, live.cwd)]
     return list(dict.fromkeys(reasons))
 
 

@@ -62,11 +62,13 @@ import ptyprocess
 from tmax_local.errors import TmaxError
 from tmax_local.shell import procs
 from tmax_local.shell.env import shell_environment
+from tmax_local.shell.secrets import protect_process
 from tmax_local.shell.state import (
     LiveState,
     ShellState,
     SnapshotError,
     parse_snapshot,
+    epilogue,
     snapshot_function,
 )
 from tmax_local.shell.events import (
@@ -113,6 +115,8 @@ __tmax_n={init_nonce}
 __tmax_done() {{
     # $2, typed by run() only: write the state snapshot (tmax_local/shell/state.py)
     if [[ -n $2 ]]; then __tmax_snap {state_file} "$2" || __tmax_snapfail=$?; fi
+    # bash turns aliases on after reading this file: off once, at the first prompt
+    if [[ -z $__tmax_up ]]; then __tmax_up=1; builtin shopt -u expand_aliases; fi
     local __tmax_s=$1 __tmax_f=
     case $- in *x*) __tmax_f+=x ;; esac
     case $- in *v*) __tmax_f+=v ;; esac
@@ -131,6 +135,9 @@ trap 'builtin printf "%s" "$PWD" >{cwd_file}' EXIT
 readonly PROMPT_COMMAND
 {snapshot}
 readonly -f __tmax_done __tmax_pre __tmax_snap
+__tmax_o0=$SHELLOPTS __tmax_b0=$BASHOPTS __tmax_pcs=${{POSIXLY_CORRECT+1}} __tmax_pcv=${{POSIXLY_CORRECT-}}
+POSIXLY_CORRECT=y
+trap -p >{baseline_traps}
 __tmax_snap {baseline_file} baseline
 """
 
@@ -202,12 +209,16 @@ class PtyShell:
         kill_grace: float = 1.0,
         input_wait_after: float = 0.5,
         start_timeout: float = 30.0,
+        protect_parent: bool = False,
     ) -> None:
         self.cwd = str(Path(cwd if cwd is not None else os.getcwd()).resolve())
         self._home_cwd = self.cwd
         self.timeout = timeout
         self.rows, self.cols = rows, cols
         self.env, self.withheld_env = shell_environment(env, allow_secrets=allow_secrets)
+        # The app's own process: drop the withheld variables from it too, so the shell
+        # cannot read them back through /proc/<our pid>/environ (shell/secrets.py).
+        self.protect_parent = protect_parent
         self.head_chars, self.tail_chars = head_chars, tail_chars
         self.kill_grace = kill_grace
         self.input_wait_after = input_wait_after
@@ -235,6 +246,8 @@ class PtyShell:
             if self._closed:
                 raise ShellClosed("the shell has been closed")
             if self._bash is None:
+                if self.protect_parent:
+                    protect_process(self.withheld_env)
                 self._spawn(self.cwd)
         return self
 
@@ -373,7 +386,10 @@ class PtyShell:
             self._state_token, self._state_input_count = token, self._input_count
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._state_file())
-            self._type(_command_line(nonce, path, token))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._state_file() + "-traps")
+            done = epilogue(_quote(self._state_file()), _quote(self._state_file() + "-traps"), token)
+            self._type(_command_line(nonce, path, done))
 
             timed_out = False
             exit_code: int | None = None
@@ -473,9 +489,10 @@ class PtyShell:
     def _read_state(path: str, token: str | None) -> ShellState:
         try:
             data = Path(path).read_bytes()
+            traps = Path(path + "-traps").read_text(encoding="utf-8", errors="replace")
         except OSError as err:
             raise SnapshotError(f"the shell's state could not be read: {err}") from None
-        return parse_snapshot(data, token=token)
+        return parse_snapshot(data, token=token, traps=traps)
 
     def _state_file(self) -> str:
         return os.path.join(os.path.dirname(self._script_path()), "state")
@@ -629,6 +646,7 @@ class PtyShell:
                 cwd=_quote(cwd),
                 state_file=_quote(self._state_file()),
                 baseline_file=_quote(self._baseline_file()),
+                baseline_traps=_quote(self._baseline_file() + "-traps"),
                 snapshot=snapshot_function(),
             ),
             encoding="utf-8",
@@ -821,14 +839,14 @@ def _marker_prefix_start(buf: bytes) -> int:
     return len(buf)
 
 
-def _command_line(nonce: str, path: str, token: str = "") -> bytes:
+def _command_line(nonce: str, path: str, done: str = "\\__tmax_done $?") -> bytes:
     """The line typed for each command.  The completion marker comes from the
     line itself and, when the line is cut short (Ctrl-C, timeout), from
     PROMPT_COMMAND.  Backslashes keep aliases the model defines out of it."""
     # Ctrl-U first: the terminal's line-kill discards anything half-typed by the user.
     return (
         f"\x15 \\__tmax_pre {nonce}; \\builtin . {_quote(path)};"
-        f" {{ \\__tmax_done $? {token}; }} 2>/dev/null\n"
+        f" {{ {done}; }} 2>/dev/null\n"
     ).encode()
 
 

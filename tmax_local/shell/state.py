@@ -58,8 +58,8 @@ builtins behind them (documented in the README's approval section)."""
 
 SENSITIVE_EXACT = (
     # bash itself
-    "BASH_ENV", "ENV", "CDPATH", "GLOBIGNORE", "IFS", "EXECIGNORE", "HOME", "SHELLOPTS",
-    "BASHOPTS", "PS0", "PS1", "PS2", "PS4", "PROMPT_COMMAND", "BASH_XTRACEFD", "BASH_COMPAT",
+    "BASH_ENV", "ENV", "CDPATH", "GLOBIGNORE", "IFS", "EXECIGNORE", "HOME", "PS0", "PS1",
+    "PS2", "PS4", "PROMPT_COMMAND", "BASH_XTRACEFD", "BASH_COMPAT",
     "BASH_LOADABLES_PATH", "POSIXLY_CORRECT", "SHELL", "TMOUT",
     # programs other programs start
     "PAGER", "MANPAGER", "SYSTEMD_PAGER", "EDITOR", "VISUAL", "FCEDIT", "BROWSER",
@@ -87,6 +87,10 @@ RISKY_OPTIONS = {
     "expand_aliases": "aliases were turned back on (`shopt -s expand_aliases`)",
 }
 
+POSIX_SHOPTS = ("expand_aliases", "inherit_errexit", "shift_verbose", "sourcepath",
+                "interactive_comments")
+"""``shopt`` options bash changes on entering POSIX mode without updating ``$BASHOPTS``."""
+
 Kind = Literal["function", "alias", "builtin", "file", "missing"]
 
 
@@ -95,40 +99,52 @@ def sensitive_variable(name: str) -> bool:
 
 
 def snapshot_function() -> str:
-    """The bash source of ``__tmax_snap FILE TOKEN`` (see the module docstring)."""
+    """The bash source of ``__tmax_snap FILE TOKEN`` (see the module docstring).
+
+    The caller has already saved ``$SHELLOPTS`` and ``POSIXLY_CORRECT`` (``__tmax_o0``,
+    ``__tmax_pcs``, ``__tmax_pcv``), entered POSIX mode by assignment and listed the traps
+    at the top level (`epilogue`): inside a function bash hides the DEBUG, RETURN and ERR
+    traps.  This function leaves POSIX mode as it found it."""
     names = " ".join(SENSITIVE_EXACT)
     prefixed = " ".join(f'"${{!{p}@}}"' for p in SENSITIVE_PREFIXES)
     reserved = " ".join(RESERVED_FUNCTIONS)
-    own = "__tmax_k __tmax_wp __tmax_pcs __tmax_pcv __tmax_ps __tmax_pv __tmax_ok __tmax_fl"
-    guard = "".join(f"${{{v}+${{{v}@a}}}}" for v in [*own.split(), "PATH", "POSIXLY_CORRECT"])
+    own = (
+        "__tmax_k __tmax_wp __tmax_pcs __tmax_pcv __tmax_ps __tmax_pv __tmax_ok __tmax_fl "
+        "__tmax_o0 __tmax_b0 __tmax_st PATH POSIXLY_CORRECT"
+    )
+    guard = "".join(f"${{{v}+${{{v}@a}}}}" for v in own.split())
     return f"""
 __tmax_snap() {{
     >"$1" || return 1
     case {guard} in *r*) return 1 ;; esac
-    __tmax_fl=$- __tmax_wp= __tmax_ps=${{PATH+1}} __tmax_pv=$PATH
-    case :$SHELLOPTS: in *:posix:*) __tmax_wp=1 ;; esac
-    __tmax_pcs=${{POSIXLY_CORRECT+1}} __tmax_pcv=${{POSIXLY_CORRECT-}}
+    case :$SHELLOPTS: in *:posix:*) ;; *) return 1 ;; esac
+    __tmax_wp= __tmax_fl=$- __tmax_ps=${{PATH+1}} __tmax_pv=${{PATH-}}
+    case :$__tmax_o0: in *:posix:*) __tmax_wp=1 ;; esac
     PATH=/nonexistent/tmax-snapshot
-    [[ -n $__tmax_wp ]] || POSIXLY_CORRECT=y
-    case :$SHELLOPTS: in *:posix:*) ;; *) PATH=$__tmax_pv; return 1 ;; esac
     unset -f {reserved} 2>/dev/null
     __tmax_ok=$?
     if [[ -z $__tmax_wp ]]; then
         if [[ -n $__tmax_pcs ]]; then POSIXLY_CORRECT=$__tmax_pcv; set +o posix
         else unset POSIXLY_CORRECT; fi
+        # entering POSIX mode turned these on; put back what the shell had
+        for __tmax_k in {" ".join(POSIX_SHOPTS)}; do
+            case :$__tmax_b0: in
+            *:$__tmax_k:*) builtin shopt -s "$__tmax_k" ;;
+            *) builtin shopt -u "$__tmax_k" ;;
+            esac
+        done
     fi
     if [[ $__tmax_ok == 0 ]]; then
         builtin set +u
         {{
-            builtin printf '{HEADER}\\0O\\0%s\\0%s\\0%s\\0' "$__tmax_fl" "$SHELLOPTS" "$BASHOPTS"
-            builtin printf 'P\\0%s\\0%s\\0F\\0' "$__tmax_ps" "$__tmax_pv"
+            builtin printf '{HEADER}\\0O\\0%s\\0%s\\0S\\0' "$__tmax_fl" "$SHELLOPTS"
+            builtin shopt -s
+            builtin printf '\\0P\\0%s\\0%s\\0F\\0' "$__tmax_ps" "$__tmax_pv"
             builtin declare -F
             builtin printf '\\0B\\0'
             builtin enable -a
             builtin printf '\\0A\\0'
             builtin alias -p
-            builtin printf '\\0T\\0'
-            builtin trap -p
             builtin printf '\\0'
             for __tmax_k in {names} {prefixed}; do
                 [[ -z ${{!__tmax_k+1}} ]] ||
@@ -141,6 +157,18 @@ __tmax_snap() {{
     if [[ -n $__tmax_ps ]]; then PATH=$__tmax_pv; else builtin unset PATH; fi
 }}
 """
+
+
+def epilogue(state_file: str, traps_file: str, token: str) -> str:
+    """The bash text typed after each command (``{ …; }`` with the exit status in ``$?``):
+    save the POSIX-mode state, enter POSIX mode by assignment (so ``trap`` is the special
+    builtin, whatever functions exist), list the traps at the top level, then call
+    ``__tmax_done STATUS TOKEN``, which takes the snapshot.  Paths come quoted."""
+    return (
+        "__tmax_st=$? __tmax_o0=$SHELLOPTS __tmax_b0=$BASHOPTS __tmax_pcs=${POSIXLY_CORRECT+1}"
+        " __tmax_pcv=${POSIXLY_CORRECT-}; POSIXLY_CORRECT=y;"
+        f" trap -p >{traps_file}; \\__tmax_done \"$__tmax_st\" {token}"
+    )
 
 
 # --------------------------------------------------------------------------- parsing
@@ -278,22 +306,26 @@ _ENABLE = re.compile(r"^enable( -n)? (\S+)$")
 _ALIAS = re.compile(r"^alias (?:-- )?([^=\s]+)=", re.MULTILINE)
 
 
-def parse_snapshot(data: bytes, *, token: str | None = None) -> ShellState:
+def parse_snapshot(data: bytes, *, token: str | None = None, traps: str = "") -> ShellState:
     """Read what ``__tmax_snap`` wrote.  Raises `SnapshotError` when it is not complete
-    (or, given ``token``, not from the command that used that token)."""
+    (or, given ``token``, not from the command that used that token).  ``traps`` is what
+    ``trap -p`` printed at the top level, next to it."""
     fields = data.decode("utf-8", "surrogateescape").split("\0")
-    if len(fields) < 16 or fields[0] != HEADER:
+    if len(fields) < 14 or fields[0] != HEADER:
         raise SnapshotError("the shell's state snapshot is missing or incomplete")
     it = iter(fields[1:])
     try:
         if next(it) != "O":
             raise SnapshotError("bad snapshot layout")
-        flags, shellopts, bashopts = next(it), next(it), next(it)
+        flags, shellopts = next(it), next(it)
+        if next(it) != "S":
+            raise SnapshotError("bad snapshot layout")
+        shopts = next(it)
         if next(it) != "P":
             raise SnapshotError("bad snapshot layout")
         path_set, path_value = next(it), next(it)
         sections: dict[str, str] = {}
-        for tag in ("F", "B", "A", "T"):
+        for tag in ("F", "B", "A"):
             if next(it) != tag:
                 raise SnapshotError("bad snapshot layout")
             sections[tag] = next(it)
@@ -326,7 +358,8 @@ def parse_snapshot(data: bytes, *, token: str | None = None) -> ShellState:
         if m is None:
             raise SnapshotError(f"unexpected builtin listing {line!r}")
         (disabled if m.group(1) else enabled).add(m.group(2))
-    options = {o for o in shellopts.split(":") + bashopts.split(":") if o}
+    options = {o for o in shellopts.split(":") if o}
+    options |= {line.split()[0] for line in shopts.splitlines() if line.strip()}
     return ShellState(
         flags=flags,
         options=frozenset(options),
@@ -335,7 +368,7 @@ def parse_snapshot(data: bytes, *, token: str | None = None) -> ShellState:
         builtins=frozenset(enabled),
         disabled=frozenset(disabled),
         aliases=tuple(_ALIAS.findall(sections["A"])),
-        traps=sections["T"],
+        traps=traps,
         variables=variables,
         token=end,
     )
