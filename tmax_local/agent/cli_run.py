@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from tmax_local.agent import events as ev
 from tmax_local.agent.options import SessionOptions, add_session_arguments
+from tmax_local.display import SafeText
 from tmax_local.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class TerminalView:
     """Prints agent events for a human reading a plain terminal."""
 
     def __init__(self, out: TextIO):
-        self.out = out
+        self.out: TextIO = SafeText(out)  # type: ignore[assignment]  # model text: made visible
         self._mid_line = False
         self._reply = ""  # this step's text so far
         self._shown = 0  # how much of it was printed
@@ -124,7 +125,7 @@ class PromptApprover:
     """Asks at the terminal. Reads answers line by line from ``inp`` (stdin)."""
 
     def __init__(self, inp: TextIO, out: TextIO):
-        self.inp, self.out = inp, out
+        self.inp, self.out = inp, SafeText(out)  # the command is shown as it will run
         self.waiting = False
         self.on_eof: Callable[[], None] | None = None  # input closed: the CLI stops the agent
 
