@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 from tmax_local.approval.live_git import git_reasons
 from tmax_local.approval.policy import Decision
 from tmax_local.approval.syntax import Part
-from tmax_local.shell.state import LiveState, Resolution, ShellState
+from tmax_local.shell.state import BASH_DEFAULT_PATH, LiveState, Resolution, ShellState
 
 # The wrapper words `via` starts with, and how the wrapped name is then found.
 _BASH_LOOKUP = {"time", "sudo", "doas", "bash", "sh", "dash", "zsh", "ksh", "trap", "coproc"}
@@ -110,7 +110,8 @@ def _judge(name: str, how: str, live: LiveState, root: Path) -> str | None:
 def _judge_file(res: Resolution, now: ShellState, cwd: str, root: Path) -> str | None:
     if "/" in res.name:
         return None  # a path: the rule that matched it names that very file
-    entries = res.searched if res.kind == "file" else tuple((now.path or os.defpath).split(":"))
+    path = now.path if now.path is not None else BASH_DEFAULT_PATH
+    entries = res.searched if res.kind == "file" else tuple(path.split(":"))
     for entry in entries:
         why = _untrusted_dir(entry, cwd, root)
         if why is not None:

@@ -91,6 +91,9 @@ POSIX_SHOPTS = ("expand_aliases", "inherit_errexit", "shift_verbose", "sourcepat
                 "interactive_comments")
 """``shopt`` options bash changes on entering POSIX mode without updating ``$BASHOPTS``."""
 
+BASH_DEFAULT_PATH = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin:."
+"""What bash searches when ``PATH`` is unset (note the ``.`` at the end)."""
+
 Kind = Literal["function", "alias", "builtin", "file", "missing"]
 
 
@@ -287,7 +290,7 @@ def search_path(
 ) -> tuple[Path, tuple[str, ...]] | None:
     """The file bash's PATH search finds for ``name`` (first executable regular file),
     with the entries searched up to it; None when there is none."""
-    entries = (path if path is not None else os.defpath).split(":")
+    entries = (path if path is not None else BASH_DEFAULT_PATH).split(":")
     seen: list[str] = []
     for entry in entries:
         seen.append(entry)
