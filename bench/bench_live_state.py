@@ -23,8 +23,7 @@ from pathlib import Path
 
 from tmax_local.approval import Approve, Gate
 from tmax_local.approval.rules import Rule, RuleSet
-from tmax_local.shell import PtyShell
-from tmax_local.shell import pty_shell
+from tmax_local.shell import PtyShell, pty_shell
 
 TYPICAL = ["ls -la", "cat README", "git status", "echo hi && pwd", "ls | wc -l", "cd sub"]
 RULES = ("ls *", "cat *", "git status", "echo *", "pwd", "wc *", "cd *")
@@ -60,8 +59,10 @@ def main() -> None:
         shell.run("true")
         with_snap, without = per_command(shell, args.runs, blocks=10)
         a, b = _median_ms(with_snap), _median_ms(without)
-        print(f"run('true') median: {a:.2f} ms with snapshot, {b:.2f} ms without "
-              f"(baseline) -> ratio {a / b:.3f}, +{a - b:.2f} ms per command")
+        print(
+            f"run('true') median: {a:.2f} ms with snapshot, {b:.2f} ms without "
+            f"(baseline) -> ratio {a / b:.3f}, +{a - b:.2f} ms per command"
+        )
 
         shell.run("true")
         fresh = []
@@ -76,8 +77,10 @@ def main() -> None:
             t0 = time.perf_counter()
             shell.live_state()
             refreshed.append(time.perf_counter() - t0)
-        print(f"live_state() median: {_median_ms(fresh):.3f} ms fresh, "
-              f"{_median_ms(refreshed):.2f} ms when it must refresh (after typing)")
+        print(
+            f"live_state() median: {_median_ms(fresh):.3f} ms fresh, "
+            f"{_median_ms(refreshed):.2f} ms when it must refresh (after typing)"
+        )
 
         rules = RuleSet()
         for r in RULES:
@@ -92,8 +95,10 @@ def main() -> None:
                     times.append(time.perf_counter() - t0)
                     assert v.approved_by == "rule", (cmd, v.decision.reasons)
             label = "text + live shell" if live else "text only (baseline)"
-            print(f"Gate.review median over {len(TYPICAL)} typical commands: "
-                  f"{_median_ms(times):.3f} ms ({label})")
+            print(
+                f"Gate.review median over {len(TYPICAL)} typical commands: "
+                f"{_median_ms(times):.3f} ms ({label})"
+            )
 
 
 if __name__ == "__main__":

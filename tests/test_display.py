@@ -113,8 +113,17 @@ def test_cli_prints_model_text_neutralised(tmp_path) -> None:
         HF_HUB_OFFLINE="1",
     )
     p = subprocess.run(
-        [sys.executable, "-m", "tmax_local", "run", "x", "--model", f"script:{script}",
-         "--approve", "never-run"],
+        [
+            sys.executable,
+            "-m",
+            "tmax_local",
+            "run",
+            "x",
+            "--model",
+            f"script:{script}",
+            "--approve",
+            "never-run",
+        ],
         capture_output=True,
         text=True,
         env=env,

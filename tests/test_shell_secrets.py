@@ -85,6 +85,7 @@ def _run_agent_process(mode: str) -> str:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
@@ -110,7 +111,12 @@ def test_protect_process_in_a_child(tmp_path: Path) -> None:
     )
     env = {**os.environ, "TMAX_TEST_TOKEN": "hunter2"}
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [

@@ -62,15 +62,6 @@ import ptyprocess
 from tmax_local.errors import TmaxError
 from tmax_local.shell import procs
 from tmax_local.shell.env import shell_environment
-from tmax_local.shell.secrets import protect_process
-from tmax_local.shell.state import (
-    LiveState,
-    ShellState,
-    SnapshotError,
-    parse_snapshot,
-    epilogue,
-    snapshot_function,
-)
 from tmax_local.shell.events import (
     AltScreenChanged,
     CommandFinished,
@@ -80,6 +71,15 @@ from tmax_local.shell.events import (
     Output,
     ShellEvent,
     ShellRestarted,
+)
+from tmax_local.shell.secrets import protect_process
+from tmax_local.shell.state import (
+    LiveState,
+    ShellState,
+    SnapshotError,
+    epilogue,
+    parse_snapshot,
+    snapshot_function,
 )
 from tmax_local.shell.text import DEFAULT_HEAD_CHARS, DEFAULT_TAIL_CHARS, TextCollector
 
@@ -137,7 +137,7 @@ readonly PROMPT_COMMAND
 readonly -f __tmax_done __tmax_pre __tmax_snap
 __tmax_o0=$SHELLOPTS __tmax_b0=$BASHOPTS __tmax_pcs=${{POSIXLY_CORRECT+1}} __tmax_pcv=${{POSIXLY_CORRECT-}}
 POSIXLY_CORRECT=y
-trap -p >{baseline_traps}
+\trap -p >|{baseline_traps}
 __tmax_snap {baseline_file} baseline
 """
 
@@ -388,7 +388,9 @@ class PtyShell:
                 os.unlink(self._state_file())
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._state_file() + "-traps")
-            done = epilogue(_quote(self._state_file()), _quote(self._state_file() + "-traps"), token)
+            done = epilogue(
+                _quote(self._state_file()), _quote(self._state_file() + "-traps"), token
+            )
             self._type(_command_line(nonce, path, done))
 
             timed_out = False
@@ -845,8 +847,7 @@ def _command_line(nonce: str, path: str, done: str = "\\__tmax_done $?") -> byte
     PROMPT_COMMAND.  Backslashes keep aliases the model defines out of it."""
     # Ctrl-U first: the terminal's line-kill discards anything half-typed by the user.
     return (
-        f"\x15 \\__tmax_pre {nonce}; \\builtin . {_quote(path)};"
-        f" {{ {done}; }} 2>/dev/null\n"
+        f"\x15 \\__tmax_pre {nonce}; \\builtin . {_quote(path)}; {{ {done}; }} 2>/dev/null\n"
     ).encode()
 
 

@@ -52,6 +52,11 @@ RESERVED_FUNCTIONS = (
     "unset",
     "shopt",
     "local",
+    "exec",
+    "eval",
+    "source",
+    ".",
+    ":",
 )
 """Functions with these names are removed after every command: the snapshot relies on the
 builtins behind them (documented in the README's approval section)."""
@@ -87,8 +92,13 @@ RISKY_OPTIONS = {
     "expand_aliases": "aliases were turned back on (`shopt -s expand_aliases`)",
 }
 
-POSIX_SHOPTS = ("expand_aliases", "inherit_errexit", "shift_verbose", "sourcepath",
-                "interactive_comments")
+POSIX_SHOPTS = (
+    "expand_aliases",
+    "inherit_errexit",
+    "shift_verbose",
+    "sourcepath",
+    "interactive_comments",
+)
 """``shopt`` options bash changes on entering POSIX mode without updating ``$BASHOPTS``."""
 
 BASH_DEFAULT_PATH = "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin:."
@@ -118,7 +128,7 @@ def snapshot_function() -> str:
     guard = "".join(f"${{{v}+${{{v}@a}}}}" for v in own.split())
     return f"""
 __tmax_snap() {{
-    >"$1" || return 1
+    >|"$1" || return 1
     case {guard} in *r*) return 1 ;; esac
     case :$SHELLOPTS: in *:posix:*) ;; *) return 1 ;; esac
     __tmax_wp= __tmax_fl=$- __tmax_ps=${{PATH+1}} __tmax_pv=${{PATH-}}
@@ -154,7 +164,7 @@ __tmax_snap() {{
                     builtin printf 'V\\0%s\\0%s\\0%s\\0' "$__tmax_k" "${{!__tmax_k@a}}" "${{!__tmax_k}}"
             done
             builtin printf 'END\\0%s\\0' "$2"
-        }} >"$1" 2>/dev/null
+        }} >|"$1" 2>/dev/null
         case $__tmax_fl in *u*) builtin set -u ;; esac
     fi
     if [[ -n $__tmax_ps ]]; then PATH=$__tmax_pv; else builtin unset PATH; fi
@@ -170,7 +180,7 @@ def epilogue(state_file: str, traps_file: str, token: str) -> str:
     return (
         "__tmax_st=$? __tmax_o0=$SHELLOPTS __tmax_b0=$BASHOPTS __tmax_pcs=${POSIXLY_CORRECT+1}"
         " __tmax_pcv=${POSIXLY_CORRECT-}; POSIXLY_CORRECT=y;"
-        f" trap -p >{traps_file}; \\__tmax_done \"$__tmax_st\" {token}"
+        f' \\trap -p >|{traps_file}; \\__tmax_done "$__tmax_st" {token}'
     )
 
 
@@ -243,13 +253,17 @@ class ShellState:
             if now == then:
                 continue
             if now is None:
-                out.append(f"${name} was unset by an earlier command (it was {then.value!r})")
+                was = then.value if then is not None else ""
+                out.append(f"${name} was unset by an earlier command (it was {was!r})")
             elif then is None:
                 out.append(f"${name} was set by an earlier command (to {now.value!r})")
             elif now.value != then.value:
                 out.append(f"${name} was changed by an earlier command (to {now.value!r})")
             else:
                 out.append(f"${name}'s attributes changed (from -{then.attrs} to -{now.attrs})")
+        off = sorted(self.disabled - base.disabled)
+        if off:
+            out.append(f"builtin(s) disabled by `enable -n`: {', '.join(off[:5])}")
         new = sorted(self.builtins - base.builtins)
         if new:
             out.append(f"builtin(s) loaded by `enable -f`: {', '.join(new[:5])}")
@@ -264,9 +278,8 @@ class ShellState:
         if name in self.functions:
             exported = " (exported)" if self.functions[name] else ""
             return Resolution(name, "function", None, f"is a shell function{exported}")
-        if direct:
-            if name in self.builtins:
-                return Resolution(name, "builtin", None, "is a shell builtin")
+        if direct and name in self.builtins:
+            return Resolution(name, "builtin", None, "is a shell builtin")
         if "/" in name:
             return Resolution(name, "file", Path(cwd, name), "is a path")
         found = search_path(name, self.path, cwd)
@@ -355,7 +368,8 @@ def parse_snapshot(data: bytes, *, token: str | None = None, traps: str = "") ->
         if m is None:
             raise SnapshotError(f"unexpected function listing {line!r}")
         functions[m.group(2)] = "x" in m.group(1)
-    enabled, disabled = set(), set()
+    enabled: set[str] = set()
+    disabled: set[str] = set()
     for line in sections["B"].splitlines():
         m = _ENABLE.match(line)
         if m is None:
