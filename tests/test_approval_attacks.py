@@ -500,6 +500,23 @@ CASES: list[Case] = [
     Case("execignore", ("EXECIGNORE=/usr/bin/ls",), "ls"),
     Case("ps0", ("PS0='$(test -e {ARM} && touch {M})'",), "ls", fires=True),
     Case("ps4_with_xtrace", ("PS4='$(test -e {ARM} && touch {M})'; set -x",), "ls", fires=True),
+    Case("mailpath_message", ("MAILPATH='{OUT}/mbox?$(touch {M})'",), "ls"),
+    # ---- state outside bash's variables: open file descriptors, git's global config
+    Case(
+        "fd_opened_on_a_file_outside",
+        ("exec 3>>{OUT}/rcfile",),
+        "echo 'touch {M}' >&3",
+    ),
+    Case("fd_named_by_variable", ("exec {fd}>{OUT}/x",), "ls"),
+    Case(
+        "git_global_config_changed",
+        ("git config --global diff.external 'touch {M}; true'",),
+        "git diff",
+        fires=True,
+        prepare=repo(modify=True),
+        extra={"cd": "sub"},
+    ),
+    Case("control_fd_closed_again", ("exec 3>{OUT}/x; exec 3>&-",), "ls", "run"),
     Case("control_unrelated_export", ("export MY_SETTING=1",), "ls", "run"),
     Case(
         "control_git_pager_reset_to_cat",
@@ -718,7 +735,9 @@ def play(case: Case, tmp_path: Path, *, live: bool = True) -> Outcome:
         reasons.append(request.reasons)
         return Approve() if request.command in setup else Reject("not approved")
 
-    with PtyShell(work, timeout=30) as shell:
+    home = tmp_path / "home"  # the shell's own HOME: git config --global lands here
+    home.mkdir()
+    with PtyShell(work, timeout=30, env={**os.environ, "HOME": str(home)}) as shell:
         model = ScriptedModel([*(bash_reply(c) for c in setup), bash_reply(trigger), SUBMIT])
         agent = Agent(
             model,

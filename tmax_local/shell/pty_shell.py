@@ -52,9 +52,9 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import psutil
 import ptyprocess
@@ -78,6 +78,9 @@ from tmax_local.shell.state import (
     ShellState,
     SnapshotError,
     epilogue,
+    fingerprints,
+    git_config_files,
+    open_fds,
     parse_snapshot,
     snapshot_function,
 )
@@ -238,6 +241,12 @@ class PtyShell:
         self._input_count = 0
         self._state_input_count = -1
         self._quiet = False
+        # Facts read from outside bash when it started: its file descriptors, and the
+        # config files git reads (see ShellState.fds / .files).
+        self._outside: dict[str, Any] = {
+            "files": fingerprints(git_config_files(self.env)),
+            "fds": {},
+        }
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> Self:
@@ -472,8 +481,14 @@ class PtyShell:
                 self._quiet = False
         if not self._state_fresh():
             raise SnapshotError("the shell's state could not be read")
-        base = self._read_state(self._baseline_file(), "baseline")
+        base = replace(self._read_state(self._baseline_file(), "baseline"), **self._outside)
         now = self._read_state(self._state_file(), self._state_token)
+        bash = self._bash
+        now = replace(
+            now,
+            fds=open_fds(bash.pid) if bash is not None else {},
+            files=fingerprints(git_config_files(self.env)),
+        )
         return LiveState(now, base, self.cwd)
 
     def _state_fresh(self) -> bool:
@@ -691,6 +706,7 @@ class PtyShell:
             self._bash = None
             raise TmaxError(f"bash did not start in {cwd} within {self.start_timeout:.0f} s")
         self.cwd = cwd
+        self._outside["fds"] = open_fds(bash.pid)
 
     @staticmethod
     def _alive(bash: _Bash) -> bool:

@@ -29,6 +29,7 @@ anything; `ShellState.resolve` reads file metadata only.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -76,6 +77,7 @@ SENSITIVE_EXACT = (
     "HOSTALIASES", "LOCPATH", "NLSPATH", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS",
     "JDK_JAVA_OPTIONS", "CLASSPATH", "PERL5OPT", "PERL5LIB", "PERLLIB", "RUBYOPT",
     "RUBYLIB", "NODE_OPTIONS", "NODE_PATH", "TERMINFO", "TERMINFO_DIRS", "INPUTRC",
+    "MAIL", "MAILPATH", "MAILCHECK",
 )  # fmt: skip
 """Variables that change what a program runs or reads, whatever the program."""
 
@@ -221,6 +223,11 @@ class ShellState:
     variables: Mapping[str, Variable] = field(default_factory=dict)
     """The sensitive variables that are set (see `sensitive_variable`)."""
     token: str = ""
+    fds: Mapping[int, str] = field(default_factory=dict)
+    """bash's open file descriptors above 2 (read from /proc by the caller)."""
+    files: Mapping[str, str | None] = field(default_factory=dict)
+    """Fingerprints of config files outside the shell that rule-covered programs read
+    (git's global and system config), None when absent (filled in by the caller)."""
 
     @property
     def aliases_on(self) -> bool:
@@ -264,6 +271,15 @@ class ShellState:
         off = sorted(self.disabled - base.disabled)
         if off:
             out.append(f"builtin(s) disabled by `enable -n`: {', '.join(off[:5])}")
+        for fd, target in sorted(self.fds.items()):
+            if base.fds.get(fd) != target:
+                out.append(
+                    f"file descriptor {fd} is open on {target} (opened by an earlier command): "
+                    f"a command can read or write it with >&{fd} or <&{fd}"
+                )
+        for path, digest in sorted(self.files.items()):
+            if base.files.get(path, digest) != digest:
+                out.append(f"{path} changed during this session (git reads it)")
         new = sorted(self.builtins - base.builtins)
         if new:
             out.append(f"builtin(s) loaded by `enable -f`: {', '.join(new[:5])}")
@@ -320,6 +336,49 @@ def search_path(
 _DECLARE_F = re.compile(r"^declare -f(\S*) (\S+)$")
 _ENABLE = re.compile(r"^enable( -n)? (\S+)$")
 _ALIAS = re.compile(r"^alias (?:-- )?([^=\s]+)=", re.MULTILINE)
+
+
+_HARMLESS_FD_TARGETS = re.compile(r"^/dev/(?:null|tty|pts/\d+)$")
+
+
+def open_fds(pid: int) -> dict[int, str]:
+    """The file descriptors above 2 that process ``pid`` has open, and their targets.
+
+    The terminal and /dev/null are left out: reading or writing them reaches nothing
+    (and bash opens /dev/null briefly for its own ``2>/dev/null`` at each prompt)."""
+    out: dict[int, str] = {}
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for name in names:
+        if name.isdigit() and int(name) > 2:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if not _HARMLESS_FD_TARGETS.match(target):
+                out[int(name)] = target
+    return out
+
+
+def git_config_files(env: Mapping[str, str]) -> list[str]:
+    """git's global and system config files for a shell with environment ``env``."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return [os.path.join(home, ".gitconfig"), os.path.join(xdg, "git", "config"), "/etc/gitconfig"]
+
+
+def fingerprints(paths: list[str]) -> dict[str, str | None]:
+    """A content digest per file (None when it does not exist or cannot be read)."""
+    out: dict[str, str | None] = {}
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                out[path] = hashlib.sha256(fh.read()).hexdigest()
+        except OSError:
+            out[path] = None
+    return out
 
 
 def parse_snapshot(data: bytes, *, token: str | None = None, traps: str = "") -> ShellState:
