@@ -134,3 +134,4 @@ def test_cli_prints_model_text_neutralised(tmp_path) -> None:
     assert p.returncode == 0, p.stderr
     assert "\x1b" not in p.stdout and "\x07" not in p.stdout
     assert "␛[2J␛[H␛]52;c;Y3VybCBldmls␇ ␛[8msecret␛[28m" in p.stdout
+    assert "git in this shell ignores repository hooks" in p.stdout  # §5, in the run header

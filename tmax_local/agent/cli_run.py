@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 from tmax_local.agent import events as ev
 from tmax_local.agent.options import SessionOptions, add_session_arguments
 from tmax_local.display import SafeText
+from tmax_local.shell.env import GIT_SAFE_NOTICE
 from tmax_local.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class TerminalView:
         w = self.out.write
         if isinstance(e, ev.SessionStarted):
             w(f"── tmax-local · {e.model} · transcript {e.transcript_path}\n")
+            w(f"── {GIT_SAFE_NOTICE}\n")
         elif isinstance(e, ev.StepStarted):
             self._reply, self._shown = "", 0
             w(f"\n── step {e.step} ──\n")

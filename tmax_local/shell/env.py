@@ -63,6 +63,12 @@ GIT_SAFE_CONFIG: tuple[tuple[str, str], ...] = (
 )
 
 
+GIT_SAFE_NOTICE = (
+    "git in this shell ignores repository hooks, fsmonitor, pagers and credential helpers "
+    "(see `env | grep GIT_CONFIG`)"
+)
+
+
 def git_safe_environment() -> dict[str, str]:
     """`GIT_SAFE_CONFIG` as ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n``/``GIT_CONFIG_VALUE_n``."""
     env = {"GIT_CONFIG_COUNT": str(len(GIT_SAFE_CONFIG))}
