@@ -163,12 +163,15 @@ class Gate:
         *,
         cwd: Path | str = ".",
         rules_file: Path | None = None,
+        live: LiveShell | None = None,
     ):
         self.mode: Mode = check_mode(mode)
         self.cwd = Path(cwd)
         self.base_rules = rules if rules is not None else RuleSet()
         self.session_rules = RuleSet()
         self.rules_file = rules_file
+        self.live = live
+        """The shell commands run in (see `review`); a ``live=`` given to `review` wins."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -222,6 +225,7 @@ class Gate:
         decision = self.decide(command, cwd=cwd)
         if decision.action == "skip":
             return Verdict(False, None, DRY_RUN_OBSERVATION, decision)
+        live = live if live is not None else self.live
         if decision.action == "run" and live is not None:
             decision = self._check_live(decision, live)
         if decision.action == "run":

@@ -43,6 +43,10 @@ class LiveShell(Protocol):
         ...
 
 
+NameResolver = LiveShell
+"""The same protocol under the name the issue uses."""
+
+
 def live_reasons(decision: Decision, live: LiveState, project_root: Path | str) -> list[str]:
     """Why the parts of ``decision`` may not run unasked in this shell (empty: they may)."""
     root = Path(os.path.realpath(project_root))
