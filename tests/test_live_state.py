@@ -134,3 +134,18 @@ def test_git_dir_options_ask(tmp_path) -> None:
     part = analyze("git --git-dir=/x log", tmp_path).parts[0]
     assert git_reasons(part, str(tmp_path))
     assert git_reasons(analyze("git status", tmp_path).parts[0], str(tmp_path)) == []
+
+
+def test_gate_takes_the_shell_at_creation_too(shell, tmp_path) -> None:
+    from tmax_local.approval import Approve, Gate, Reject
+    from tmax_local.approval.rules import Rule, RuleSet
+
+    rules = RuleSet().with_rule(Rule.parse("ls *"), "allow")
+    gate = Gate("ask", rules, cwd=tmp_path, live=shell)
+    assert gate.review("ls", lambda _r: Reject()).run
+    shell.run("ls() { :; }")
+    asked = []
+    verdict = gate.review("ls", lambda r: (asked.append(r.reasons), Approve())[1])
+    assert verdict.approved_by == "user" and "shell function" in asked[0][0]
+    # without a shell, only the text is judged (as before)
+    assert Gate("ask", rules, cwd=tmp_path).review("ls", lambda _r: Reject()).run
