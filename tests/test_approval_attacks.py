@@ -269,7 +269,9 @@ CASES: list[Case] = [
         "cd .",
         fires=True,
     ),
-    Case("control_alias_while_aliases_off", ("alias ls='touch {M}'",), "ls", "run"),
+    # aliases are off, so this alias is inert; asked anyway (aliases can be turned on)
+    Case("alias_while_aliases_off", ("alias ls='touch {M}'",), "ls"),
+    Case("bash_aliases_while_aliases_off", ("BASH_ALIASES[ls]='touch {M}'",), "ls"),
     # ---- builtins disabled or replaced
     Case(
         "enable_n_echo_with_program_on_path",
@@ -375,8 +377,17 @@ CASES: list[Case] = [
         prepare=evil_bin("ls"),
     ),
     # ---- the hash table (flushed after every command)
-    Case("hash_p", ("hash -p $PWD/bin/ls ls",), "ls", "any", prepare=evil_bin("ls")),
-    Case("bash_cmds_entry", ("BASH_CMDS[ls]=$PWD/bin/ls",), "ls", "any", prepare=evil_bin("ls")),
+    # the table is flushed after every command; asked once anyway
+    Case("hash_p", ("hash -p $PWD/bin/ls ls",), "ls", prepare=evil_bin("ls")),
+    Case("bash_cmds_entry", ("BASH_CMDS[ls]=$PWD/bin/ls",), "ls", prepare=evil_bin("ls")),
+    Case(
+        "hash_p_then_unset_bash_cmds",
+        ("hash -p $PWD/bin/ls ls; unset BASH_CMDS",),
+        "ls",
+        "any",
+        prepare=evil_bin("ls"),
+    ),
+    Case("control_hash_table_ordinary", ("ls >/dev/null; cat README >/dev/null",), "ls", "run"),
     # ---- sensitive variables
     Case(
         "git_pager_exported",
@@ -422,6 +433,20 @@ CASES: list[Case] = [
         ("printf -v GIT_PAGER 'touch {M}; cat'",),
         "git log",
         fires=True,
+        prepare=repo(),
+        extra={"cd": "sub"},
+    ),
+    Case(
+        "git_pager_getopts",
+        ("set -- -x; getopts x GIT_PAGER",),
+        "git log",
+        prepare=repo(),
+        extra={"cd": "sub"},
+    ),
+    Case(
+        "git_pager_readarray",  # an array is never exported: asked, but git would not see it
+        ("readarray -t GIT_PAGER <<< 'touch {M}; cat'",),
+        "git log",
         prepare=repo(),
         extra={"cd": "sub"},
     ),

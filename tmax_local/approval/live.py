@@ -26,7 +26,13 @@ from typing import Protocol, runtime_checkable
 from tmax_local.approval.live_git import git_reasons
 from tmax_local.approval.policy import Decision
 from tmax_local.approval.syntax import Part
-from tmax_local.shell.state import BASH_DEFAULT_PATH, LiveState, Resolution, ShellState
+from tmax_local.shell.state import (
+    BASH_DEFAULT_PATH,
+    LiveState,
+    Resolution,
+    ShellState,
+    search_path,
+)
 
 # The wrapper words `via` starts with, and how the wrapped name is then found.
 _BASH_LOOKUP = {"time", "sudo", "doas", "bash", "sh", "dash", "zsh", "ksh", "trap", "coproc"}
@@ -51,6 +57,7 @@ def live_reasons(decision: Decision, live: LiveState, project_root: Path | str) 
     """Why the parts of ``decision`` may not run unasked in this shell (empty: they may)."""
     root = Path(os.path.realpath(project_root))
     reasons = [f"the shell has changed: {why}" for why in live.changes()]
+    reasons += _hash_reasons(live)
     for pd in decision.parts:
         part = pd.part
         if part.kind != "command" or not part.words:
@@ -62,6 +69,21 @@ def live_reasons(decision: Decision, live: LiveState, project_root: Path | str) 
         if part.program == "git":
             reasons += [f"{part.display}: {why}" for why in git_reasons(part, live.cwd)]
     return list(dict.fromkeys(reasons))
+
+
+def _hash_reasons(live: LiveState) -> list[str]:
+    """Hash-table entries that point somewhere a PATH search would not (``hash -p``).
+    The shell flushes the table after every command, so this asks once, right after."""
+    out = []
+    for name, path in sorted(live.now.hashed.items()):
+        found = search_path(name, live.now.path, live.cwd)
+        real = os.path.realpath(os.path.join(live.cwd, path))
+        if found is None or os.path.realpath(found[0]) != real:
+            out.append(
+                f"the shell has changed: `{name}` was hashed to {path} by an earlier command "
+                "(`hash -p`); the table has been flushed since"
+            )
+    return out
 
 
 def _names(part: Part) -> list[tuple[str, str]]:

@@ -125,7 +125,7 @@ def snapshot_function() -> str:
     reserved = " ".join(RESERVED_FUNCTIONS)
     own = (
         "__tmax_k __tmax_wp __tmax_pcs __tmax_pcv __tmax_ps __tmax_pv __tmax_ok __tmax_fl "
-        "__tmax_o0 __tmax_b0 __tmax_st PATH POSIXLY_CORRECT"
+        "__tmax_o0 __tmax_b0 __tmax_st __tmax_hk __tmax_hv PATH POSIXLY_CORRECT"
     )
     guard = "".join(f"${{{v}+${{{v}@a}}}}" for v in own.split())
     return f"""
@@ -135,6 +135,8 @@ __tmax_snap() {{
     case :$SHELLOPTS: in *:posix:*) ;; *) return 1 ;; esac
     __tmax_wp= __tmax_fl=$- __tmax_ps=${{PATH+1}} __tmax_pv=${{PATH-}}
     case :$__tmax_o0: in *:posix:*) __tmax_wp=1 ;; esac
+    # the hash table, kept for the record: setting PATH below flushes it
+    __tmax_hk=("${{!BASH_CMDS[@]}}") __tmax_hv=("${{BASH_CMDS[@]}}")
     PATH=/nonexistent/tmax-snapshot
     unset -f {reserved} 2>/dev/null
     __tmax_ok=$?
@@ -164,6 +166,9 @@ __tmax_snap() {{
             for __tmax_k in {names} {prefixed}; do
                 [[ -z ${{!__tmax_k+1}} ]] ||
                     builtin printf 'V\\0%s\\0%s\\0%s\\0' "$__tmax_k" "${{!__tmax_k@a}}" "${{!__tmax_k}}"
+            done
+            for __tmax_k in "${{!__tmax_hk[@]}}"; do
+                builtin printf 'H\\0%s\\0%s\\0' "${{__tmax_hk[__tmax_k]}}" "${{__tmax_hv[__tmax_k]}}"
             done
             builtin printf 'END\\0%s\\0' "$2"
         }} >|"$1" 2>/dev/null
@@ -223,6 +228,8 @@ class ShellState:
     variables: Mapping[str, Variable] = field(default_factory=dict)
     """The sensitive variables that are set (see `sensitive_variable`)."""
     token: str = ""
+    hashed: Mapping[str, str] = field(default_factory=dict)
+    """bash's hash table as the last command left it (name → path); flushed since."""
     fds: Mapping[int, str] = field(default_factory=dict)
     """bash's open file descriptors above 2 (read from /proc by the caller)."""
     files: Mapping[str, str | None] = field(default_factory=dict)
@@ -242,9 +249,11 @@ class ShellState:
         for opt, why in RISKY_OPTIONS.items():
             if opt in self.options and opt not in base.options:
                 out.append(why)
-        if self.aliases and self.aliases_on:
-            names = ", ".join(self.aliases[:5])
-            out.append(f"aliases are on and defined ({names})")
+        new_aliases = [a for a in self.aliases if a not in base.aliases]
+        if new_aliases:
+            names = ", ".join(new_aliases[:5])
+            state = "on" if self.aliases_on else "off for now"
+            out.append(f"alias(es) defined by an earlier command ({names}; aliases are {state})")
         if self.traps != base.traps:
             out.append("a trap was set or changed (`trap`): it runs code around commands")
         exported = sorted(n for n, x in self.functions.items() if x and n not in base.functions)
@@ -405,11 +414,15 @@ def parse_snapshot(data: bytes, *, token: str | None = None, traps: str = "") ->
                 raise SnapshotError("bad snapshot layout")
             sections[tag] = next(it)
         variables: dict[str, Variable] = {}
+        hashed: dict[str, str] = {}
         end: str | None = None
         for tag in it:
             if tag == "V":
                 name, attrs, value = next(it), next(it), next(it)
                 variables[name] = Variable(value, attrs)
+            elif tag == "H":
+                name, value = next(it), next(it)
+                hashed[name] = value
             elif tag == "END":
                 end = next(it)
                 break
@@ -446,6 +459,7 @@ def parse_snapshot(data: bytes, *, token: str | None = None, traps: str = "") ->
         aliases=tuple(_ALIAS.findall(sections["A"])),
         traps=traps,
         variables=variables,
+        hashed=hashed,
         token=end,
     )
 
