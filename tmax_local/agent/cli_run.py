@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, TextIO
 from tmax_local.agent import events as ev
 from tmax_local.agent.options import SessionOptions, add_session_arguments
 from tmax_local.display import SafeText
-from tmax_local.shell.env import GIT_SAFE_NOTICE
 from tmax_local.errors import ConfigError
+from tmax_local.shell.env import GIT_SAFE_NOTICE
 
 if TYPE_CHECKING:
     from tmax_local.approval import Answer, ApprovalRequest

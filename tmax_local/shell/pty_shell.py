@@ -138,7 +138,8 @@ trap 'builtin printf "%s" "$PWD" >{cwd_file}' EXIT
 readonly PROMPT_COMMAND
 {snapshot}
 readonly -f __tmax_done __tmax_pre __tmax_snap
-__tmax_o0=$SHELLOPTS __tmax_b0=$BASHOPTS __tmax_pcs=${{POSIXLY_CORRECT+1}} __tmax_pcv=${{POSIXLY_CORRECT-}}
+__tmax_o0=$SHELLOPTS __tmax_b0=$BASHOPTS
+__tmax_pcs=${{POSIXLY_CORRECT+1}} __tmax_pcv=${{POSIXLY_CORRECT-}}
 POSIXLY_CORRECT=y
 \trap -p >|{baseline_traps}
 __tmax_snap {baseline_file} baseline

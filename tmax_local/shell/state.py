@@ -165,10 +165,12 @@ __tmax_snap() {{
             builtin printf '\\0'
             for __tmax_k in {names} {prefixed}; do
                 [[ -z ${{!__tmax_k+1}} ]] ||
-                    builtin printf 'V\\0%s\\0%s\\0%s\\0' "$__tmax_k" "${{!__tmax_k@a}}" "${{!__tmax_k}}"
+                    builtin printf 'V\\0%s\\0%s\\0%s\\0' \\
+                        "$__tmax_k" "${{!__tmax_k@a}}" "${{!__tmax_k}}"
             done
             for __tmax_k in "${{!__tmax_hk[@]}}"; do
-                builtin printf 'H\\0%s\\0%s\\0' "${{__tmax_hk[__tmax_k]}}" "${{__tmax_hv[__tmax_k]}}"
+                builtin printf 'H\\0%s\\0%s\\0' \\
+                    "${{__tmax_hk[__tmax_k]}}" "${{__tmax_hv[__tmax_k]}}"
             done
             builtin printf 'END\\0%s\\0' "$2"
         }} >|"$1" 2>/dev/null
