@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, TextIO
 
 from tmax_local.agent import events as ev
 from tmax_local.agent.options import SessionOptions, add_session_arguments
+from tmax_local.display import SafeText
 from tmax_local.errors import ConfigError
+from tmax_local.shell.env import GIT_SAFE_NOTICE
 
 if TYPE_CHECKING:
     from tmax_local.approval import Answer, ApprovalRequest
@@ -58,7 +60,7 @@ class TerminalView:
     """Prints agent events for a human reading a plain terminal."""
 
     def __init__(self, out: TextIO):
-        self.out = out
+        self.out: TextIO = SafeText(out)  # type: ignore[assignment]  # model text: made visible
         self._mid_line = False
         self._reply = ""  # this step's text so far
         self._shown = 0  # how much of it was printed
@@ -82,6 +84,7 @@ class TerminalView:
         w = self.out.write
         if isinstance(e, ev.SessionStarted):
             w(f"── tmax-local · {e.model} · transcript {e.transcript_path}\n")
+            w(f"── {GIT_SAFE_NOTICE}\n")
         elif isinstance(e, ev.StepStarted):
             self._reply, self._shown = "", 0
             w(f"\n── step {e.step} ──\n")
@@ -124,7 +127,7 @@ class PromptApprover:
     """Asks at the terminal. Reads answers line by line from ``inp`` (stdin)."""
 
     def __init__(self, inp: TextIO, out: TextIO):
-        self.inp, self.out = inp, out
+        self.inp, self.out = inp, SafeText(out)  # the command is shown as it will run
         self.waiting = False
         self.on_eof: Callable[[], None] | None = None  # input closed: the CLI stops the agent
 
@@ -209,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     approver = PromptApprover(stdin_for_answers, sys.stdout)
     view = TerminalView(sys.stdout)
 
-    with PtyShell(cwd, timeout=opts.timeout) as shell:
+    with PtyShell(cwd, timeout=opts.timeout, protect_parent=True) as shell:
         agent = Agent(model, shell, gate, approver=approver, config=config)
         transcript = TranscriptWriter.in_dir(sessions_dir(), agent.session_id)
         agent.transcript = transcript

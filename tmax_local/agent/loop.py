@@ -257,7 +257,8 @@ class Agent:
             self.emit(ev.ApprovalAnswered(step, answer))
             return answer
 
-        verdict = self.gate.review(command, ask, cwd=getattr(self.shell, "cwd", None))
+        live = self.shell if callable(getattr(self.shell, "live_state", None)) else None
+        verdict = self.gate.review(command, ask, cwd=getattr(self.shell, "cwd", None), live=live)
         if self._cancel.is_set():
             raise Stopped("Stopped by the user.")
         if not verdict.run:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from tmax_local.approval import Answer, ApprovalRequest, Verdict
@@ -137,5 +137,8 @@ class ApprovalGate(Protocol):
     ``ask`` when the policy wants the user's answer."""
 
     def review(
-        self, command: str, ask: Approver, *, cwd: Path | str | None = None
+        self, command: str, ask: Approver, *, cwd: Path | str | None = None, live: Any = None
     ) -> Verdict: ...
+
+    # ``live``: the shell the command will run in, when it can report its state
+    # (``tmax_local.approval.live.LiveShell``): checked before anything runs unasked.

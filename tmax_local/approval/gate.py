@@ -8,15 +8,17 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
 from tmax_local.approval.analysis import Analysis
 from tmax_local.approval.labels import Label
+from tmax_local.approval.live import LiveShell, live_reasons
 from tmax_local.approval.policy import Decision, Mode, check_mode, decide
 from tmax_local.approval.rules import Rule, RuleKind, RuleSet, suggest_rule
 from tmax_local.approval.store import load_project_rules, load_saved_rules, rules_path, save_rule
+from tmax_local.shell.state import SnapshotError
 
 Scope = Literal["session", "saved"]
 
@@ -161,12 +163,15 @@ class Gate:
         *,
         cwd: Path | str = ".",
         rules_file: Path | None = None,
+        live: LiveShell | None = None,
     ):
         self.mode: Mode = check_mode(mode)
         self.cwd = Path(cwd)
         self.base_rules = rules if rules is not None else RuleSet()
         self.session_rules = RuleSet()
         self.rules_file = rules_file
+        self.live = live
+        """The shell commands run in (see `review`); a ``live=`` given to `review` wins."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -185,6 +190,15 @@ class Gate:
         start = cwd if cwd is not None else self.cwd
         return decide(command, self.mode, self.rules, start, root=self.cwd)
 
+    def _check_live(self, decision: Decision, live: LiveShell) -> Decision:
+        try:
+            reasons = live_reasons(decision, live.live_state(), self.cwd)
+        except SnapshotError as err:
+            reasons = [f"cannot check what the shell would run: {err}"]
+        if not reasons:
+            return decision
+        return replace(decision, action="ask", reasons=tuple(reasons))
+
     def add_rule(self, pattern: str, scope: Scope = "session", kind: RuleKind = "allow") -> Rule:
         """Remember a rule for this session, and in the rules file when ``scope="saved"``."""
         rule = Rule.parse(pattern, "session" if scope == "session" else "saved")
@@ -194,11 +208,27 @@ class Gate:
             self.session_rules = self.session_rules.with_rule(rule, kind)
         return rule
 
-    def review(self, command: str, ask: Approver, *, cwd: Path | str | None = None) -> Verdict:
-        """Decide, ask the user if needed, and say what (if anything) to run."""
+    def review(
+        self,
+        command: str,
+        ask: Approver,
+        *,
+        cwd: Path | str | None = None,
+        live: LiveShell | None = None,
+    ) -> Verdict:
+        """Decide, ask the user if needed, and say what (if anything) to run.
+
+        ``live`` is the shell the command will run in: when the policy would run the
+        command unasked, the shell's state is checked first (`tmax_local.approval.live`)
+        and any surprise turns the decision into a question. Without it, only the
+        command's text is judged.
+        """
         decision = self.decide(command, cwd=cwd)
         if decision.action == "skip":
             return Verdict(False, None, DRY_RUN_OBSERVATION, decision)
+        live = live if live is not None else self.live
+        if decision.action == "run" and live is not None:
+            decision = self._check_live(decision, live)
         if decision.action == "run":
             return Verdict(True, command, None, decision)
         request = ApprovalRequest(command, decision, suggest_rules(decision))

@@ -23,6 +23,12 @@ head_chars=65536, tail_chars=65536, kill_grace=1.0, input_wait_after=0.5)``
   ``run()`` raises :class:`ShellClosed`).
 - ``cwd`` (the shell's directory, kept up to date), ``pid``, ``alt_screen``,
   ``withheld_env`` (names of secret-looking variables left out).
+- ``live_state() -> LiveState``: a snapshot of what the shell would do with a
+  command name now (functions, builtins, aliases, traps, options, sensitive
+  variables, open file descriptors) next to the one taken at start; the approval
+  gate reads it before anything runs unasked (``state.py``,
+  ``tmax_local.approval.live``).  ``protect_parent=True`` also removes the
+  withheld secrets from this process (``secrets.py``).
 - ``subscribe(callback) -> unsubscribe``.  Events (``events.py``):
   ``CommandStarted(command)``, ``Output(data)`` (every raw byte from the
   terminal, including output between commands; only our invisible markers are
@@ -40,9 +46,11 @@ Behaviour worth knowing:
   profile, no line editor, no history), so it behaves the same everywhere.
 - The environment gets non-interactive defaults (PAGER=cat, GIT_PAGER=cat,
   GIT_EDITOR=:, GIT_TERMINAL_PROMPT=0, DEBIAN_FRONTEND=noninteractive,
-  TERM=xterm-256color); variables whose names look like secrets (KEY, TOKEN,
-  SECRET, PASSWORD, CREDENTIAL, AUTH...) are withheld unless
-  ``allow_secrets=True``.
+  TERM=xterm-256color), git settings that keep a repository's config from
+  running programs (``GIT_CONFIG_COUNT``…, ``env.GIT_SAFE_CONFIG``); variables
+  whose names look like secrets (``*_KEY``, ``*_TOKEN``, ``*_PASS``, ``*PASSWORD``,
+  ``MYSQL_PWD``, ``GH_PAT``, ``DATABASE_URL``, URLs with a password...) are
+  withheld unless ``allow_secrets=True``.
 - On timeout the foreground process group gets SIGINT, then SIGTERM, then
   SIGKILL (``kill_grace`` seconds apart); the result has ``exit_code=124`` and
   ``timed_out=True``; the shell stays usable.  If bash dies (``exit``,

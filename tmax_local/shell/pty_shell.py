@@ -52,9 +52,9 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import psutil
 import ptyprocess
@@ -71,6 +71,18 @@ from tmax_local.shell.events import (
     Output,
     ShellEvent,
     ShellRestarted,
+)
+from tmax_local.shell.secrets import protect_process
+from tmax_local.shell.state import (
+    LiveState,
+    ShellState,
+    SnapshotError,
+    epilogue,
+    fingerprints,
+    git_config_files,
+    open_fds,
+    parse_snapshot,
+    snapshot_function,
 )
 from tmax_local.shell.text import DEFAULT_HEAD_CHARS, DEFAULT_TAIL_CHARS, TextCollector
 
@@ -96,6 +108,7 @@ _SHELL_NAMES = {"bash", "sh", "dash", "zsh", "ksh", "mksh", "fish", "busybox", "
 _RCFILE = r"""
 unset HISTFILE OLDPWD
 set +H +o history
+shopt -u expand_aliases
 builtin cd -- {cwd} 2>/dev/null
 PS1='' PS2='' PS0='' PS4='+ '
 __tmax_n={init_nonce}
@@ -103,6 +116,10 @@ __tmax_n={init_nonce}
 # exists); `builtin printf` also beats a function named printf.  `exec` stays
 # bare: `builtin exec` would undo its redirections.
 __tmax_done() {{
+    # $2, typed by run() only: write the state snapshot (tmax_local/shell/state.py)
+    if [[ -n $2 ]]; then __tmax_snap {state_file} "$2" || __tmax_snapfail=$?; fi
+    # bash turns aliases on after reading this file: off once, at the first prompt
+    if [[ -z $__tmax_up ]]; then __tmax_up=1; builtin shopt -u expand_aliases; fi
     local __tmax_s=$1 __tmax_f=
     case $- in *x*) __tmax_f+=x ;; esac
     case $- in *v*) __tmax_f+=v ;; esac
@@ -119,7 +136,13 @@ __tmax_pre() {{
 PROMPT_COMMAND='{{ \__tmax_done $?; }} 2>/dev/null'
 trap 'builtin printf "%s" "$PWD" >{cwd_file}' EXIT
 readonly PROMPT_COMMAND
-readonly -f __tmax_done __tmax_pre
+{snapshot}
+readonly -f __tmax_done __tmax_pre __tmax_snap
+__tmax_o0=$SHELLOPTS __tmax_b0=$BASHOPTS
+__tmax_pcs=${{POSIXLY_CORRECT+1}} __tmax_pcv=${{POSIXLY_CORRECT-}}
+POSIXLY_CORRECT=y
+\trap -p >|{baseline_traps}
+__tmax_snap {baseline_file} baseline
 """
 
 
@@ -190,12 +213,16 @@ class PtyShell:
         kill_grace: float = 1.0,
         input_wait_after: float = 0.5,
         start_timeout: float = 30.0,
+        protect_parent: bool = False,
     ) -> None:
         self.cwd = str(Path(cwd if cwd is not None else os.getcwd()).resolve())
         self._home_cwd = self.cwd
         self.timeout = timeout
         self.rows, self.cols = rows, cols
         self.env, self.withheld_env = shell_environment(env, allow_secrets=allow_secrets)
+        # The app's own process: drop the withheld variables from it too, so the shell
+        # cannot read them back through /proc/<our pid>/environ (shell/secrets.py).
+        self.protect_parent = protect_parent
         self.head_chars, self.tail_chars = head_chars, tail_chars
         self.kill_grace = kill_grace
         self.input_wait_after = input_wait_after
@@ -209,6 +236,18 @@ class PtyShell:
         self._alt_active = False
         self._closed = False
         self._workdir: str | None = None
+        # Live state (see tmax_local/shell/state.py): the token typed with the last
+        # command, and how much user input there had been when it was typed.
+        self._state_token: str | None = None
+        self._input_count = 0
+        self._state_input_count = -1
+        self._quiet = False
+        # Facts read from outside bash when it started: its file descriptors, and the
+        # config files git reads (see ShellState.fds / .files).
+        self._outside: dict[str, Any] = {
+            "files": fingerprints(git_config_files(self.env)),
+            "fds": {},
+        }
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> Self:
@@ -217,6 +256,8 @@ class PtyShell:
             if self._closed:
                 raise ShellClosed("the shell has been closed")
             if self._bash is None:
+                if self.protect_parent:
+                    protect_process(self.withheld_env)
                 self._spawn(self.cwd)
         return self
 
@@ -272,6 +313,10 @@ class PtyShell:
     # -- user interaction ------------------------------------------------------
     def send_input(self, data: bytes) -> None:
         """Type ``data`` into the terminal (answer a prompt, quit ``less``...)."""
+        self._input_count += 1  # the user may have run commands: re-read the state
+        self._type(data)
+
+    def _type(self, data: bytes) -> None:
         bash = self._require_bash()
         view = memoryview(data)
         while view:
@@ -343,9 +388,20 @@ class PtyShell:
             with self._cond:
                 self._current = running
                 self._last_output = time.monotonic()
-            self._publish(CommandStarted(command))
+            quiet = self._quiet
+            if not quiet:
+                self._publish(CommandStarted(command))
             self._prepare_tty(bash)
-            self.send_input(_command_line(nonce, path))
+            token = secrets.token_hex(8)
+            self._state_token, self._state_input_count = token, self._input_count
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._state_file())
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._state_file() + "-traps")
+            done = epilogue(
+                _quote(self._state_file()), _quote(self._state_file() + "-traps"), token
+            )
+            self._type(_command_line(nonce, path, done))
 
             timed_out = False
             exit_code: int | None = None
@@ -406,8 +462,61 @@ class PtyShell:
                 duration_s=time.monotonic() - running.started,
                 dropped_chars=running.collector.total_dropped(),
             )
-        self._publish(CommandFinished(result))
+        if not quiet:
+            self._publish(CommandFinished(result))
         return result
+
+    # -- live state ----------------------------------------------------------------
+    def live_state(self) -> LiveState:
+        """The shell's state now and when it started (`tmax_local.shell.state`).
+
+        The snapshot written after the last command is used when it carries that
+        command's token and the user has typed nothing since; otherwise a silent ``:``
+        is run first to take a fresh one.  Raises `SnapshotError` when none can be read.
+        """
+        if not self._state_fresh():
+            self._quiet = True
+            try:
+                self.run(":", timeout=10)
+            finally:
+                self._quiet = False
+        if not self._state_fresh():
+            raise SnapshotError("the shell's state could not be read")
+        base = replace(self._read_state(self._baseline_file(), "baseline"), **self._outside)
+        now = self._read_state(self._state_file(), self._state_token)
+        bash = self._bash
+        now = replace(
+            now,
+            fds=open_fds(bash.pid) if bash is not None else {},
+            files=fingerprints(git_config_files(self.env)),
+        )
+        return LiveState(now, base, self.cwd)
+
+    def _state_fresh(self) -> bool:
+        if self._bash is None or self._state_token is None:
+            return False
+        if self._input_count != self._state_input_count:
+            return False
+        try:
+            data = Path(self._state_file()).read_bytes()
+        except OSError:
+            return False
+        return data.endswith(f"END\0{self._state_token}\0".encode())
+
+    @staticmethod
+    def _read_state(path: str, token: str | None) -> ShellState:
+        try:
+            data = Path(path).read_bytes()
+            traps = Path(path + "-traps").read_text(encoding="utf-8", errors="replace")
+        except OSError as err:
+            raise SnapshotError(f"the shell's state could not be read: {err}") from None
+        return parse_snapshot(data, token=token, traps=traps)
+
+    def _state_file(self) -> str:
+        return os.path.join(os.path.dirname(self._script_path()), "state")
+
+    def _baseline_file(self) -> str:
+        return os.path.join(os.path.dirname(self._script_path()), "state-baseline")
 
     def _cwd_file(self) -> str:
         """Where bash's EXIT trap leaves its last directory (for a restart)."""
@@ -549,7 +658,15 @@ class PtyShell:
             os.unlink(cwd_file)
         quoted_cwd_file = _quote(cwd_file)
         Path(rcfile).write_text(
-            _RCFILE.format(init_nonce=init, cwd_file=quoted_cwd_file, cwd=_quote(cwd)),
+            _RCFILE.format(
+                init_nonce=init,
+                cwd_file=quoted_cwd_file,
+                cwd=_quote(cwd),
+                state_file=_quote(self._state_file()),
+                baseline_file=_quote(self._baseline_file()),
+                baseline_traps=_quote(self._baseline_file() + "-traps"),
+                snapshot=snapshot_function(),
+            ),
             encoding="utf-8",
         )
         if not os.path.isdir(cwd):
@@ -590,6 +707,7 @@ class PtyShell:
             self._bash = None
             raise TmaxError(f"bash did not start in {cwd} within {self.start_timeout:.0f} s")
         self.cwd = cwd
+        self._outside["fds"] = open_fds(bash.pid)
 
     @staticmethod
     def _alive(bash: _Bash) -> bool:
@@ -627,6 +745,7 @@ class PtyShell:
             cwd = os.path.expanduser("~")
         self._alt_active = False
         self._spawn(cwd)
+        self._state_token = None  # a new bash: take a new snapshot before trusting one
         self._publish(ShellRestarted(reason))
 
     def _kill_bash(self, bash: _Bash) -> None:
@@ -739,14 +858,13 @@ def _marker_prefix_start(buf: bytes) -> int:
     return len(buf)
 
 
-def _command_line(nonce: str, path: str) -> bytes:
+def _command_line(nonce: str, path: str, done: str = "\\__tmax_done $?") -> bytes:
     """The line typed for each command.  The completion marker comes from the
     line itself and, when the line is cut short (Ctrl-C, timeout), from
     PROMPT_COMMAND.  Backslashes keep aliases the model defines out of it."""
     # Ctrl-U first: the terminal's line-kill discards anything half-typed by the user.
     return (
-        f"\x15 \\__tmax_pre {nonce}; \\builtin . {_quote(path)};"
-        " { \\__tmax_done $?; } 2>/dev/null\n"
+        f"\x15 \\__tmax_pre {nonce}; \\builtin . {_quote(path)}; {{ {done}; }} 2>/dev/null\n"
     ).encode()
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.cells import chop_cells
 from rich.console import Group
 from rich.syntax import Syntax
 from rich.text import Text
@@ -20,6 +21,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widget import Widget
 
+from tmax_local.display import visible
 from tmax_local.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -102,6 +104,12 @@ class ApprovalBar(Widget, can_focus=True):
         Binding("r,n", "choose('reject')", "Reject"),
         Binding("A", "choose('always')", "Always allow"),
         Binding("m", "choose('mode')", "Mode"),
+        Binding("down", "scroll_command(1)", "Scroll down", show=False),
+        Binding("up", "scroll_command(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll_command(1000)", "Page down", show=False),
+        Binding("pageup", "scroll_command(-1000)", "Page up", show=False),
+        Binding("end", "scroll_command(1000000)", "End", show=False),
+        Binding("home", "scroll_command(-1000000)", "Home", show=False),
     ]
 
     @dataclass
@@ -113,10 +121,12 @@ class ApprovalBar(Widget, can_focus=True):
         super().__init__(id=id)
         self.view: ApprovalView | None = None
         self.mode = "ask"
+        self.scroll_row = 0
 
     def show(self, view: ApprovalView, mode: str) -> None:
         self.view = view
         self.mode = mode
+        self.scroll_row = 0
         self.add_class("-active")
         self.refresh(layout=True)
         self.focus()
@@ -134,10 +144,43 @@ class ApprovalBar(Widget, can_focus=True):
         if self.view is not None:
             self.post_message(self.Chosen(choice, self.view))
 
+    # -- the command window: the whole bar fits, the command scrolls ------------------
+    def command_window(self) -> tuple[list[str], int, int]:
+        """The command rows shown now, and how many rows are above and below them."""
+        view = self.view
+        if view is None:
+            return [], 0, 0
+        rows = command_rows(view.command, max(10, self.size.width - 3))
+        budget = self._command_budget()
+        self.scroll_row = max(0, min(self.scroll_row, len(rows) - budget))
+        shown = rows[self.scroll_row : self.scroll_row + budget]
+        return shown, self.scroll_row, len(rows) - self.scroll_row - len(shown)
+
+    def _command_budget(self) -> int:
+        """Rows the command may take: the bar is at most half the screen, and the labels,
+        reasons, rule and keys are shown in full."""
+        view = self.view
+        if view is None:
+            return 0
+        width = max(10, self.size.width - 3)
+        other = 5 + len(chop_cells(visible(view.reason), width)) if view.reason else 5
+        half = max(8, self.app.size.height // 2)
+        return max(3, half - other - 2)
+
+    def action_scroll_command(self, delta: int) -> None:
+        """Scroll the command by ``delta`` rows (±1000: a page, ±1000000: to an end)."""
+        if abs(delta) >= 1000000:  # home / end (clamped when shown)
+            delta = 10**9 if delta > 0 else -(10**9)
+        elif abs(delta) >= 1000:
+            delta = (self._command_budget() - 1) * (1 if delta > 0 else -1)
+        self.scroll_row = max(0, self.scroll_row + delta)
+        self.refresh(layout=True)
+
     def render(self) -> Group | Text:
         view = self.view
         if view is None:
             return Text("")
+        # Labels and reasons first; model-written text is shown made visible (display.py).
         head = Text()
         head.append(f"Step {view.step}: run this command? ", style="bold")
         if view.labels:
@@ -147,15 +190,8 @@ class ApprovalBar(Widget, can_focus=True):
         else:
             head.append(" no risk labels ", style="italic")
         parts: list = [head]
-        parts.append(
-            Syntax(
-                view.command,
-                "bash",
-                theme="ansi_dark" if self.app.current_theme.dark else "ansi_light",
-                word_wrap=True,
-                background_color="default",
-            )
-        )
+        if view.reason:
+            parts.append(Text(f"asks because: {visible(view.reason)}", style="dim"))
         if view.ignored:
             parts.append(
                 Text(
@@ -163,13 +199,29 @@ class ApprovalBar(Widget, can_focus=True):
                     style="italic",
                 )
             )
-        if view.reason:
-            parts.append(Text(f"asks because: {view.reason}", style="dim"))
+        shown, above, below = self.command_window()
+        parts.append(
+            Syntax(
+                "\n".join(shown),
+                "bash",
+                theme="ansi_dark" if self.app.current_theme.dark else "ansi_light",
+                word_wrap=False,
+                background_color="default",
+            )
+        )
+        if above or below:
+            fold = Text(style="bold")
+            if below:
+                fold.append(f"▼ {below} more line(s) below")
+            if above:
+                fold.append(("  " if below else "") + f"▲ {above} line(s) above")
+            fold.append("  (↑/↓, PgUp/PgDn, Home/End scroll the command)", style="dim")
+            parts.append(fold)
         if view.rules:
             rule = Text("always allow would save: ", style="dim")
-            rule.append("  ".join(view.rules), style="bold")
+            rule.append(visible("  ".join(view.rules)), style="bold")
             if view.rule_explanation:
-                rule.append(f"  ({view.rule_explanation})", style="dim")
+                rule.append(f"  ({visible(view.rule_explanation)})", style="dim")
             parts.append(rule)
         else:
             parts.append(
@@ -187,3 +239,12 @@ class ApprovalBar(Widget, can_focus=True):
             keys.append(f" {what}  ")
         parts.append(keys)
         return Group(*parts)
+
+
+def command_rows(command: str, width: int) -> list[str]:
+    """``command`` as the screen rows it takes at ``width`` cells, made visible."""
+    rows: list[str] = []
+    for line in visible(command).split("\n"):
+        line = line.expandtabs(4)
+        rows += chop_cells(line, width) if line else [""]
+    return rows

@@ -56,8 +56,12 @@ def options_from_args(args: argparse.Namespace) -> TuiOptions:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tmax_local.shell.env import shell_environment
+    from tmax_local.shell.secrets import protect_process
     from tmax_local.tui.app import make_app
 
+    # the agent's shell cannot read withheld secrets back from this process's /proc
+    protect_process(shell_environment()[1])
     app = make_app(options_from_args(args))
     result = app.run()
     return int(result or 0)

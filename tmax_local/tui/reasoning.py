@@ -11,18 +11,21 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Collapsible, Static
 
+from tmax_local.display import visible
+
 _CALL_OPEN = "<tool_call>"
 
 
 def visible_reasoning(raw: str) -> str:
-    """The prose part of a raw reply: up to the first tool call, without think tags."""
+    """The prose part of a raw reply: up to the first tool call, without think tags, with
+    control sequences, bidi overrides and invisible characters made visible."""
     text = raw.split(_CALL_OPEN, 1)[0]
     # Hide a tool-call tag that is still being streamed ("<tool_c").
     for n in range(len(_CALL_OPEN) - 1, 0, -1):
         if text.endswith(_CALL_OPEN[:n]):
             text = text[:-n]
             break
-    return text.replace("<think>", "").replace("</think>", "").strip("\n")
+    return visible(text.replace("<think>", "").replace("</think>", "").strip("\n"))
 
 
 class StepView(Collapsible):
@@ -70,7 +73,7 @@ class StepView(Collapsible):
     def set_command(self, command: str, note: str = "") -> None:
         self.command = command
         label = Text("$ ", style="bold")
-        label.append(command)
+        label.append(visible(command))
         if note:
             label.append(f"  {note}", style="italic")
         self._command.update(label)
@@ -78,7 +81,7 @@ class StepView(Collapsible):
 
     def set_outcome(self, text: str, *, good: bool | None = None) -> None:
         self.outcome = text
-        self._outcome.update(text)
+        self._outcome.update(visible(text))
         self._outcome.display = True
         self._outcome.set_class(good is True, "-good")
         self._outcome.set_class(good is False, "-bad")
@@ -126,7 +129,7 @@ class ReasoningPane(VerticalScroll):
         self.scroll_end(animate=False)
 
     def add_note(self, text: str, *, level: str = "info") -> Static:
-        note = Static(Text(text), classes=f"note -{level}")
+        note = Static(Text(visible(text)), classes=f"note -{level}")
         self.mount(note)
         self.scroll_end(animate=False)
         return note

@@ -1,0 +1,147 @@
+"""Before git runs unasked: does the repository's own config name programs to run?
+
+The shell's environment overrides the settings that can be overridden
+(`tmax_local.shell.env.GIT_SAFE_CONFIG`: fsmonitor, pager, hooks, editors…). What cannot be
+switched off from outside are *drivers* the repository's config defines and its
+``.gitattributes`` selects (``diff.<x>.textconv``, ``diff.<x>.command``, ``filter.<x>.*``,
+``merge.<x>.driver``), ``diff.external``, and ``include`` directives that pull in other
+files. So when a git part would run without asking, the repository-level config files
+(``config``, ``config.worktree``, and those of its submodules) are read, and any key not on
+a short list of inert settings makes the gate ask.
+
+Reading is done here with a small parser for git's config syntax (sections, subsections,
+``key = value``); a file it cannot read with confidence is itself a reason to ask.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from tmax_local.approval.syntax import Part
+from tmax_local.shell.env import GIT_SAFE_CONFIG
+
+# Keys the shell's environment overrides (GIT_CONFIG_COUNT…; GIT_PAGER beats pager.<cmd>).
+# When someone changes those variables the gate asks anyway (the shell changed).
+_OVERRIDDEN = frozenset(key.lower() for key, _ in GIT_SAFE_CONFIG)
+_PAGER_KEY = re.compile(r"^pager\.[a-z0-9-]+$")
+
+# Keys (lower-case, "section.key" or "section.*.key") that never run or name a program.
+_INERT = re.compile(
+    r"^(?:core\.(?:repositoryformatversion|filemode|bare|logallrefupdates|ignorecase"
+    r"|precomposeunicode|symlinks|autocrlf|eol|safecrlf|quotepath|sparsecheckout"
+    r"|sparsecheckoutcone|untrackedcache|splitindex|compression|bigfilethreshold|checkstat"
+    r"|trustctime|abbrev|commentchar|whitespace|fileMode|preloadindex|fscache|longpaths)"
+    r"|remote\.[^.]+\.(?:url|pushurl|fetch|push|tagopt|prune|mirror|promisor"
+    r"|partialclonefilter|skipdefaultupdate)"
+    r"|branch\.[^.]+\.(?:remote|merge|rebase|pushremote|description)"
+    r"|(?:user|author|committer)\.(?:name|email)"
+    r"|init\.defaultbranch|pull\.(?:rebase|ff)|push\.(?:default|autosetupremote)"
+    r"|fetch\.(?:prune|prunetags|recursesubmodules)|gc\.auto|maintenance\.[a-z.]+"
+    r"|extensions\.(?:objectformat|worktreeconfig|preciousobjects|partialclone|refstorage)"
+    r"|submodule\.[^.]+\.(?:url|active|branch|path)"
+    r"|lfs\.repositoryformatversion|index\.(?:version|threads|sparse)|feature\.[a-z]+"
+    r"|advice\.[a-z]+|color\.[a-z.]+|merge\.(?:ff|conflictstyle)|rerere\.enabled"
+    r"|status\.(?:showuntrackedfiles|short|branch)|commit\.(?:verbose)|log\.date"
+    r"|diff\.(?:renames|algorithm|mnemonicprefix|noprefix|colormoved))$"
+)
+
+_SECTION = re.compile(r'^\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]\s*(.*)$')
+_KEY = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)\s*(?:=|$)")
+
+
+def git_reasons(part: Part, cwd: str) -> list[str]:
+    """Why ``part`` (a git command) should not run unasked in ``cwd``; empty when fine."""
+    args = [w.value for w in part.words[1:]]
+    start = Path(part.cwd) if part.cwd is not None else Path(cwd)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-C" and i + 1 < len(args):
+            start = start / args[i + 1]
+            i += 2
+            continue
+        if a.startswith(("--git-dir", "--work-tree", "--exec-path", "--namespace")):
+            return [f"`git {a.split('=')[0]}` points git at a repository chosen by the command"]
+        if not a.startswith("-"):
+            break
+        i += 1
+    gitdir = _find_gitdir(start)
+    if gitdir is None:
+        return []
+    out: list[str] = []
+    for cfg in _config_files(gitdir):
+        for key in _keys(cfg, out):
+            if not (_INERT.match(key) or key in _OVERRIDDEN or _PAGER_KEY.match(key)):
+                out.append(f"the repository's config ({cfg}) sets {key}, which git may run")
+    return list(dict.fromkeys(out))
+
+
+def _find_gitdir(start: Path) -> Path | None:
+    d = Path(os.path.abspath(start))
+    for here in (d, *d.parents):
+        dotgit = here / ".git"
+        if dotgit.is_dir():
+            return dotgit
+        if dotgit.is_file():
+            try:
+                text = dotgit.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return None
+            m = re.match(r"gitdir:\s*(.+)", text)
+            return (here / m.group(1).strip()) if m else None
+    return None
+
+
+def _config_files(gitdir: Path) -> list[Path]:
+    out = [gitdir / "config", gitdir / "config.worktree"]
+    try:
+        common = (gitdir / "commondir").read_text(encoding="utf-8").strip()
+        out.append(gitdir / common / "config")
+    except OSError:
+        pass
+    modules = gitdir / "modules"
+    if modules.is_dir():
+        out += sorted(modules.rglob("config"))
+    return [p for p in out if p.is_file()]
+
+
+def _keys(cfg: Path, problems: list[str]) -> list[str]:
+    """Every ``section[.subsection].key`` set in ``cfg``, lower-cased, subsection as ``*``."""
+    try:
+        text = cfg.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        problems.append(f"cannot read the repository's config {cfg}: {err}")
+        return []
+    keys: list[str] = []
+    section: str | None = None
+    continued = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if continued:
+            continued = line.endswith("\\")
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            m = _SECTION.match(line)
+            if m is None:
+                problems.append(f"cannot read the section {line!r} in {cfg}")
+                section = None
+                continue
+            name, sub, rest = m.group(1).lower(), m.group(2), m.group(3)
+            if "." in name:  # [section.subsection] (old syntax)
+                head, _, tail = name.partition(".")
+                name, sub = head, tail
+            section = f"{name}.*" if sub is not None else name
+            line = rest.strip()
+            if not line or line[0] in "#;":
+                continue
+        m = _KEY.match(line)
+        if m is None or section is None:
+            problems.append(f"cannot read the line {line!r} in {cfg}")
+            continue
+        keys.append(f"{section}.{m.group(1).lower()}")
+        continued = line.endswith("\\")
+    return keys
