@@ -5,9 +5,10 @@ importance matrix is for. This trains the tiny hybrid model (hidden 256, 4 layer
 attention heads) briefly on tmax-2b's calibration trajectories (the rollout text), on CPU.
 
 The output head is untied so the full 248k-token softmax stays exact yet cheap to train:
-every token seen in the training text gets its own learned output row, and all the others
-share one learned row (their logits are equal, so the softmax over them is
-``logit_rest + log(n_rest)``). The result is written as an ordinary float32 checkpoint.
+the ``head_tokens`` most frequent tokens of the training text get their own learned output
+rows, and all the others share one learned row (their logits are equal, so the softmax mass
+over them is ``logit_rest + log(n_rest)``). The result is written as an ordinary float32
+checkpoint.
 
 Built once per recipe and cached under ``<repo>/.cache/trained-tiny/<key>`` (gitignored; set
 ``TMAX_TEST_CACHE`` to move it): the key hashes the recipe and the training text, so a changed
@@ -36,7 +37,8 @@ RECIPE: dict[str, Any] = {
     "linear_v_heads": 4,
     "seq_len": 128,
     "batch": 8,
-    "steps": 160,
+    "steps": 120,
+    "head_tokens": 8192,
     "lr": 3e-3,
     "seed": 0,
     "threads": 2,
@@ -110,9 +112,10 @@ def _train(out: Path, r: dict[str, Any], *, log: bool) -> None:
         ]
     )
     vocab = model.lm_head.weight.shape[0]
-    used = np.unique(ids)
+    freq = np.bincount(ids, minlength=vocab)
+    used = np.sort(np.argsort(-freq, kind="stable")[: int(r["head_tokens"])])
     n_rest = vocab - len(used)
-    remap = np.full(vocab, -1, np.int64)
+    remap = np.full(vocab, len(used), np.int64)  # every other token: the shared "rest" row
     remap[used] = np.arange(len(used))
     used_t = torch.from_numpy(used)
     head = torch.nn.Parameter(model.lm_head.weight.detach()[used_t].clone() * 0.1)
@@ -140,7 +143,7 @@ def _train(out: Path, r: dict[str, Any], *, log: bool) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(body + [head, rest], 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log and (step % 10 == 0 or step == steps - 1):
             print(f"step {step:4d} loss {losses[-1]:.3f} ({time.monotonic() - t0:.0f} s)", flush=True)
     with torch.no_grad():
@@ -155,7 +158,8 @@ def _train(out: Path, r: dict[str, Any], *, log: bool) -> None:
     meta = {
         "recipe": r,
         "tokens_in_training_text": int(len(ids)),
-        "distinct_tokens": int(len(used)),
+        "distinct_tokens": int((freq > 0).sum()),
+        "own_output_rows": int(len(used)),
         "loss_first": losses[0],
         "loss_last10": float(np.mean(losses[-10:])),
         "seconds": round(time.monotonic() - t0, 1),
