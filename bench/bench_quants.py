@@ -23,14 +23,24 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-COMMON = ["Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "IQ4_XS", "Q3_K_M", "IQ3_XXS", "Q2_K", "IQ2_M", "IQ2_XXS"]
+COMMON = [
+    "Q8_0",
+    "Q6_K",
+    "Q5_K_M",
+    "Q4_K_M",
+    "IQ4_XS",
+    "Q3_K_M",
+    "IQ3_XXS",
+    "Q2_K",
+    "IQ2_M",
+    "IQ2_XXS",
+]
 
 
 def _mb(n: int) -> str:
@@ -51,7 +61,9 @@ def big_model_rows(source: str | None, types: list[str], chunks: int, threads: i
         real = True
     ckpt, _, _ = api.prepare(source)
     base = "BF16" if ckpt.source_dtype == "BF16" else "F16"
-    ref = api.convert_checkpoint(source, base, work / f"ref-{base}.gguf", overwrite=False, progress=True)
+    ref = api.convert_checkpoint(
+        source, base, work / f"ref-{base}.gguf", overwrite=False, progress=True
+    )
     im_path = work / "calib.imatrix.gguf"
     if not im_path.exists():
         t0 = time.perf_counter()
@@ -76,7 +88,14 @@ def big_model_rows(source: str | None, types: list[str], chunks: int, threads: i
         out = work / f"m-{t}.gguf"
         if not out.exists():
             t0 = time.perf_counter()
-            api.convert_checkpoint(source, t, out, imatrix=None if t in ("Q8_0",) else im_path, progress=False, nthread=threads)
+            api.convert_checkpoint(
+                source,
+                t,
+                out,
+                imatrix=None if t in ("Q8_0",) else im_path,
+                progress=False,
+                nthread=threads,
+            )
             print(f"{t}: converted in {time.perf_counter() - t0:.0f} s", flush=True)
         with Evaluator(out, n_ctx=256, n_batch=64, threads=threads) as ev:
             speed = quality.measure_decode(ev, prompt, 48)
@@ -84,21 +103,32 @@ def big_model_rows(source: str | None, types: list[str], chunks: int, threads: i
         if real:
             q = quality.check(out, ref, threads=threads, decode_tokens=0, progress=True)
         rows.append((t, out.stat().st_size, speed, q))
-        print(f"{t}: {_mb(out.stat().st_size)}, {speed:.1f} tok/s (BF16 {base_speed:.1f})", flush=True)
+        print(
+            f"{t}: {_mb(out.stat().st_size)}, {speed:.1f} tok/s (BF16 {base_speed:.1f})", flush=True
+        )
     return rows, real
 
 
 def tiny_rows(types: list[str], threads: int, work: Path):
     from tmax_local.convert import api, imatrix, quality
     from tmax_local.convert.calibration import trajectory_documents
+
     from tmax_local.testing.trained import trained_tiny_checkpoint
 
     ckpt = trained_tiny_checkpoint(log=True)
-    ref = api.convert_checkpoint(ckpt, "F32", work / "tiny-F32.gguf", overwrite=False, progress=False)
+    ref = api.convert_checkpoint(
+        ckpt, "F32", work / "tiny-F32.gguf", overwrite=False, progress=False
+    )
     im_path = work / "tiny.imatrix.gguf"
     if not im_path.exists():
         imatrix.save(
-            imatrix.collect(ref, docs=trajectory_documents("calibration"), chunk_size=128, max_chunks=64, threads=threads),
+            imatrix.collect(
+                ref,
+                docs=trajectory_documents("calibration"),
+                chunk_size=128,
+                max_chunks=64,
+                threads=threads,
+            ),
             im_path,
         )
     ones = work / "tiny-ones.imatrix.gguf"
@@ -122,13 +152,17 @@ def tiny_rows(types: list[str], threads: int, work: Path):
             out = work / f"tiny-{t}-{label}.gguf"
             if not out.exists():
                 api.convert_checkpoint(ckpt, t, out, imatrix=use, progress=False, nthread=threads)
-            res[label] = quality.check(out, ref, chunk_size=128, max_chunks=32, threads=threads, decode_tokens=0)
+            res[label] = quality.check(
+                out, ref, chunk_size=128, max_chunks=32, threads=threads, decode_tokens=0
+            )
         rows[t] = res
     return rows
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--source", help="checkpoint dir or repo id (default: random full-size 2B)")
     ap.add_argument("--types", nargs="+", default=COMMON)
     ap.add_argument("--chunks", type=int, default=8, help="imatrix chunks of 512 on SOURCE")
@@ -139,15 +173,21 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     tiny = tiny_rows(args.types, args.threads, work)
-    big, real = ([], False) if args.skip_big else big_model_rows(args.source, args.types, args.chunks, args.threads, work)
+    big, real = (
+        ([], False)
+        if args.skip_big
+        else big_model_rows(args.source, args.types, args.chunks, args.threads, work)
+    )
     sizes = {t: (s, v) for t, s, v, _ in big}
     quals = {t: q for t, _, _, q in big}
     base_speed = big[0][2] if big else None
     print()
     what = "real weights" if real else "random weights, same shapes"
-    print(f"| Type | 2B size | 2B decode tok/s (BF16 = {base_speed and f'{base_speed:.1f}'}) | "
-          + ("2B KL / top-1 | " if real else "")
-          + "tiny learned: KL plain → imatrix | tiny learned: top-1 plain → imatrix |")
+    print(
+        f"| Type | 2B size | 2B decode tok/s (BF16 = {base_speed and f'{base_speed:.1f}'}) | "
+        + ("2B KL / top-1 | " if real else "")
+        + "tiny learned: KL plain → imatrix | tiny learned: top-1 plain → imatrix |"
+    )
     print("|---|---|---|" + ("---|" if real else "") + "---|---|")
     for t in args.types:
         s, v = sizes.get(t, (None, None))
@@ -158,8 +198,10 @@ def main() -> int:
         p, i = tiny[t]["plain"], tiny[t]["imatrix"]
         line += f"{p.kl_mean:.4f} → {i.kl_mean:.4f} | {100 * p.top1_agreement:.1f}% → {100 * i.top1_agreement:.1f}% |"
         print(line)
-    print(f"\n2B columns: {what}, {args.threads} threads. Tiny columns: the learned tiny model "
-          "(not the 2B), vs its F32 file on held-out trajectories.")
+    print(
+        f"\n2B columns: {what}, {args.threads} threads. Tiny columns: the learned tiny model "
+        "(not the 2B), vs its F32 file on held-out trajectories."
+    )
     return 0
 
 

@@ -80,8 +80,7 @@ def render_rollout(messages: list[dict[str, Any]]) -> str:
         elif role == "user":
             text += harness.user_message_turn(m["content"])
     # The stream ends with a generation prompt awaiting the next reply: drop it.
-    if text.endswith(harness.GENERATION_PROMPT):
-        text = text[: -len(harness.GENERATION_PROMPT)]
+    text = text.removesuffix(harness.GENERATION_PROMPT)
     return text
 
 
@@ -134,8 +133,23 @@ def make_chunks(
     if chunk_size < 16:
         raise CalibrationError("--chunk-size must be at least 16 tokens")
     per_doc: list[list[list[int]]] = []
+    # With a chunk limit only the first ``depth`` chunks of each document can be used: tokenize
+    # a prefix long enough for them (a token takes at least one character) plus a margin, so
+    # the cut cannot touch a used token.
+    depth_needed = None if max_chunks is None else -(-max_chunks // max(1, len(docs)))
     for d in docs:
-        toks = tokenize(d.text, d.special)
+        text = d.text
+        if depth_needed is not None:
+            cut = (depth_needed * chunk_size + 64) * 16
+            if len(text) > cut:
+                toks = tokenize(text[:cut], d.special)
+                if len(toks) >= depth_needed * chunk_size + 8:
+                    toks = toks[: depth_needed * chunk_size]
+                    per_doc.append(
+                        [toks[i : i + chunk_size] for i in range(0, len(toks), chunk_size)]
+                    )
+                    continue
+        toks = tokenize(text, d.special)
         per_doc.append(
             [toks[i : i + chunk_size] for i in range(0, len(toks) - chunk_size + 1, chunk_size)]
         )

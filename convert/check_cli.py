@@ -91,9 +91,13 @@ def print_report(res) -> None:
     print(f"model      {res.model}")
     print(f"reference  {res.reference}")
     print(f"text       {res.tokens} scored tokens in {res.chunks} chunks of {res.chunk_size}")
-    print(f"KL         mean {res.kl_mean:.5f}  median {res.kl_median:.5f}  "
-          f"p99 {res.kl_p99:.4f}  max {res.kl_max:.4f}")
+    print(
+        f"KL         mean {res.kl_mean:.5f}  median {res.kl_median:.5f}  "
+        f"p99 {res.kl_p99:.4f}  max {res.kl_max:.4f}"
+    )
     print(f"top-1      {100 * res.top1_agreement:.2f}% agreement")
     print(f"perplexity {res.ppl:.4f} (reference {res.ppl_reference:.4f})")
-    print(f"size       {res.size_bytes / 1e6:.1f} MB (reference {res.size_bytes_reference / 1e6:.1f} MB)")
+    print(
+        f"size       {res.size_bytes / 1e6:.1f} MB (reference {res.size_bytes_reference / 1e6:.1f} MB)"
+    )
     print(f"decode     {tok_s(res.decode_tok_s)} (reference {tok_s(res.decode_tok_s_reference)})")

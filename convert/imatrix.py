@@ -254,7 +254,9 @@ def save(im: Imatrix, path: str | Path) -> Path:
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except KeyboardInterrupt:
-        raise Interrupted("interrupted while writing the importance matrix; nothing written") from None
+        raise Interrupted(
+            "interrupted while writing the importance matrix; nothing written"
+        ) from None
     except OSError as err:
         raise ImatrixError(f"writing {path} failed: {err.strerror or err}") from None
     finally:

@@ -17,7 +17,7 @@ import ctypes
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -254,7 +254,7 @@ class Evaluator:
             lc.llama_model_free(self.model)
             self.model = None
 
-    def __enter__(self) -> Evaluator:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

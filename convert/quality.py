@@ -137,7 +137,9 @@ def check(
             Evaluator(
                 reference, n_ctx=chunk_size, n_batch=n_batch, threads=threads, kv_f32=kv_f32
             ) as ref,
-            Evaluator(model, n_ctx=chunk_size, n_batch=n_batch, threads=threads, kv_f32=kv_f32) as ev,
+            Evaluator(
+                model, n_ctx=chunk_size, n_batch=n_batch, threads=threads, kv_f32=kv_f32
+            ) as ev,
         ):
             if ref.n_vocab != ev.n_vocab:
                 raise CheckError(

@@ -4,15 +4,10 @@ like llama.cpp's; every low-bit type converts with it, loads and generates."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tmax_local.convert import calibration
 from tmax_local.convert import imatrix as imx
 
@@ -32,9 +27,9 @@ def _hf_mean_squares(ckpt: Path, chunks: list[list[int]]) -> dict[str, np.ndarra
     each chunk a fresh forward pass, keyed by GGUF weight name (with the converter's column
     permutation applied where it permutes input columns)."""
     import torch
-
     from tmax_local.convert.checkpoint import open_checkpoint
     from tmax_local.convert.qwen35 import _reorder_v, gguf_name, read_hparams
+
     from tmax_local.testing.checkpoints import load_reference_model
 
     model = load_reference_model(ckpt)
@@ -145,15 +140,18 @@ def test_every_type_converts_with_the_imatrix_loads_and_generates(
     quant, tiny_checkpoint, tiny_imatrix, tmp_path
 ):
     from llama_cpp import Llama
-
     from tmax_local.convert import convert_checkpoint
 
     src = tiny_checkpoint(linear_k_heads=2, linear_v_heads=4)
-    out = convert_checkpoint(src, quant, tmp_path / f"t-{quant}.gguf", imatrix=tiny_imatrix, progress=False, nthread=2)
+    out = convert_checkpoint(
+        src, quant, tmp_path / f"t-{quant}.gguf", imatrix=tiny_imatrix, progress=False, nthread=2
+    )
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
     llm = Llama(str(out), n_ctx=128, n_threads=2, verbose=False)
     try:
-        res = llm.create_completion("<|im_start|>user\nhi<|im_end|>\n", max_tokens=6, temperature=0.0)
+        res = llm.create_completion(
+            "<|im_start|>user\nhi<|im_end|>\n", max_tokens=6, temperature=0.0
+        )
         assert res["usage"]["completion_tokens"] >= 1
         tokens = llm.tokenize(b"ls -la /app", add_bos=False)
         llm.eval(tokens)
@@ -164,9 +162,51 @@ def test_every_type_converts_with_the_imatrix_loads_and_generates(
 
 def test_low_bit_type_without_imatrix_is_refused_before_writing(tiny_checkpoint, tmp_path):
     from tmax_local.convert import convert_checkpoint
+
     from tmax_local.errors import ConversionError
 
     src = tiny_checkpoint(linear_k_heads=2, linear_v_heads=4)
     with pytest.raises(ConversionError, match="IQ2_XXS needs an importance matrix"):
         convert_checkpoint(src, "IQ2_XXS", tmp_path / "x.gguf", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_text_is_the_rollout_and_holds_out_a_fifth():
+    from tmax_local.agent import harness
+
+    cal = calibration.trajectory_documents("calibration")
+    held = calibration.trajectory_documents("holdout")
+    assert len(cal) == 36 and len(held) == 9
+    assert not {d.name for d in cal} & {d.name for d in held}
+    t = held[0].text
+    assert t.startswith(harness.render_system_turn().split("\n\n", 1)[0])
+    # replies end with the model's <|im_end|>, observations use the RL framing
+    assert "</tool_call><|im_end|><|im_start|>user\n<tool_response>\n" in t
+    assert t.count(harness.GENERATION_PROMPT) == t.count("<|im_start|>assistant\n")
+    assert not t.endswith(harness.GENERATION_PROMPT)
+
+
+def test_chunks_are_non_overlapping_and_round_robin():
+    docs = [calibration.Document(n, n * 100, special=False) for n in ("a", "b")]
+    chunks = calibration.make_chunks(docs, lambda text, sp: [ord(c) for c in text], 16)
+    # 100 tokens each -> 6 full chunks per document, alternating a, b, a, b, ...
+    assert [chr(c[0]) for c in chunks] == list("ab" * 6)
+    assert all(len(c) == 16 for c in chunks)
+    assert len(calibration.make_chunks(docs, lambda t, s: [ord(c) for c in t], 16, 3)) == 3
+    with pytest.raises(calibration.CalibrationError, match="shorter than one chunk"):
+        calibration.make_chunks(docs, lambda t, s: [1, 2], 16)
+
+
+def test_limited_chunks_equal_a_full_tokenization(tiny_gguf):
+    """The prefix shortcut under a chunk limit yields exactly the chunks of the full text."""
+    from tmax_local.convert.llama_eval import Evaluator
+
+    docs = calibration.trajectory_documents("holdout")
+    with Evaluator(tiny_gguf("F32", linear_k_heads=2, linear_v_heads=4), n_ctx=CHUNK) as ev:
+
+        def tok(t, sp):
+            return ev.tokenize(t, special=sp)
+
+        full = calibration.make_chunks(docs, tok, CHUNK)
+        limited = calibration.make_chunks(docs, tok, CHUNK, 20)
+    assert limited == full[:20]

@@ -5,14 +5,9 @@ gives a lower KL divergence than without, for Q3_K_S, IQ3_XXS and IQ2_XXS."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tmax_local.convert import calibration, quality
 from tmax_local.convert import imatrix as imx
 
@@ -23,6 +18,7 @@ CHUNK = 128
 def trained(tmp_path_factory):
     """(checkpoint, F32 gguf, imatrix path, all-ones imatrix path, work dir)."""
     from tmax_local.convert import convert_checkpoint
+
     from tmax_local.testing.trained import trained_tiny_checkpoint
 
     ckpt = trained_tiny_checkpoint()
@@ -61,8 +57,10 @@ def test_imatrix_lowers_kl_on_a_model_with_learned_structure(trained, quant):
     # baseline weights every column equally (same type mix, no importance information).
     plain = _kl(work, ckpt, ref, quant, None if quant == "Q3_K_S" else ones, "plain")
     with_im = _kl(work, ckpt, ref, quant, im_path, "imatrix")
-    print(f"{quant}: KL {plain.kl_mean:.4f} -> {with_im.kl_mean:.4f}, "
-          f"top-1 {plain.top1_agreement:.3f} -> {with_im.top1_agreement:.3f}")
+    print(
+        f"{quant}: KL {plain.kl_mean:.4f} -> {with_im.kl_mean:.4f}, "
+        f"top-1 {plain.top1_agreement:.3f} -> {with_im.top1_agreement:.3f}"
+    )
     assert with_im.tokens == plain.tokens > 1000
     assert with_im.kl_mean < plain.kl_mean
 
@@ -79,15 +77,17 @@ def test_perplexity_matches_transformers(trained):
     """Teacher forcing is right: the F32 file's perplexity over the scored half of each chunk
     equals transformers' cross-entropy of the same checkpoint on the same positions."""
     import torch
-
     from tmax_local.convert.llama_eval import Evaluator
+
     from tmax_local.testing.checkpoints import load_reference_model
 
     ckpt, ref, _, _, _ = trained
     docs = calibration.trajectory_documents("holdout")
     with Evaluator(ref, n_ctx=CHUNK) as ev:
         chunks = calibration.make_chunks(docs, lambda t, sp: ev.tokenize(t, special=sp), CHUNK, 2)
-    r = quality.check(ref, ref, docs=docs, chunk_size=CHUNK, max_chunks=2, kv_f32=True, decode_tokens=0)
+    r = quality.check(
+        ref, ref, docs=docs, chunk_size=CHUNK, max_chunks=2, kv_f32=True, decode_tokens=0
+    )
     model = load_reference_model(ckpt)
     nll, n = 0.0, 0
     with torch.no_grad():
@@ -109,10 +109,12 @@ def test_score_positions_against_torch():
     b = a + rng.standard_normal((5, 300)).astype(np.float32)
     nxt = rng.integers(0, 300, 5)
     kl, agree, nl, nr = quality.score_positions(a, b, nxt)
-    ta, tb = torch.log_softmax(torch.tensor(a, dtype=torch.float64), -1), torch.log_softmax(
-        torch.tensor(b, dtype=torch.float64), -1
+    ta, tb = (
+        torch.log_softmax(torch.tensor(a, dtype=torch.float64), -1),
+        torch.log_softmax(torch.tensor(b, dtype=torch.float64), -1),
     )
     want = torch.nn.functional.kl_div(tb, ta, log_target=True, reduction="none").sum(-1)
     np.testing.assert_allclose(kl, want.numpy(), rtol=1e-9)
     np.testing.assert_allclose(nl, -tb[np.arange(5), nxt].numpy(), rtol=1e-9)
+    np.testing.assert_allclose(nr, -ta[np.arange(5), nxt].numpy(), rtol=1e-9)
     assert agree.tolist() == (a.argmax(-1) == b.argmax(-1)).tolist()
