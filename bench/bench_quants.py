@@ -169,10 +169,11 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default=str(ROOT / "bench" / ".cache" / "quants"))
     ap.add_argument("--skip-big", action="store_true", help="only the learned tiny model")
+    ap.add_argument("--skip-tiny", action="store_true", help="only SOURCE (no KL columns)")
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    tiny = tiny_rows(args.types, args.threads, work)
+    tiny = {} if args.skip_tiny else tiny_rows(args.types, args.threads, work)
     big, real = (
         ([], False)
         if args.skip_big
@@ -195,8 +196,12 @@ def main() -> int:
         if real:
             q = quals.get(t)
             line += f"{q.kl_mean:.4f} / {100 * q.top1_agreement:.1f}% | " if q else "- | "
-        p, i = tiny[t]["plain"], tiny[t]["imatrix"]
-        line += f"{p.kl_mean:.4f} → {i.kl_mean:.4f} | {100 * p.top1_agreement:.1f}% → {100 * i.top1_agreement:.1f}% |"
+        if t in tiny:
+            p, i = tiny[t]["plain"], tiny[t]["imatrix"]
+            line += f"{p.kl_mean:.4f} → {i.kl_mean:.4f} | "
+            line += f"{100 * p.top1_agreement:.1f}% → {100 * i.top1_agreement:.1f}% |"
+        else:
+            line += "- | - |"
         print(line)
     print(
         f"\n2B columns: {what}, {args.threads} threads. Tiny columns: the learned tiny model "

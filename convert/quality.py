@@ -27,6 +27,7 @@ import numpy as np
 from tmax_local.errors import Interrupted, TmaxError
 
 DEFAULT_CHECK_CHUNKS = 16
+SCORE_ROWS = 32
 
 
 class CheckError(TmaxError):
@@ -166,13 +167,15 @@ def check(
                     hi = min(n, len(chunk) - 1 - start)  # the last position has no next token
                     if hi <= lo:
                         continue
-                    kl, ag, nl, nr = score_positions(
-                        lr[lo:hi], lm[lo:hi], arr[start + lo + 1 : start + hi + 1]
-                    )
-                    kls.append(kl)
-                    agree += int(ag.sum())
-                    nll += float(nl.sum())
-                    nll_ref += float(nr.sum())
+                    for a in range(lo, hi, SCORE_ROWS):  # float64 work bounded to 32 rows
+                        b = min(hi, a + SCORE_ROWS)
+                        kl, ag, nl, nr = score_positions(
+                            lr[a:b], lm[a:b], arr[start + a + 1 : start + b + 1]
+                        )
+                        kls.append(kl.astype(np.float32))
+                        agree += int(ag.sum())
+                        nll += float(nl.sum())
+                        nll_ref += float(nr.sum())
                     n_scored += hi - lo
                 if bar is not None:
                     bar.update(1)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 KW = {"linear_k_heads": 2, "linear_v_heads": 4}
 pytestmark = pytest.mark.timeout(1800)  # subprocesses on a loaded 2-core machine
 
