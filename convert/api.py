@@ -140,6 +140,8 @@ def convert_checkpoint(
     progress: bool = True,
     overwrite: bool = True,
     nthread: int | None = None,
+    imatrix: str | Path | None = None,
+    imatrix_chunks: int | None = None,
 ) -> Path:
     """Convert ``source`` to a GGUF of type ``quant`` and return its path.
 
@@ -149,6 +151,11 @@ def convert_checkpoint(
     With ``overwrite=False`` an existing output is returned untouched (convert once,
     reuse). The output appears only when complete: any failure, and Ctrl-C, leave no
     file behind. Raises ``ConversionError`` (or ``Interrupted``) with a one-line message.
+
+    ``imatrix`` is an importance-matrix file (llama.cpp's GGUF format) or ``"auto"``: computed
+    on tmax-2b's calibration trajectories from the 16-bit intermediate file (at most
+    ``imatrix_chunks`` chunks) and cached next to the output, keyed on source and text. The
+    directly written types (F32/F16/BF16/Q8_0) do not use it.
     """
     return _convert(
         source,
@@ -159,6 +166,8 @@ def convert_checkpoint(
         progress=progress,
         overwrite=overwrite,
         nthread=nthread,
+        imatrix=imatrix,
+        imatrix_chunks=imatrix_chunks,
     )
 
 
@@ -174,10 +183,24 @@ def _convert(
     nthread: int | None = None,
     reorder_v_heads: bool = True,
     on_tensor: Callable[[PlannedTensor], None] | None = None,
+    imatrix: str | Path | None = None,
+    imatrix_chunks: int | None = None,
 ) -> Path:
     """`convert_checkpoint`, with two seams the tests use: ``reorder_v_heads=False`` (to show
     that the reorder matters) and ``on_tensor`` (called before each tensor is written)."""
     q = parse_quant(quant)
+    if q.direct:
+        imatrix = None  # written directly: nothing is rounded with an importance weighting
+    if q.needs_imatrix and imatrix is None:
+        raise ConversionError(
+            f"{q.name} needs an importance matrix: add --imatrix auto (computed from "
+            "tmax-2b's trajectories) or --imatrix FILE"
+        )
+    im_loaded = None
+    if imatrix is not None and str(imatrix) != "auto":
+        from tmax_local.convert.imatrix import load as load_imatrix
+
+        im_loaded = load_imatrix(imatrix)
     user = parse_tensor_types(tensor_types)
     ckpt, hp, plan = prepare(source, revision=revision, progress=progress)
     if not reorder_v_heads:
@@ -229,6 +252,10 @@ def _convert(
                 base = "BF16" if ckpt.source_dtype == "BF16" else "F16"
                 with _temp_path(out.parent, stem, f".{base}.partial") as mid:
                     write(mid, lambda t: _intermediate_type(t, base, user), QUANT_TYPES[base].ftype)
+                    if imatrix is not None and str(imatrix) == "auto":
+                        im_loaded = _auto_imatrix(
+                            ckpt, mid, out, name, base, imatrix_chunks, nthread, progress
+                        )
                     run_llama_quantize(
                         str(mid),
                         str(tmp),
@@ -236,6 +263,7 @@ def _convert(
                         user + list(DEFAULT_RECIPE),
                         nthread=nthread,
                         progress=progress,
+                        imatrix=im_loaded,
                     )
                 if tmp.stat().st_size == 0:
                     raise ConversionError(f"llama.cpp quantizer produced no output for {q.name}")
@@ -248,3 +276,75 @@ def _convert(
     except OSError as err:
         raise _os_error(err, out) from None
     return out
+
+
+def _source_fingerprint(ckpt: Checkpoint) -> str:
+    """Identity of a checkpoint's content for caches: config and every tensor file's name,
+    size and modification time."""
+    import hashlib
+
+    h = hashlib.sha256()
+    root = ckpt.path
+    for f in sorted(root.iterdir()):
+        if f.name == "config.json":
+            h.update(f.read_bytes())
+        elif f.suffix == ".safetensors":
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def auto_imatrix_path(
+    ckpt: Checkpoint, out: Path, name: str, base: str, chunks: int | None
+) -> Path:
+    """Where ``--imatrix auto`` caches its matrix for this source, text and settings."""
+    import hashlib
+
+    from tmax_local.convert.calibration import (
+        DEFAULT_CHUNK_SIZE,
+        documents_digest,
+        trajectory_documents,
+    )
+    from tmax_local.convert.imatrix import DEFAULT_CHUNKS
+
+    key = hashlib.sha256(
+        "\0".join(
+            [
+                _source_fingerprint(ckpt),
+                base,
+                documents_digest(trajectory_documents("calibration")),
+                str(DEFAULT_CHUNK_SIZE),
+                str(chunks or DEFAULT_CHUNKS),
+            ]
+        ).encode()
+    ).hexdigest()[:12]
+    return out.parent / f"{name}-{key}.imatrix.gguf"
+
+
+def _auto_imatrix(
+    ckpt: Checkpoint,
+    mid: Path,
+    out: Path,
+    name: str,
+    base: str,
+    chunks: int | None,
+    nthread: int | None,
+    progress: bool,
+):
+    from tmax_local.convert import imatrix as imx
+    from tmax_local.convert.calibration import DEFAULT_CHUNK_SIZE, trajectory_documents
+
+    path = auto_imatrix_path(ckpt, out, name, base, chunks)
+    if path.is_file():
+        return imx.load(path)
+    im = imx.collect(
+        mid,
+        docs=trajectory_documents("calibration"),
+        chunk_size=DEFAULT_CHUNK_SIZE,
+        max_chunks=chunks or imx.DEFAULT_CHUNKS,
+        datasets=["tmax-2b trajectories (calibration split, rollout format)"],
+        threads=nthread,
+        progress=progress,
+    )
+    imx.save(im, path)
+    return im

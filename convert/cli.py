@@ -44,6 +44,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="list the output types with their approximate size for SOURCE and exit",
     )
+    parser.add_argument(
+        "--imatrix",
+        metavar="FILE|auto",
+        help="importance matrix for the llama.cpp-quantized types (needed by IQ1/IQ2/IQ3_XXS/"
+        "IQ3_XS/Q2_K_S): a file from `tmax-local imatrix` or llama-imatrix, or 'auto' to compute "
+        "one from tmax-2b's trajectories (cached next to the output)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="after writing, measure the output against a BF16/F16 conversion of SOURCE and "
+        "print one line (size, KL divergence, top-1 agreement); see `tmax-local check`",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -56,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'TYPE':<8} {'SIZE':>10}  NOTE")
         for q, size in rows:
             how = "" if q.direct else "(llama.cpp quantizer) "
+            if q.needs_imatrix:
+                how += "[needs --imatrix] "
             shown = f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
             print(f"{q.name:<8} {shown:>10}  {how}{q.note}".rstrip())
         return 0
@@ -66,6 +81,15 @@ def run(args: argparse.Namespace) -> int:
         revision=args.revision,
         tensor_types=args.tensor_types,
         progress=progress,
+        imatrix=args.imatrix,
     )
     print(f"wrote {out}")
+    if args.check:
+        from tmax_local.convert import gguf_source, quality
+
+        ref = gguf_source.reference_for(args.source, revision=args.revision, progress=progress)
+        if ref.resolve() == out.resolve():
+            print("check: the output is the 16-bit reference itself")
+            return 0
+        print("check: " + quality.check(out, ref, progress=progress).one_line())
     return 0

@@ -26,10 +26,11 @@ class QuantType:
     bpw: float  # nominal bits per weight of the mix (llama.cpp's figures), for size estimates
     direct: bool  # written by our own writer (no llama.cpp quantizer)
     note: str = ""
+    needs_imatrix: bool = False  # llama.cpp refuses it without an importance matrix
 
 
-# Types that need an importance matrix in llama.cpp (which tmax-local does not compute)
-# are left out: IQ1_*, IQ2_*, IQ3_XXS, IQ3_XS, Q2_K_S.
+# The low-bit types at the end need an importance matrix (``--imatrix FILE|auto``): llama.cpp
+# refuses to write them without one (IQ1_*, IQ2_*, IQ3_XXS, IQ3_XS, Q2_K_S).
 QUANT_TYPES: dict[str, QuantType] = {
     q.name: q
     for q in (
@@ -54,6 +55,15 @@ QUANT_TYPES: dict[str, QuantType] = {
         QuantType("IQ3_M", 27, 3.66, False),
         QuantType("IQ3_S", 26, 3.44, False),
         QuantType("Q2_K", 10, 3.00, False, "low quality"),
+        QuantType("Q2_K_S", 21, 2.96, False, "low quality", needs_imatrix=True),
+        QuantType("IQ3_XS", 22, 3.30, False, needs_imatrix=True),
+        QuantType("IQ3_XXS", 23, 3.06, False, needs_imatrix=True),
+        QuantType("IQ2_M", 29, 2.70, False, "very low quality", needs_imatrix=True),
+        QuantType("IQ2_S", 28, 2.50, False, "very low quality", needs_imatrix=True),
+        QuantType("IQ2_XS", 20, 2.31, False, "very low quality", needs_imatrix=True),
+        QuantType("IQ2_XXS", 19, 2.06, False, "very low quality", needs_imatrix=True),
+        QuantType("IQ1_M", 31, 1.75, False, "extremely low quality", needs_imatrix=True),
+        QuantType("IQ1_S", 24, 1.56, False, "extremely low quality", needs_imatrix=True),
     )
 }
 
@@ -73,9 +83,15 @@ GGML_TYPES: dict[str, int] = {
     "Q4_K": 12,
     "Q5_K": 13,
     "Q6_K": 14,
-    "IQ3_S": 21,
+    "IQ2_XXS": 16,
+    "IQ2_XS": 17,
+    "IQ3_XXS": 18,
+    "IQ1_S": 19,
     "IQ4_NL": 20,
+    "IQ3_S": 21,
+    "IQ2_S": 22,
     "IQ4_XS": 23,
+    "IQ1_M": 29,
     "BF16": 30,
 }
 DIRECT_TYPES = ("F32", "F16", "BF16", "Q8_0")
@@ -138,8 +154,10 @@ def run_llama_quantize(
     nthread: int | None = None,
     max_buf_size: int = 256 * 1024 * 1024,
     progress: bool = False,
+    imatrix: object | None = None,
 ) -> None:
-    """Quantize ``src`` → ``dst`` with llama.cpp. ``overrides`` are tried in order."""
+    """Quantize ``src`` → ``dst`` with llama.cpp. ``overrides`` are tried in order.
+    ``imatrix``: an ``imatrix.Imatrix`` weighting the rounding (needed by the low-bit types)."""
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
@@ -160,6 +178,17 @@ def run_llama_quantize(
         keep.append(arr)
         params.tt_overrides = ctypes.cast(
             arr, ctypes.POINTER(llama_cpp.llama_model_tensor_override)
+        )
+    if imatrix is not None:
+        from tmax_local.convert.imatrix import QuantizerRecords
+
+        records = QuantizerRecords(imatrix)  # type: ignore[arg-type]
+        keep.append(records)
+        params.imatrix = records.pointer
+    elif quant.needs_imatrix:
+        raise ConversionError(
+            f"{quant.name} needs an importance matrix: add --imatrix auto (computed from "
+            "tmax-2b's trajectories) or --imatrix FILE"
         )
     state = _QuantRun()
 
