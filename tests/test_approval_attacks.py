@@ -769,7 +769,7 @@ def play(case: Case, tmp_path: Path, *, live: bool = True) -> Outcome:
             shell if live else StaticOnlyShell(shell),  # type: ignore[arg-type]
             gate,
             approver=approver,
-            config=HarnessConfig(command_timeout=case.timeout),
+            config=HarnessConfig(timeout=case.timeout),
         )
         executed: list[str] = []
         typed = [_fill(t, marker, arm, outside) for t in case.typed]
