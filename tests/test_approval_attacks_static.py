@@ -308,6 +308,8 @@ ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
     "time-output-file": (("command *",), ["command time -o {M} true"]),
     "ed-shell-escape": (("ed *",), ["ed -s f <<< '!touch {M}'"]),
     "sqlite3-shell": (("sqlite3 *",), ["sqlite3 :memory: '.shell touch {M}'"]),
+    "split-filter": (("split *",), ["split -l 1 --filter='touch {M}' f"]),
+    "openssl-out-outside": (("openssl *",), ["openssl enc -base64 -in f -out {M}"]),
     "awk-quote-in-regex-hides-system": (
         ("awk *",),
         ['awk \'/"/{x=1} BEGIN{system("touch {M}")}\''],

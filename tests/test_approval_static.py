@@ -561,3 +561,14 @@ def test_the_suggestion_says_why_it_is_exact():
 )
 def test_the_issue_list_runs_code_from_args(program):
     assert runs_code_from_args(program)
+
+
+def test_the_approval_bar_explains_exact_suggestions():
+    from tmax_local.approval import Gate, Reject
+    from tmax_local.tui.approval_bar import approval_view
+
+    seen = []
+    Gate("ask", cwd=ROOT).review("sed -n 1p f && ls", lambda r: seen.append(r) or Reject())
+    view = approval_view(seen[0])
+    assert view.rules == ["sed -n 1p f", "ls *"]
+    assert "sed can run code given in its arguments" in view.rule_explanation

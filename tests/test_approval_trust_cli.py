@@ -71,3 +71,23 @@ def test_trust_project_applies_them_and_shows_their_source(tmp_path, env):
     (work / "MARK").unlink()
     proc, work = run(tmp_path, env, ["touch *", "bash *", "whoami"], answers="r\n\n")
     assert "ignored" in proc.stdout and not (work / "MARK").exists()
+
+
+def test_always_allow_says_why_it_offers_only_the_exact_command(tmp_path, env):
+    work = tmp_path / "plain"
+    work.mkdir()
+    (work / "f").write_text("x\n")
+    script = tmp_path / "s2.json"
+    script.write_text(json.dumps([bash_reply("sed -n 1p f"), SUBMIT]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tmax_local", "run", "Print", "--model", f"script:{script}"],
+        input="l\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,
+        timeout=120,
+        check=False,
+    )
+    assert "a[l]ways allow `sed -n 1p f`" in proc.stdout
+    assert "sed can run code given in its arguments" in proc.stdout

@@ -152,6 +152,8 @@ class PromptApprover:
         for reason in request.reasons:
             w(f"  · {reason}\n")
         rules = list(request.suggested_rules)
+        for note in _suggestion_notes(request):
+            w(f"  · {note}\n")
         while True:
             hint = f", a[l]ways allow `{'; '.join(rules)}` (L: save)" if rules else ""
             try:
@@ -174,6 +176,17 @@ class PromptApprover:
             if rules and choice in ("l", "L"):
                 return AllowRule(tuple(rules), "saved" if choice == "L" else "session")
             w("  please answer a, e, r" + (" or l" if rules else "") + "\n")
+
+
+def _suggestion_notes(request: ApprovalRequest) -> tuple[str, ...]:
+    """Why "always allow" offers only exact rules (or none) for some parts."""
+    from tmax_local.approval.rules import suggestion_notes
+
+    return suggestion_notes(
+        (pd.part, [lab.name for lab in pd.labels])
+        for pd in request.decision.parts
+        if pd.allowed_by is None
+    )
 
 
 def run(args: argparse.Namespace) -> int:

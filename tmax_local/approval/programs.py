@@ -607,6 +607,8 @@ def _git(part: Part, args: tuple[Word, ...]) -> list[Fact]:
     rest = args[i:]
     if not rest:
         return out
+    if any(w.value.startswith(("ext::", "fd::")) for w in args):
+        out.append(Fact("runs-code", "git's ext:: and fd:: transports run commands"))
     sub = rest[0]
     if not sub.static:
         return out + [Fact("runs-code", "the git command is only known when it runs")]
@@ -1241,6 +1243,7 @@ CHECKS: dict[str, Callable[[Part, tuple[Word, ...]], list[Fact]]] = {
     "curl": _curl,
     "wget": _wget,
     "fc": lambda part, args: [Fact("runs-code", "fc runs commands again from the history")],
+    "split": _option_runs({"--filter": "runs a shell command for each piece"}),
     "mapfile": _option_runs({"-C": "runs a callback command"}),
     "readarray": _option_runs({"-C": "runs a callback command"}),
     "parallel": lambda part, args: [
@@ -1396,11 +1399,31 @@ def runs_code_from_args(program: str) -> bool:
     )
 
 
+_OUTPUT_OPTIONS = frozenset(
+    {"--output", "--output-file", "--outfile", "--out", "-out", "--log-file", "--logfile"}
+)
+"""Long options that name an output file for most programs (judged for every program)."""
+
+
+def _output_options(part: Part, args: tuple[Word, ...]) -> list[Fact]:
+    out: list[Fact] = []
+    for i, w in enumerate(args):
+        key, eq, val = w.value.partition("=")
+        if key in _OUTPUT_OPTIONS:
+            target = (
+                Word(val, val, w.static) if eq else (args[i + 1] if i + 1 < len(args) else None)
+            )
+            if target is not None:
+                out.append(Fact("writes", f"{part.program} {key} writes to", target))
+    return out
+
+
 def argument_facts(part: Part) -> list[Fact]:
     """What ``part``'s arguments make its program do (see the module docstring)."""
     if part.kind != "command" or not part.words:
         return []
+    args = part.words[1:]
     check = CHECKS.get(part.program)
     if check is None:
-        return []
-    return check(part, part.words[1:])
+        return _output_options(part, args)
+    return check(part, args)

@@ -260,6 +260,13 @@ def suggestion_note(part: Part, labels: Iterable[str] = ()) -> str:
     return ""
 
 
+def suggestion_notes(parts: Iterable[tuple[Part, Iterable[str]]]) -> tuple[str, ...]:
+    """`suggestion_note` for each (part, its label names) that has one, without repeats:
+    what a UI shows next to "always allow"."""
+    notes = (suggestion_note(part, labels) for part, labels in parts)
+    return tuple(dict.fromkeys(n for n in notes if n))
+
+
 @dataclass(frozen=True)
 class RuleMatch:
     """How a rule would match one part (for a UI's preview)."""

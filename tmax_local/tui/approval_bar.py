@@ -53,6 +53,7 @@ def approval_view(
 ) -> ApprovalView:
     """What the approval bar shows for a request of the approval gate."""
     from tmax_local.approval import explain
+    from tmax_local.approval.rules import suggestion_notes
 
     labels = [(lab.name, "high" if lab.high_risk else "medium") for lab in request.labels]
     parts = request.analysis.parts
@@ -63,6 +64,11 @@ def approval_view(
             explanations.append(f"`{rule}` allows: " + "; ".join(matched))
         else:
             explanations.append(f"`{rule}` matches no part of this command")
+    explanations += suggestion_notes(
+        (pd.part, [lab.name for lab in pd.labels])
+        for pd in request.decision.parts
+        if pd.allowed_by is None
+    )
     return ApprovalView(
         command=request.command,
         labels=labels,
