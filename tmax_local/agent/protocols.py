@@ -125,6 +125,21 @@ class Shell(Protocol):
     def interrupt(self) -> None: ...
 
 
+@runtime_checkable
+class Checkpointer(Protocol):
+    """Records the project before each command so it can be undone (``tmax_local.undo``).
+
+    ``before_command`` returns an object with ``id`` (the checkpoint), ``seconds`` and
+    ``not_covered`` (paths it could not keep, newly seen: list of (path, reason)); it raises
+    ``TmaxError`` when it cannot record (the agent reports that and runs the command anyway).
+    ``session_end`` records the state after the last command.
+    """
+
+    def before_command(self, session_id: str, step: int, command: str) -> Any: ...
+
+    def session_end(self, session_id: str) -> Any: ...
+
+
 # Called by the approval gate when the policy wants the user's answer. It receives the
 # approval module's request (command, risk labels, reason for asking) and returns one of
 # its answers (Approve, Edit, Reject(reason), AllowRule). It may block until the user

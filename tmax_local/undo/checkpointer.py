@@ -1,0 +1,62 @@
+"""The agent's side of undo: a checkpoint of the project before each command it runs.
+
+The agent loop only knows the small ``Checkpointer`` protocol
+(``tmax_local.agent.protocols``): ``before_command(session_id, step, command)`` returns a
+``Checkpoint`` and ``session_end(session_id)`` records the final state. This class keeps
+that in the project's shadow store and its session log; ``tmax-local checkpoints`` and
+``tmax-local restore`` read it back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tmax_local.undo.store import CheckpointError, Store
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: str  # the tree id (SHA-256 of what it covers)
+    seconds: float
+    not_covered: list[tuple[str, str]] = field(default_factory=list)  # new since last time
+
+
+class SessionCheckpointer:
+    """Snapshots ``root`` into its store (``base``: the checkpoints dir, default the data
+    dir's) before every command, recording each in the session's log."""
+
+    def __init__(self, root: str | Path, *, base: Path | None = None, **store_kw):
+        self.root = Path(root).resolve()
+        self.base = base
+        self.store_kw = store_kw
+        self._store: Store | None = None
+        self._reported: set[tuple[str, str]] = set()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.root, base=self.base, **self.store_kw)
+        return self._store
+
+    def _snapshot(self):
+        try:
+            return self.store.snapshot()
+        except OSError as err:
+            raise CheckpointError(
+                f"could not record a checkpoint: {err.strerror} ({err.filename})"
+            ) from None
+
+    def before_command(self, session_id: str, step: int, command: str) -> Checkpoint:
+        t0 = time.perf_counter()
+        tree = self._snapshot()
+        self.store.record(session_id, kind="step", step=step, tree=tree.id, command=command)
+        new = [x for x in tree.not_covered if x not in self._reported]
+        self._reported.update(new)
+        return Checkpoint(tree.id, time.perf_counter() - t0, new)
+
+    def session_end(self, session_id: str) -> str:
+        tree = self._snapshot()
+        self.store.record(session_id, kind="end", tree=tree.id)
+        return tree.id

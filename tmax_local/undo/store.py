@@ -1,0 +1,503 @@
+"""The shadow store: content-addressed checkpoints of one project directory.
+
+Layout, under ``<data dir>/checkpoints/<name>-<hash of the project path>/``::
+
+    project.json            {"root": "/abs/project", "version": 1}
+    lock                    fcntl lock: one snapshot or restore at a time
+    HEAD                    id of the latest tree (its stat fields seed the next scan)
+    objects/ab/cdef...      file contents, zlib-compressed, named by the SHA-256 of the content
+    trees/<id>.json         a tree: every covered path with kind, mode, size, content id or
+                            symlink target (+ stat fields as a cache hint), and the list of
+                            what was not covered; ``id`` is the SHA-256 of the covered part
+    sessions/<session>.jsonl  one record per checkpoint of that session (see ``checkpoints``)
+    restore.json            journal of a restore in progress (see ``restore``)
+    ignore.git/             an empty bare git repository, only to ask git about .gitignore
+    tmp/                    temporary files (renamed into place when complete)
+
+Nothing here ever touches the project's own ``.git`` except a restore, which puts the whole
+project (``.git`` included) back as it was.
+
+Every file of the store is written to ``tmp/`` and renamed into place, so killing the
+process at any moment leaves only complete objects, trees and records (a torn last line of a
+session log is skipped when read). Objects are written before the tree that names them, and
+the tree before the session record that names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tmax_local.errors import TmaxError
+from tmax_local.undo.scan import DIR, FILE, LINK, Stat, ensure_ignore_repo, has_gnu_find, scan
+
+DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
+CHUNK = 1 << 20
+# A file whose ctime is this close to the moment we read it may change again within the same
+# timestamp tick (kernel timestamps are coarse, a few ms); its stat fields are not trusted
+# next time (git calls such entries "racy").
+RACY_NS = 50_000_000
+
+
+class CheckpointError(TmaxError):
+    title = "Checkpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A covered path in a tree. ``data``: content id (files), target (symlinks), "" (dirs)."""
+
+    kind: str
+    mode: int
+    size: int
+    data: str
+
+    def same_content(self, other: Entry | None) -> bool:
+        return other is not None and (self.kind, self.mode, self.data) == (
+            other.kind,
+            other.mode,
+            other.data,
+        )
+
+
+@dataclass
+class Tree:
+    id: str
+    entries: dict[str, Entry]
+    not_covered: list[tuple[str, str]] = field(default_factory=list)
+    cache: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # path -> Stat.cache_key()
+
+    def covers_nothing_at(self, path: str) -> bool:
+        """True unless ``path`` (or a directory above it) was listed as not covered."""
+        for p, _ in self.not_covered:
+            if p.endswith("/"):
+                if path == p[:-1] or path.startswith(p):
+                    return False
+            elif path == p:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Change:
+    added: list[str]
+    modified: list[str]
+    deleted: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.modified or self.deleted)
+
+    def summary(self) -> str:
+        if self.empty:
+            return "no changes"
+        parts = []
+        for n, word in (
+            (len(self.added), "added"),
+            (len(self.modified), "modified"),
+            (len(self.deleted), "deleted"),
+        ):
+            if n:
+                parts.append(f"{n} {word}")
+        return ", ".join(parts)
+
+
+def diff_trees(old: Tree, new: Tree) -> Change:
+    """What changed from ``old`` to ``new`` (directories count only when added/removed)."""
+    added, modified, deleted = [], [], []
+    for path, e in new.entries.items():
+        o = old.entries.get(path)
+        if o is None:
+            added.append(path)
+        elif not e.same_content(o) and not (e.kind == DIR and o.kind == DIR and e.mode == o.mode):
+            modified.append(path)
+    deleted = [p for p in old.entries if p not in new.entries]
+    return Change(sorted(added), sorted(modified), sorted(deleted))
+
+
+def project_key(root: Path) -> str:
+    digest = hashlib.sha256(os.fsencode(str(root))).hexdigest()[:16]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.name)[:40] or "root"
+    return f"{name}-{digest}"
+
+
+def checkpoints_dir() -> Path:
+    from tmax_local.paths import data_dir
+
+    return data_dir() / "checkpoints"
+
+
+class Store:
+    """The shadow store of one project (see the module doc). Open with ``Store.open(root)``."""
+
+    def __init__(self, root: Path, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+        self.root = root
+        self.path = path
+        self.max_file_bytes = max_file_bytes
+        self.use_find = has_gnu_find()
+        self._last: Tree | None = None  # the latest tree this process wrote or read
+        self._lock_depth = 0
+        self._lock_fh: Any = None
+
+    # --- opening ----------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls, root: str | Path, *, base: Path | None = None, create: bool = True, **kw: Any
+    ) -> Store:
+        root = Path(root).resolve()
+        path = (base or checkpoints_dir()) / project_key(root)
+        if not (path / "project.json").exists():
+            if not create:
+                raise CheckpointError(f"no checkpoints recorded for {root}")
+            for sub in ("objects", "trees", "sessions", "tmp"):
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, "project.json", json.dumps({"root": str(root), "version": 1}))
+        return cls(root, path, **kw)
+
+    @classmethod
+    def find(cls, start: str | Path, *, base: Path | None = None, **kw: Any) -> Store:
+        """The store of ``start`` or of the nearest directory above it that has one."""
+        here = Path(start).resolve()
+        for d in (here, *here.parents):
+            path = (base or checkpoints_dir()) / project_key(d)
+            if (path / "project.json").exists():
+                return cls(d, path, **kw)
+        raise CheckpointError(f"no checkpoints recorded for {here} or any directory above it")
+
+    # --- locking ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        if self._lock_depth == 0:
+            fh = open(self.path / "lock", "a+b")  # noqa: SIM115
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            self._lock_fh = fh
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0:
+                fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+                self._lock_fh.close()
+                self._lock_fh = None
+
+    # --- objects ----------------------------------------------------------------------
+    def _object_path(self, oid: str) -> Path:
+        return self.path / "objects" / oid[:2] / oid[2:]
+
+    def has_object(self, oid: str) -> bool:
+        return self._object_path(oid).exists()
+
+    def store_file(self, abs_path: str | Path) -> tuple[str, int]:
+        """Copy one file's content in (compressed), return (content id, size read)."""
+        h = hashlib.sha256()
+        comp = zlib.compressobj(1)
+        size = 0
+        fd, tmp = _mkstemp(self.path / "tmp")
+        try:
+            with open(abs_path, "rb") as src, os.fdopen(fd, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+                    out.write(comp.compress(chunk))
+                out.write(comp.flush())
+            oid = h.hexdigest()
+            dest = self._object_path(oid)
+            if dest.exists():
+                os.unlink(tmp)
+            else:
+                dest.parent.mkdir(exist_ok=True)
+                os.rename(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return oid, size
+
+    def read_object(self, oid: str) -> Iterator[bytes]:
+        """The content of an object, in chunks; verifies its id at the end."""
+        h = hashlib.sha256()
+        dec = zlib.decompressobj()
+        try:
+            fh = open(self._object_path(oid), "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise CheckpointError(f"the checkpoint store lacks object {oid[:12]}") from None
+        with fh:
+            while chunk := fh.read(CHUNK):
+                data = dec.decompress(chunk)
+                h.update(data)
+                yield data
+            data = dec.flush()
+            h.update(data)
+            yield data
+        if h.hexdigest() != oid:
+            raise CheckpointError(f"object {oid[:12]} in the checkpoint store is damaged")
+
+    # --- trees ------------------------------------------------------------------------
+    def write_tree(
+        self,
+        entries: dict[str, Entry],
+        not_covered: list[tuple[str, str]],
+        cache: dict[str, tuple[Any, ...]],
+    ) -> Tree:
+        rows = [[p, e.kind, e.mode, e.size, e.data] for p, e in sorted(entries.items())]
+        covered = json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
+        tid = hashlib.sha256(covered.encode()).hexdigest()
+        tree = Tree(tid, entries, sorted(not_covered), cache)
+        dest = self.path / "trees" / f"{tid}.json"
+        if not dest.exists():
+            rest = json.dumps(
+                {"not_covered": tree.not_covered, "cache": cache}, separators=(",", ":")
+            )
+            _atomic_write(self.path, f"trees/{tid}.json", '{"rows":' + covered + "," + rest[1:])
+        return tree
+
+    def read_tree(self, tid: str) -> Tree:
+        if self._last is not None and self._last.id == tid:
+            return self._last
+        try:
+            doc = json.loads((self.path / "trees" / f"{tid}.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CheckpointError(f"unknown checkpoint {tid[:12]}") from None
+        entries = {r[0]: Entry(r[1], r[2], r[3], r[4]) for r in doc["rows"]}
+        cache = {p: tuple(v) for p, v in doc.get("cache", {}).items()}
+        return Tree(tid, entries, [tuple(x) for x in doc["not_covered"]], cache)  # type: ignore[misc]
+
+    def resolve_tree(self, prefix: str) -> str:
+        matches = [p.stem for p in (self.path / "trees").glob(f"{prefix}*.json")]
+        if len(matches) != 1:
+            raise CheckpointError(
+                f"no checkpoint {prefix}" if not matches else f"checkpoint {prefix} is ambiguous"
+            )
+        return matches[0]
+
+    def head(self) -> str | None:
+        try:
+            return (self.path / "HEAD").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    # --- snapshot ---------------------------------------------------------------------
+    def _skip_paths(self) -> list[str]:
+        try:
+            rel = self.path.resolve().relative_to(self.root)
+        except ValueError:
+            return []
+        return [str(rel)]
+
+    def snapshot(self) -> Tree:
+        """Record the project as it is now; returns its tree (unchanged files cost a stat)."""
+        with self.locked():
+            self.recover()
+            return self._snapshot()
+
+    def _snapshot(self) -> Tree:
+        ignore_repo = self.path / "ignore.git"
+        result = scan(
+            self.root,
+            ignore_repo=ignore_repo if ensure_ignore_repo(ignore_repo) else None,
+            skip=self._skip_paths(),
+            use_find=self.use_find,
+        )
+        prev = self._previous()
+        prev_cache = prev.cache if prev is not None else {}
+        entries: dict[str, Entry] = {}
+        cache: dict[str, tuple[Any, ...]] = {}
+        not_covered = list(result.not_covered)
+        if not result.ignore_rules_applied:
+            not_covered.append(("", "git not found: .gitignore rules were not applied"))
+        for rel, st in result.entries.items():
+            if st.kind == DIR:
+                entries[rel] = Entry(DIR, st.mode, 0, "")
+            elif st.kind == LINK:
+                entries[rel] = Entry(LINK, st.mode, st.size, st.target)
+            else:
+                entry = self._file_entry(rel, st, prev, prev_cache, cache)
+                if isinstance(entry, str):
+                    not_covered.append((rel, entry))
+                else:
+                    entries[rel] = entry
+        tree = self.write_tree(entries, not_covered, cache)
+        self._last = tree
+        _atomic_write(self.path, "HEAD", tree.id)
+        return tree
+
+    def _previous(self) -> Tree | None:
+        if self._last is not None:
+            return self._last
+        tid = self.head()
+        if tid is None:
+            return None
+        try:
+            return self.read_tree(tid)
+        except (CheckpointError, ValueError, KeyError):
+            return None
+
+    def _file_entry(
+        self,
+        rel: str,
+        st: Stat,
+        prev: Tree | None,
+        prev_cache: dict[str, tuple[Any, ...]],
+        cache: dict[str, tuple[Any, ...]],
+    ) -> Entry | str:
+        key = st.cache_key()
+        if prev is not None and prev_cache.get(rel) == key:
+            old = prev.entries.get(rel)
+            if old is not None and old.kind == FILE:  # objects are never deleted
+                cache[rel] = key
+                return old
+        if st.size > self.max_file_bytes:
+            return f"larger than the {self.max_file_bytes // (1024 * 1024)} MB limit"
+        read_ns = time.time_ns()
+        try:
+            oid, size = self.store_file(self.root / rel)
+        except OSError as err:
+            return f"could not be read ({err.strerror})"
+        if size != st.size or _ctime_ns(st.ctime) >= read_ns - RACY_NS:
+            pass  # changed while read, or may still change unseen: check again next time
+        else:
+            cache[rel] = key
+        return Entry(FILE, st.mode, size, oid)
+
+    # --- sessions ---------------------------------------------------------------------
+    def record(self, session: str, **fields: Any) -> None:
+        """Append one record to a session's log (a single write of one line)."""
+        line = json.dumps({"t": round(time.time(), 3), **fields}, ensure_ascii=False) + "\n"
+        fd = os.open(
+            self.path / "sessions" / f"{session}.jsonl",
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            0o644,
+        )
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    def sessions(self) -> list[str]:
+        """Session ids, newest first."""
+        files = sorted(
+            (self.path / "sessions").glob("*.jsonl"),
+            key=lambda p: (p.stat().st_mtime, p.name),
+            reverse=True,
+        )
+        return [p.stem for p in files]
+
+    def records(self, session: str) -> list[dict[str, Any]]:
+        path = self.path / "sessions" / f"{session}.jsonl"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CheckpointError(f"no session {session} in {self.root}") from None
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a record torn by a crash
+        return out
+
+    def resolve_session(self, session: str | None) -> str:
+        sessions = self.sessions()
+        if not sessions:
+            raise CheckpointError(f"no sessions with checkpoints in {self.root}")
+        if session is None:
+            return sessions[0]
+        if session in sessions:
+            return session
+        matches = [s for s in sessions if session in s]
+        if len(matches) == 1:
+            return matches[0]
+        raise CheckpointError(
+            f"no session matching {session!r} in {self.root}"
+            if not matches
+            else f"session {session!r} is ambiguous: {', '.join(matches[:5])}"
+        )
+
+    # --- restore journal ---------------------------------------------------------------
+    def recover(self) -> str | None:
+        """Finish a restore that was interrupted (the process was killed); returns its target
+        tree id, or None if there was none."""
+        from tmax_local.undo.restore import apply_tree
+
+        journal = self.path / "restore.json"
+        if not journal.exists():
+            return None
+        with self.locked():
+            try:
+                doc = json.loads(journal.read_text())
+            except (json.JSONDecodeError, OSError):
+                journal.unlink(missing_ok=True)
+                return None
+            from tmax_local.undo.restore import leftover_temp_files
+
+            target = self.read_tree(doc["to"])
+            for tmp in leftover_temp_files(self.root):
+                tmp.unlink(missing_ok=True)
+            apply_tree(self, target)
+            journal.unlink()
+            self._last = None
+            return str(doc["to"])
+
+    def fsck(self) -> list[str]:
+        """Problems in the store (empty when consistent): every tree parses, every object a
+        tree names exists and matches its id, every session record names a known tree."""
+        problems = []
+        seen: set[str] = set()
+        for tpath in (self.path / "trees").glob("*.json"):
+            try:
+                tree = self.read_tree(tpath.stem)
+            except (json.JSONDecodeError, KeyError, IndexError) as err:
+                problems.append(f"tree {tpath.stem[:12]} unreadable: {err}")
+                continue
+            for p, e in tree.entries.items():
+                if e.kind == FILE and e.data not in seen:
+                    seen.add(e.data)
+                    try:
+                        for _ in self.read_object(e.data):
+                            pass
+                    except CheckpointError as err:
+                        problems.append(f"{p}: {err}")
+        for s in self.sessions():
+            for r in self.records(s):
+                for k in ("tree", "from", "to"):
+                    if k in r and not (self.path / "trees" / f"{r[k]}.json").exists():
+                        problems.append(f"session {s}: unknown tree {r[k][:12]}")
+        head = self.head()
+        if head and not (self.path / "trees" / f"{head}.json").exists():
+            problems.append(f"HEAD names unknown tree {head[:12]}")
+        return problems
+
+
+def _ctime_ns(text: str) -> int:
+    sec, _, frac = text.partition(".")
+    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+def _mkstemp(directory: Path) -> tuple[int, str]:
+    import tempfile
+
+    directory.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=directory, prefix=".part-")
+
+
+def _atomic_write(base: Path, rel: str, text: str) -> None:
+    fd, tmp = _mkstemp(base / "tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, base / rel)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
