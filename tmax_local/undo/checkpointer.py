@@ -59,4 +59,5 @@ class SessionCheckpointer:
     def session_end(self, session_id: str) -> str:
         tree = self._snapshot()
         self.store.record(session_id, kind="end", tree=tree.id)
+        self.store.flush_index()
         return tree.id

@@ -227,6 +227,7 @@ def restore(
     *,
     session: str | None = None,
     label: str | None = None,
+    target_label: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RestoreResult:
     """Put the project back to checkpoint ``target_id`` (see the module doc). The state just
@@ -236,12 +237,20 @@ def restore(
         target = store.read_tree(target_id)
         before = store._snapshot()
         if session is not None:
-            store.record(session, kind="restore", tree=before.id, to=target.id, label=label)
+            store.record(
+                session,
+                kind="restore",
+                tree=before.id,
+                to=target.id,
+                label=label,
+                target_label=target_label,
+            )
         _atomic_write(
             store.path, "restore.json", json.dumps({"to": target.id, "from": before.id})
         )
         _p, kept, after = apply_tree(store, target, current=before, progress=progress)
         (store.path / "restore.json").unlink()
+        store.flush_index()
         left = diff_trees(target, after)
         differing = [
             x

@@ -46,6 +46,8 @@ CHUNK = 1 << 20
 # timestamp tick (kernel timestamps are coarse, a few ms); its stat fields are not trusted
 # next time (git calls such entries "racy").
 RACY_NS = 50_000_000
+MAX_DELTA_CHAIN = 32  # a tree is stored whole after this many deltas
+INDEX_EVERY = 16  # snapshots between writes of the stat cache (and at the end of a session)
 
 
 class CheckpointError(TmaxError):
@@ -74,7 +76,7 @@ class Tree:
     id: str
     entries: dict[str, Entry]
     not_covered: list[tuple[str, str]] = field(default_factory=list)
-    cache: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # path -> Stat.cache_key()
+    depth: int = 0  # length of its chain of deltas (0: stored whole)
 
     def covers_nothing_at(self, path: str) -> bool:
         """True unless ``path`` (or a directory above it) was listed as not covered."""
@@ -144,7 +146,11 @@ class Store:
         self.path = path
         self.max_file_bytes = max_file_bytes
         self.use_find = has_gnu_find()
-        self._last: Tree | None = None  # the latest tree this process wrote or read
+        self._last: Tree | None = None  # the latest tree this process recorded
+        self._cache: dict[str, tuple[Any, ...]] = {}  # stat fields of _last's files
+        self._index_saved = True
+        self._unsaved = 0
+        self._trees: dict[str, Tree] = {}  # recently read trees
         self._lock_depth = 0
         self._lock_fh: Any = None
 
@@ -242,35 +248,98 @@ class Store:
         if h.hexdigest() != oid:
             raise CheckpointError(f"object {oid[:12]} in the checkpoint store is damaged")
 
-    # --- trees ------------------------------------------------------------------------
+    # --- trees ---------------------------------------------------------------------
     def write_tree(
-        self,
-        entries: dict[str, Entry],
-        not_covered: list[tuple[str, str]],
-        cache: dict[str, tuple[Any, ...]],
+        self, entries: dict[str, Entry], not_covered: list[tuple[str, str]], base: Tree | None
     ) -> Tree:
+        """Store a tree (as a delta against ``base`` when that is small); its id is the
+        SHA-256 of the covered part, so an unchanged project is not written again."""
         rows = [[p, e.kind, e.mode, e.size, e.data] for p, e in sorted(entries.items())]
         covered = json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
         tid = hashlib.sha256(covered.encode()).hexdigest()
-        tree = Tree(tid, entries, sorted(not_covered), cache)
+        nc = sorted(not_covered)
         dest = self.path / "trees" / f"{tid}.json"
-        if not dest.exists():
-            rest = json.dumps(
-                {"not_covered": tree.not_covered, "cache": cache}, separators=(",", ":")
-            )
-            _atomic_write(self.path, f"trees/{tid}.json", '{"rows":' + covered + "," + rest[1:])
+        if dest.exists():
+            return Tree(tid, entries, nc, self._depth_of(tid, base))
+        doc: dict[str, Any] = {"not_covered": nc}
+        depth = 0
+        if base is not None and base.depth < MAX_DELTA_CHAIN:
+            changed = [
+                [p, e.kind, e.mode, e.size, e.data]
+                for p, e in entries.items()
+                if base.entries.get(p) != e
+            ]
+            deleted = [p for p in base.entries if p not in entries]
+            if len(changed) + len(deleted) <= max(16, len(entries) // 8):
+                depth = base.depth + 1
+                doc.update(base=base.id, depth=depth, set=changed, delete=deleted)
+        if depth == 0:
+            text = '{"rows":' + covered + "," + json.dumps(doc, separators=(",", ":"))[1:]
+        else:
+            text = json.dumps(doc, separators=(",", ":"))
+        _atomic_write(self.path, f"trees/{tid}.json", text)
+        tree = Tree(tid, entries, nc, depth)
+        self._remember(tree)
         return tree
 
+    def _depth_of(self, tid: str, hint: Tree | None) -> int:
+        if hint is not None and hint.id == tid:
+            return hint.depth
+        return self.read_tree(tid).depth
+
+    def _remember(self, tree: Tree) -> None:
+        self._trees[tree.id] = tree
+        while len(self._trees) > 8:
+            self._trees.pop(next(iter(self._trees)))
+
     def read_tree(self, tid: str) -> Tree:
-        if self._last is not None and self._last.id == tid:
-            return self._last
+        if tid in self._trees:
+            return self._trees[tid]
         try:
             doc = json.loads((self.path / "trees" / f"{tid}.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise CheckpointError(f"unknown checkpoint {tid[:12]}") from None
-        entries = {r[0]: Entry(r[1], r[2], r[3], r[4]) for r in doc["rows"]}
-        cache = {p: tuple(v) for p, v in doc.get("cache", {}).items()}
-        return Tree(tid, entries, [tuple(x) for x in doc["not_covered"]], cache)  # type: ignore[misc]
+        if "base" in doc:
+            base = self.read_tree(doc["base"])
+            entries = dict(base.entries)
+            for p in doc["delete"]:
+                entries.pop(p, None)
+            for r in doc["set"]:
+                entries[r[0]] = Entry(r[1], r[2], r[3], r[4])
+        else:
+            entries = {r[0]: Entry(r[1], r[2], r[3], r[4]) for r in doc["rows"]}
+        nc = [(str(a), str(b)) for a, b in doc["not_covered"]]
+        tree = Tree(tid, entries, nc, int(doc.get("depth", 0)))
+        self._remember(tree)
+        return tree
+
+    # --- the stat cache ---------------------------------------------------------------
+    def _previous(self) -> tuple[Tree | None, dict[str, tuple[Any, ...]]]:
+        """The latest tree and the stat fields of its files (what can skip being read)."""
+        if self._last is not None:
+            return self._last, self._cache
+        try:
+            doc = json.loads((self.path / "index.json").read_text(encoding="utf-8"))
+            tree = self.read_tree(doc["tree"])
+            return tree, {p: tuple(v) for p, v in doc["cache"].items()}
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, CheckpointError):
+            pass
+        tid = self.head()
+        if tid is None:
+            return None, {}
+        try:
+            return self.read_tree(tid), {}
+        except (CheckpointError, json.JSONDecodeError, KeyError):
+            return None, {}
+
+    def flush_index(self) -> None:
+        """Keep the stat cache on disk (a later process then reads only what changed)."""
+        if self._last is None or self._index_saved:
+            return
+        doc = {"tree": self._last.id, "cache": self._cache}
+        _atomic_write(self.path, "index.json", json.dumps(doc, separators=(",", ":")))
+        self._index_saved = True
+        self._unsaved = 0
 
     def resolve_tree(self, prefix: str) -> str:
         matches = [p.stem for p in (self.path / "trees").glob(f"{prefix}*.json")]
@@ -302,14 +371,15 @@ class Store:
 
     def _snapshot(self) -> Tree:
         ignore_repo = self.path / "ignore.git"
+        for part in (self.path / "tmp").glob(".part-*"):  # left by a killed process
+            part.unlink(missing_ok=True)
         result = scan(
             self.root,
             ignore_repo=ignore_repo if ensure_ignore_repo(ignore_repo) else None,
             skip=self._skip_paths(),
             use_find=self.use_find,
         )
-        prev = self._previous()
-        prev_cache = prev.cache if prev is not None else {}
+        prev, prev_cache = self._previous()
         entries: dict[str, Entry] = {}
         cache: dict[str, tuple[Any, ...]] = {}
         not_covered = list(result.not_covered)
@@ -326,21 +396,16 @@ class Store:
                     not_covered.append((rel, entry))
                 else:
                     entries[rel] = entry
-        tree = self.write_tree(entries, not_covered, cache)
-        self._last = tree
-        _atomic_write(self.path, "HEAD", tree.id)
+        tree = self.write_tree(entries, not_covered, prev)
+        changed = self._last is None or tree.id != self._last.id or cache != self._cache
+        self._last, self._cache = tree, cache
+        if changed:
+            self._index_saved = False
+            self._unsaved += 1
+            _atomic_write(self.path, "HEAD", tree.id)
+            if self._unsaved >= INDEX_EVERY:
+                self.flush_index()
         return tree
-
-    def _previous(self) -> Tree | None:
-        if self._last is not None:
-            return self._last
-        tid = self.head()
-        if tid is None:
-            return None
-        try:
-            return self.read_tree(tid)
-        except (CheckpointError, ValueError, KeyError):
-            return None
 
     def _file_entry(
         self,
@@ -445,7 +510,7 @@ class Store:
                 tmp.unlink(missing_ok=True)
             apply_tree(self, target)
             journal.unlink()
-            self._last = None
+            self.flush_index()
             return str(doc["to"])
 
     def fsck(self) -> list[str]:
