@@ -127,11 +127,7 @@ class _Applier:
             tick()
         for rel in p.mkdir:
             if self.parent_ok(rel):
-                try:
-                    os.mkdir(self.abs(rel), 0o700)
-                except FileExistsError:
-                    self.kept.append((rel, "something not covered is in the way"))
-                self.opened[rel] = self.target.entries[rel].mode
+                self.mkdir(rel)
             tick()
         for rel in p.write:
             if self.parent_ok(rel):
@@ -151,6 +147,26 @@ class _Applier:
             mode = want.mode if want is not None and want.kind == DIR else self.opened[rel]
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(self.abs(rel) if rel else self.root, mode)
+
+    def mkdir(self, rel: str) -> None:
+        """A directory appears with its mode at once (made under a temporary name)."""
+        mode = self.target.entries[rel].mode
+        path = self.abs(rel)
+        tmp = os.path.join(os.path.dirname(path), TMP_MARK + os.path.basename(path)[:100])
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.rmdir(tmp)
+        os.mkdir(tmp, 0o700)
+        os.chmod(tmp, mode | 0o700)
+        if mode & 0o700 != 0o700:
+            self.opened[rel] = mode  # kept usable until everything inside is done
+        try:
+            os.rename(tmp, path)
+        except OSError as err:
+            os.rmdir(tmp)
+            if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                self.kept.append((rel, "something not covered is in the way"))
+            else:
+                raise
 
     def remove(self, rel: str) -> None:
         if not self.parent_ok(rel):

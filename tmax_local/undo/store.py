@@ -507,7 +507,10 @@ class Store:
 
             target = self.read_tree(doc["to"])
             for tmp in leftover_temp_files(self.root):
-                tmp.unlink(missing_ok=True)
+                if tmp.is_dir() and not tmp.is_symlink():
+                    tmp.rmdir()  # made empty, renamed into place before anything goes in
+                else:
+                    tmp.unlink(missing_ok=True)
             apply_tree(self, target)
             journal.unlink()
             self.flush_index()
