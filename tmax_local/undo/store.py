@@ -4,11 +4,15 @@ Layout, under ``<data dir>/checkpoints/<name>-<hash of the project path>/``::
 
     project.json            {"root": "/abs/project", "version": 1}
     lock                    fcntl lock: one snapshot or restore at a time
-    HEAD                    id of the latest tree (its stat fields seed the next scan)
+    HEAD                    id of the latest tree
+    index.json              stat fields of a recent tree's files: a file whose fields did not
+                            change is not read again (written every 16 snapshots and at the
+                            end of a session; a stale one only costs re-reading)
     objects/ab/cdef...      file contents, zlib-compressed, named by the SHA-256 of the content
     trees/<id>.json         a tree: every covered path with kind, mode, size, content id or
-                            symlink target (+ stat fields as a cache hint), and the list of
-                            what was not covered; ``id`` is the SHA-256 of the covered part
+                            symlink target, and the list of what was not covered; ``id`` is the
+                            SHA-256 of the covered part. Stored whole, or as the changes
+                            against an earlier tree (chains of at most 32)
     sessions/<session>.jsonl  one record per checkpoint of that session (see ``checkpoints``)
     restore.json            journal of a restore in progress (see ``restore``)
     ignore.git/             an empty bare git repository, only to ask git about .gitignore
@@ -30,6 +34,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -152,6 +157,7 @@ class Store:
         self._unsaved = 0
         self._trees: dict[str, Tree] = {}  # recently read trees
         self._lock_depth = 0
+        self._thread_lock = threading.RLock()
         self._lock_fh: Any = None
 
     # --- opening ----------------------------------------------------------------------
@@ -182,19 +188,21 @@ class Store:
     # --- locking ----------------------------------------------------------------------
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        if self._lock_depth == 0:
-            fh = open(self.path / "lock", "a+b")  # noqa: SIM115
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            self._lock_fh = fh
-        self._lock_depth += 1
-        try:
-            yield
-        finally:
-            self._lock_depth -= 1
+        """Exclusive use of the store: against other threads (re-entrant) and processes."""
+        with self._thread_lock:
             if self._lock_depth == 0:
-                fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-                self._lock_fh.close()
-                self._lock_fh = None
+                fh = open(self.path / "lock", "a+b")  # noqa: SIM115
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                self._lock_fh = fh
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+                if self._lock_depth == 0:
+                    fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+                    self._lock_fh.close()
+                    self._lock_fh = None
 
     # --- objects ----------------------------------------------------------------------
     def _object_path(self, oid: str) -> Path:
