@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from undo_support import differences, tree_state
@@ -61,11 +60,15 @@ def git(cwd, env, *args):
 STEPS = [
     "mkdir -p a/b/c && printf 'one\\n' > a/b/c/f.txt && echo base > keep.txt && mkdir empty",
     "echo more >> keep.txt && chmod 600 keep.txt && ln -s a/b/c/f.txt lnk && ln -s nowhere dangling",
-    "mv keep.txt renamed.txt && rm a/b/c/f.txt && echo x > ignored.log && "
-    "printf '\\000\\001bin\\377' > bin.dat && chmod 755 bin.dat && chmod 700 a/b",
+    (
+        "mv keep.txt renamed.txt && rm a/b/c/f.txt && echo x > ignored.log && "
+        "printf '\\000\\001bin\\377' > bin.dat && chmod 755 bin.dat && chmod 700 a/b"
+    ),
     "git add -A && git commit -qm step4 && git checkout -q -b feature && echo f > feat.txt",
-    "echo s > stash_me.txt && git add stash_me.txt && git stash -q && rm -rf a empty && "
-    "git commit -q --allow-empty -m empty && echo changed > ignored.log",
+    (
+        "echo s > stash_me.txt && git add stash_me.txt && git stash -q && rm -rf a empty && "
+        "git commit -q --allow-empty -m empty && echo changed > ignored.log"
+    ),
 ]
 
 
@@ -142,9 +145,7 @@ def test_no_checkpoints_flag_and_confirmation(tmp_path, env):
     work.mkdir()
     script = tmp_path / "s.json"
     script.write_text(json.dumps([bash_reply("echo one > a.txt"), SUBMIT]))
-    p = cli(
-        ["run", "x", "--model", f"script:{script}", "--no-checkpoints"], env, work, "a\n" * 3
-    )
+    p = cli(["run", "x", "--model", f"script:{script}", "--no-checkpoints"], env, work, "a\n" * 3)
     assert p.returncode == 0, p.stderr
     r = cli(["checkpoints"], env, work)
     assert r.returncode == 1 and "no checkpoints recorded" in r.stderr

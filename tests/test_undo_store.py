@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from undo_support import copy_tree, differences, tree_state
+from undo_support import differences, tree_state
 
 from tmax_local.undo import restore as rs
 from tmax_local.undo.scan import walk_find, walk_python
@@ -60,7 +60,8 @@ def test_find_and_python_walkers_agree(project: Path):
     a, sa = walk_find(project, ["build"])
     b, sb = walk_python(project, ["build"])
     assert a == b and sa == sb == []
-    assert "build/out.o" not in a and "empty" in a and a["link"].target == "src/a.py"
+    assert "build/out.o" not in a and "empty" in a and a["link"][6] == "src/a.py"
+    assert a["secret.txt"][1] == "600" and a["run.sh"][1] == "755"
 
 
 def test_snapshot_covers_tree_and_lists_what_it_does_not(store: Store):

@@ -61,3 +61,34 @@ class SessionCheckpointer:
         self.store.record(session_id, kind="end", tree=tree.id)
         self.store.flush_index()
         return tree.id
+
+    # --- undo from an app ---------------------------------------------------------------
+    def preview_step(self, session_id: str, step: int):
+        """(point, change from now to before ``step``) without touching the project."""
+        from tmax_local.undo.history import find_point
+        from tmax_local.undo.restore import preview
+
+        point = find_point(self.store, session_id, str(step))
+        _current, _target, change = preview(self.store, point.tree)
+        return point, change
+
+    def restore_step(self, session_id: str, step: int):
+        """Put the project back to before ``step``; returns (``RestoreResult``, undo label)."""
+        from tmax_local.undo.history import find_point, next_undo_label
+        from tmax_local.undo.restore import restore
+
+        point = find_point(self.store, session_id, str(step))
+        label = next_undo_label(self.store, session_id)
+        result = restore(
+            self.store, point.tree, session=session_id, label=label, target_label=f"step {step}"
+        )
+        return result, label
+
+
+def restore_note(step: int, change) -> str:
+    """What the agent reads in its next turn after the user restored the files."""
+    return (
+        f"[tmax-local] The user restored the project's files to their state before step "
+        f"{step}: everything the commands of step {step} and later changed on disk was undone "
+        f"({change.summary()}). Outputs you saw since then may no longer match the files."
+    )

@@ -14,9 +14,7 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("session", nargs="?", help="session id or a unique part of it (default: latest)")
-    p.add_argument(
-        "--cwd", type=Path, default=None, help="the project directory (default: here)"
-    )
+    p.add_argument("--cwd", type=Path, default=None, help="the project directory (default: here)")
     p.add_argument("--sessions", action="store_true", help="list the project's sessions instead")
     p.add_argument(
         "--files", action="store_true", help="list the files each step added/modified/deleted"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from tmax_local.errors import ConfigError, TmaxError
 
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
 
 class _Bar:
     def __init__(self) -> None:
-        self.bar = None
+        self.bar: Any = None
 
     def __call__(self, done: int, total: int) -> None:
         if total < 500:

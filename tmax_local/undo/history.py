@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from tmax_local.undo.store import Change, CheckpointError, Store, diff_trees
@@ -55,7 +56,7 @@ def points(store: Store, session: str, *, with_changes: bool = True) -> list[Poi
                 trees[tid] = store.read_tree(tid)
             return trees[tid]
 
-        for a, b in zip(out, out[1:], strict=False):
+        for a, b in pairwise(out):
             a.changes = diff_trees(tree(a.tree), tree(b.tree))
     return out
 

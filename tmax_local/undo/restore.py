@@ -21,6 +21,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,25 +58,25 @@ def plan(current: Tree, target: Tree) -> Plan:
     p = Plan()
     for path in sorted(current.entries, reverse=True):  # children before parents
         cur = current.entries[path]
-        want = target.entries.get(path)
-        if want is not None and want.kind == cur.kind:
+        maybe = target.entries.get(path)
+        if maybe is not None and maybe.kind == cur.kind:
             continue
-        if want is None and not target.covers_nothing_at(path):
+        if maybe is None and not target.covers_nothing_at(path):
             p.kept.append((path, "not covered by the checkpoint"))
             continue
         p.remove.append(path)
     for path in sorted(target.entries):
         want = target.entries[path]
-        cur = current.entries.get(path)
-        same_kind = cur is not None and cur.kind == want.kind
+        now = current.entries.get(path)
+        same_kind = now is not None and now.kind == want.kind
         if want.kind == DIR:
             if not same_kind:
                 p.mkdir.append(path)
-            elif cur is not None and cur.mode != want.mode:
+            elif now is not None and now.mode != want.mode:
                 p.chmod.append(path)
-        elif not same_kind or cur is None or cur.data != want.data:
+        elif not same_kind or now is None or now.data != want.data:
             p.write.append(path)
-        elif cur.mode != want.mode and want.kind == FILE:
+        elif now.mode != want.mode and want.kind == FILE:
             p.chmod.append(path)
     return p
 
@@ -102,7 +103,7 @@ class _Applier:
                 st = os.lstat(self.abs(parent))
             except OSError:
                 return False
-            if not (st.st_mode & 0o170000 == 0o040000):
+            if not stat.S_ISDIR(st.st_mode):
                 return False
             self.safe_dirs.add(parent)
         path = self.abs(parent) if parent else str(self.root)
@@ -143,8 +144,8 @@ class _Applier:
         # Directory modes last, deepest first (a read-only directory was kept writable
         # until everything inside it was done).
         for rel in sorted(self.opened, reverse=True):
-            want = self.target.entries.get(rel)
-            mode = want.mode if want is not None and want.kind == DIR else self.opened[rel]
+            final = self.target.entries.get(rel)
+            mode = final.mode if final is not None and final.kind == DIR else self.opened[rel]
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(self.abs(rel) if rel else self.root, mode)
 
@@ -176,7 +177,7 @@ class _Applier:
             st = os.lstat(path)
         except FileNotFoundError:
             return
-        if st.st_mode & 0o170000 == 0o040000:
+        if stat.S_ISDIR(st.st_mode):
             try:
                 os.rmdir(path)
             except OSError as err:
@@ -261,9 +262,7 @@ def restore(
                 label=label,
                 target_label=target_label,
             )
-        _atomic_write(
-            store.path, "restore.json", json.dumps({"to": target.id, "from": before.id})
-        )
+        _atomic_write(store.path, "restore.json", json.dumps({"to": target.id, "from": before.id}))
         _p, kept, after = apply_tree(store, target, current=before, progress=progress)
         (store.path / "restore.json").unlink()
         store.flush_index()

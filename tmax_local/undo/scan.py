@@ -32,28 +32,35 @@ from pathlib import Path
 
 # Entry kinds.
 FILE, LINK, DIR = "f", "l", "d"
+_KINDS = frozenset((FILE, LINK, DIR))
 
 
-@dataclass(frozen=True, slots=True)
-class Stat:
-    """One entry of a scan. ``mtime``/``ctime`` are strings (find's ``%T@``/``%C@``, or the
-    same format from Python) compared for equality only."""
+# One scanned path: (kind, mode, size, mtime, ctime, inode, symlink target), all text as
+# find prints them (mode in octal, times as seconds.fraction). Two scans of an unchanged path
+# give equal records, so a record is compared whole and parsed only when it changed.
+Record = tuple[str, str, str, str, str, str, str]
 
-    kind: str  # FILE | LINK | DIR
-    mode: int  # permission bits incl. setuid/setgid/sticky (07777)
-    size: int
-    mtime: str
-    ctime: str
-    ino: int
-    target: str = ""  # symlink target
 
-    def cache_key(self) -> tuple[str, int, int, str, str, int]:
-        return (self.kind, self.mode, self.size, self.mtime, self.ctime, self.ino)
+def record_kind(rec: Record) -> str:
+    return rec[0]
+
+
+def record_mode(rec: Record) -> int:
+    return int(rec[1], 8)
+
+
+def record_size(rec: Record) -> int:
+    return int(rec[2])
+
+
+def record_ctime_ns(rec: Record) -> int:
+    sec, _, frac = rec[4].partition(".")
+    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 @dataclass
 class ScanResult:
-    entries: dict[str, Stat] = field(default_factory=dict)
+    records: dict[str, Record] = field(default_factory=dict)
     # (path, reason) for what is not covered; a directory path ends with "/".
     not_covered: list[tuple[str, str]] = field(default_factory=list)
     ignore_rules_applied: bool = True
@@ -137,7 +144,7 @@ def _find_pattern(path: str) -> str:
 _FIND_FORMAT = r"%y\0%m\0%s\0%T@\0%C@\0%i\0%P\0%l\0"
 
 
-def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Stat], list[tuple[str, str]]]:
+def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tuple[str, str]]]:
     """List ``root`` with GNU find; ``prune``: relative paths not to descend into or list."""
     cmd: list[str] = ["find", str(root), "-mindepth", "1"]
     if prune:
@@ -150,39 +157,29 @@ def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Stat], list[tuple
     cmd += ["-printf", _FIND_FORMAT]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     # find exits 1 when some directory could not be read; its entries are still listed.
-    parts = proc.stdout.split(b"\0")
-    entries: dict[str, Stat] = {}
+    parts = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    records: dict[str, Record] = {}
     special: list[tuple[str, str]] = []
-    for k in range(0, len(parts) - 7, 8):
-        kind_b, mode_b, size_b, mt, ct, ino_b, rel_b, link_b = parts[k : k + 8]
-        rel = os.fsdecode(rel_b)
-        kind = kind_b.decode()
-        if kind not in (FILE, LINK, DIR):
+    it = iter(parts[: len(parts) - len(parts) % 8])
+    for kind, mode, size, mt, ct, ino, rel, link in zip(it, it, it, it, it, it, it, it, strict=True):
+        if kind in _KINDS:
+            records[rel] = (kind, mode, size, mt, ct, ino, link)
+        else:
             special.append((rel, "not a regular file, directory or symlink"))
-            continue
-        entries[rel] = Stat(
-            kind,
-            int(mode_b, 8),
-            int(size_b),
-            mt.decode(),
-            ct.decode(),
-            int(ino_b),
-            os.fsdecode(link_b) if kind == LINK else "",
-        )
     if proc.returncode != 0:
         for line in proc.stderr.decode(errors="replace").splitlines():
             special.append((line.removeprefix("find: "), "could not be read"))
-    return entries, special
+    return records, special
 
 
 def _ns_text(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}0"
 
 
-def walk_python(root: Path, prune: list[str]) -> tuple[dict[str, Stat], list[tuple[str, str]]]:
+def walk_python(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tuple[str, str]]]:
     """The same listing as ``walk_find``, in Python (portable fallback)."""
     skip = {p.rstrip("/") for p in prune}
-    entries: dict[str, Stat] = {}
+    records: dict[str, Record] = {}
     special: list[tuple[str, str]] = []
     stack = [""]
     while stack:
@@ -213,16 +210,16 @@ def walk_python(root: Path, prune: list[str]) -> tuple[dict[str, Stat], list[tup
                 else:
                     special.append((rel, "not a regular file, directory or symlink"))
                     continue
-                entries[rel] = Stat(
+                records[rel] = (
                     kind,
-                    stat.S_IMODE(st.st_mode),
-                    st.st_size,
+                    f"{stat.S_IMODE(st.st_mode):o}",
+                    str(st.st_size),
                     _ns_text(st.st_mtime_ns),
                     _ns_text(st.st_ctime_ns),
-                    st.st_ino,
+                    str(st.st_ino),
                     target,
                 )
-    return entries, special
+    return records, special
 
 
 def has_gnu_find() -> bool:
@@ -255,9 +252,9 @@ def scan(
             ignored_files.add(p)
         result.not_covered.append((p, "ignored by .gitignore"))
     walker = walk_find if use_find else walk_python
-    entries, special = walker(root, prune)
+    records, special = walker(root, prune)
     for p in ignored_files:
-        entries.pop(p, None)
-    result.entries = entries
+        records.pop(p, None)
+    result.records = records
     result.not_covered += special
     return result

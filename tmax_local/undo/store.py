@@ -43,7 +43,19 @@ from pathlib import Path
 from typing import Any
 
 from tmax_local.errors import TmaxError
-from tmax_local.undo.scan import DIR, FILE, LINK, Stat, ensure_ignore_repo, has_gnu_find, scan
+from tmax_local.undo.scan import (
+    DIR,
+    FILE,
+    LINK,
+    Record,
+    ensure_ignore_repo,
+    has_gnu_find,
+    record_ctime_ns,
+    record_kind,
+    record_mode,
+    record_size,
+    scan,
+)
 
 DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
 CHUNK = 1 << 20
@@ -82,6 +94,7 @@ class Tree:
     entries: dict[str, Entry]
     not_covered: list[tuple[str, str]] = field(default_factory=list)
     depth: int = 0  # length of its chain of deltas (0: stored whole)
+    acc: int = 0  # sum of its row hashes mod 2**256 (see ``row_hash``); the id derives from it
 
     def covers_nothing_at(self, path: str) -> bool:
         """True unless ``path`` (or a directory above it) was listed as not covered."""
@@ -152,7 +165,7 @@ class Store:
         self.max_file_bytes = max_file_bytes
         self.use_find = has_gnu_find()
         self._last: Tree | None = None  # the latest tree this process recorded
-        self._cache: dict[str, tuple[Any, ...]] = {}  # stat fields of _last's files
+        self._cache: dict[str, Record] = {}  # scan records known to match _last
         self._index_saved = True
         self._unsaved = 0
         self._trees: dict[str, Tree] = {}  # recently read trees
@@ -170,8 +183,10 @@ class Store:
         if not (path / "project.json").exists():
             if not create:
                 raise CheckpointError(f"no checkpoints recorded for {root}")
-            for sub in ("objects", "trees", "sessions", "tmp"):
+            for sub in ("trees", "sessions", "tmp"):
                 (path / sub).mkdir(parents=True, exist_ok=True)
+            for i in range(256):
+                (path / "objects" / f"{i:02x}").mkdir(parents=True, exist_ok=True)
             _atomic_write(path, "project.json", json.dumps({"root": str(root), "version": 1}))
         return cls(root, path, **kw)
 
@@ -213,6 +228,22 @@ class Store:
 
     def store_file(self, abs_path: str | Path) -> tuple[str, int]:
         """Copy one file's content in (compressed), return (content id, size read)."""
+        with open(abs_path, "rb") as src:
+            data = src.read(CHUNK)
+            if len(data) < CHUNK:  # small file: in memory, no temporary file if known
+                oid = hashlib.sha256(data).hexdigest()
+                dest = self._object_path(oid)
+                if not dest.exists():
+                    fd, tmp = _mkstemp(self.path / "tmp")
+                    try:
+                        with os.fdopen(fd, "wb") as out:
+                            out.write(zlib.compress(data, 1))
+                        os.rename(tmp, dest)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            os.unlink(tmp)
+                        raise
+                return oid, len(data)
         h = hashlib.sha256()
         comp = zlib.compressobj(1)
         size = 0
@@ -229,7 +260,6 @@ class Store:
             if dest.exists():
                 os.unlink(tmp)
             else:
-                dest.parent.mkdir(exist_ok=True)
                 os.rename(tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -258,42 +288,48 @@ class Store:
 
     # --- trees ---------------------------------------------------------------------
     def write_tree(
-        self, entries: dict[str, Entry], not_covered: list[tuple[str, str]], base: Tree | None
+        self,
+        entries: dict[str, Entry],
+        not_covered: list[tuple[str, str]],
+        acc: int,
+        base: Tree | None = None,
+        changed: list[str] | None = None,
+        deleted: list[str] | None = None,
     ) -> Tree:
-        """Store a tree (as a delta against ``base`` when that is small); its id is the
-        SHA-256 of the covered part, so an unchanged project is not written again."""
-        rows = [[p, e.kind, e.mode, e.size, e.data] for p, e in sorted(entries.items())]
-        covered = json.dumps(rows, ensure_ascii=True, separators=(",", ":"))
-        tid = hashlib.sha256(covered.encode()).hexdigest()
+        """Store a tree: as the ``changed``/``deleted`` paths against ``base`` when those are
+        few, else whole. ``acc`` is the sum of its row hashes, which the caller keeps up to
+        date row by row (so an unchanged path costs no hashing)."""
+        tid = tree_id(acc)
         nc = sorted(not_covered)
-        dest = self.path / "trees" / f"{tid}.json"
-        if dest.exists():
-            return Tree(tid, entries, nc, self._depth_of(tid, base))
-        doc: dict[str, Any] = {"not_covered": nc}
+        if (self.path / "trees" / f"{tid}.json").exists():
+            depth = base.depth if base is not None and base.id == tid else None
+            if depth is None:
+                depth = self.read_tree(tid).depth
+            tree = Tree(tid, entries, nc, depth, acc)
+            self._remember(tree)
+            return tree
+        doc: dict[str, Any] = {"acc": f"{acc:064x}", "not_covered": nc}
         depth = 0
-        if base is not None and base.depth < MAX_DELTA_CHAIN:
-            changed = [
-                [p, e.kind, e.mode, e.size, e.data]
-                for p, e in entries.items()
-                if base.entries.get(p) != e
-            ]
-            deleted = [p for p in base.entries if p not in entries]
-            if len(changed) + len(deleted) <= max(16, len(entries) // 8):
-                depth = base.depth + 1
-                doc.update(base=base.id, depth=depth, set=changed, delete=deleted)
-        if depth == 0:
-            text = '{"rows":' + covered + "," + json.dumps(doc, separators=(",", ":"))[1:]
+        if (
+            base is not None
+            and changed is not None
+            and deleted is not None
+            and base.depth < MAX_DELTA_CHAIN
+            and len(changed) + len(deleted) <= max(64, len(entries) // 8)
+        ):
+            depth = base.depth + 1
+            doc.update(
+                base=base.id,
+                depth=depth,
+                set=[row(p, entries[p]) for p in changed],
+                delete=deleted,
+            )
         else:
-            text = json.dumps(doc, separators=(",", ":"))
-        _atomic_write(self.path, f"trees/{tid}.json", text)
-        tree = Tree(tid, entries, nc, depth)
+            doc["rows"] = [row(p, e) for p, e in sorted(entries.items())]
+        _atomic_write(self.path, f"trees/{tid}.json", json.dumps(doc, separators=(",", ":")))
+        tree = Tree(tid, entries, nc, depth, acc)
         self._remember(tree)
         return tree
-
-    def _depth_of(self, tid: str, hint: Tree | None) -> int:
-        if hint is not None and hint.id == tid:
-            return hint.depth
-        return self.read_tree(tid).depth
 
     def _remember(self, tree: Tree) -> None:
         self._trees[tree.id] = tree
@@ -317,37 +353,9 @@ class Store:
         else:
             entries = {r[0]: Entry(r[1], r[2], r[3], r[4]) for r in doc["rows"]}
         nc = [(str(a), str(b)) for a, b in doc["not_covered"]]
-        tree = Tree(tid, entries, nc, int(doc.get("depth", 0)))
+        tree = Tree(tid, entries, nc, int(doc.get("depth", 0)), int(doc["acc"], 16))
         self._remember(tree)
         return tree
-
-    # --- the stat cache ---------------------------------------------------------------
-    def _previous(self) -> tuple[Tree | None, dict[str, tuple[Any, ...]]]:
-        """The latest tree and the stat fields of its files (what can skip being read)."""
-        if self._last is not None:
-            return self._last, self._cache
-        try:
-            doc = json.loads((self.path / "index.json").read_text(encoding="utf-8"))
-            tree = self.read_tree(doc["tree"])
-            return tree, {p: tuple(v) for p, v in doc["cache"].items()}
-        except (FileNotFoundError, json.JSONDecodeError, KeyError, CheckpointError):
-            pass
-        tid = self.head()
-        if tid is None:
-            return None, {}
-        try:
-            return self.read_tree(tid), {}
-        except (CheckpointError, json.JSONDecodeError, KeyError):
-            return None, {}
-
-    def flush_index(self) -> None:
-        """Keep the stat cache on disk (a later process then reads only what changed)."""
-        if self._last is None or self._index_saved:
-            return
-        doc = {"tree": self._last.id, "cache": self._cache}
-        _atomic_write(self.path, "index.json", json.dumps(doc, separators=(",", ":")))
-        self._index_saved = True
-        self._unsaved = 0
 
     def resolve_tree(self, prefix: str) -> str:
         matches = [p.stem for p in (self.path / "trees").glob(f"{prefix}*.json")]
@@ -362,6 +370,36 @@ class Store:
             return (self.path / "HEAD").read_text().strip() or None
         except FileNotFoundError:
             return None
+
+    # --- the stat cache ---------------------------------------------------------------
+    def _previous(self) -> tuple[Tree | None, dict[str, Record]]:
+        """The latest tree, and the scan records of its paths that are known to match it
+        (a path whose new record is the same is not looked at again)."""
+        if self._last is not None:
+            return self._last, self._cache
+        try:
+            doc = json.loads((self.path / "index.json").read_text(encoding="utf-8"))
+            tree = self.read_tree(doc["tree"])
+            return tree, {p: tuple(v) for p, v in doc["cache"].items()}
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, ValueError, CheckpointError):
+            pass
+        tid = self.head()
+        if tid is None:
+            return None, {}
+        try:
+            return self.read_tree(tid), {}
+        except (CheckpointError, json.JSONDecodeError, KeyError, ValueError):
+            return None, {}
+
+    def flush_index(self) -> None:
+        """Keep the stat cache on disk (a later process then reads only what changed)."""
+        with self.locked():
+            if self._last is None or self._index_saved:
+                return
+            doc = {"tree": self._last.id, "cache": self._cache}
+            _atomic_write(self.path, "index.json", json.dumps(doc, separators=(",", ":")))
+            self._index_saved = True
+            self._unsaved = 0
 
     # --- snapshot ---------------------------------------------------------------------
     def _skip_paths(self) -> list[str]:
@@ -387,60 +425,74 @@ class Store:
             skip=self._skip_paths(),
             use_find=self.use_find,
         )
+        records = result.records
         prev, prev_cache = self._previous()
-        entries: dict[str, Entry] = {}
-        cache: dict[str, tuple[Any, ...]] = {}
+        entries: dict[str, Entry] = dict(prev.entries) if prev is not None else {}
+        acc = prev.acc if prev is not None else 0
+        cache: dict[str, Record] = {}
+        changed: list[str] = []
+        deleted: list[str] = []
         not_covered = list(result.not_covered)
         if not result.ignore_rules_applied:
             not_covered.append(("", "git not found: .gitignore rules were not applied"))
-        for rel, st in result.entries.items():
-            if st.kind == DIR:
-                entries[rel] = Entry(DIR, st.mode, 0, "")
-            elif st.kind == LINK:
-                entries[rel] = Entry(LINK, st.mode, st.size, st.target)
+        for rel, rec in records.items():
+            if prev_cache.get(rel) == rec:
+                cache[rel] = rec  # the same as at the last scan: its entry stands
+                continue
+            kind = record_kind(rec)
+            trusted = True
+            new: Entry | str
+            if kind == DIR:
+                new = Entry(DIR, record_mode(rec), 0, "")
+            elif kind == LINK:
+                new = Entry(LINK, record_mode(rec), record_size(rec), rec[6])
             else:
-                entry = self._file_entry(rel, st, prev, prev_cache, cache)
-                if isinstance(entry, str):
-                    not_covered.append((rel, entry))
-                else:
-                    entries[rel] = entry
-        tree = self.write_tree(entries, not_covered, prev)
-        changed = self._last is None or tree.id != self._last.id or cache != self._cache
-        self._last, self._cache = tree, cache
-        if changed:
+                new, trusted = self._file_entry(rel, rec)
+            old = entries.get(rel)
+            if isinstance(new, str):
+                not_covered.append((rel, new))
+                if old is not None:
+                    acc -= row_hash(rel, entries.pop(rel))
+                    deleted.append(rel)
+                continue
+            if trusted:
+                cache[rel] = rec
+            if old != new:
+                if old is not None:
+                    acc -= row_hash(rel, old)
+                acc += row_hash(rel, new)
+                entries[rel] = new
+                changed.append(rel)
+        for p in [p for p in entries if p not in records]:
+            acc -= row_hash(p, entries.pop(p))
+            deleted.append(p)
+        acc %= ACC_MOD
+        tree = self.write_tree(entries, not_covered, acc, prev, changed, deleted)
+        moved = self._last is None or tree.id != self._last.id
+        if moved or changed or deleted or len(cache) != len(self._cache):
             self._index_saved = False
             self._unsaved += 1
+        self._last, self._cache = tree, cache
+        if moved:
             _atomic_write(self.path, "HEAD", tree.id)
-            if self._unsaved >= INDEX_EVERY:
-                self.flush_index()
+        if self._unsaved >= INDEX_EVERY:
+            self.flush_index()
         return tree
 
-    def _file_entry(
-        self,
-        rel: str,
-        st: Stat,
-        prev: Tree | None,
-        prev_cache: dict[str, tuple[Any, ...]],
-        cache: dict[str, tuple[Any, ...]],
-    ) -> Entry | str:
-        key = st.cache_key()
-        if prev is not None and prev_cache.get(rel) == key:
-            old = prev.entries.get(rel)
-            if old is not None and old.kind == FILE:  # objects are never deleted
-                cache[rel] = key
-                return old
-        if st.size > self.max_file_bytes:
-            return f"larger than the {self.max_file_bytes // (1024 * 1024)} MB limit"
+    def _file_entry(self, rel: str, rec: Record) -> tuple[Entry | str, bool]:
+        """A file whose record changed: its content is read (stored if new). Returns the
+        entry (or why it is not covered) and whether its record can be trusted next time
+        (not if it was read too close to its last change)."""
+        size = record_size(rec)
+        if size > self.max_file_bytes:
+            return f"larger than the {self.max_file_bytes // (1024 * 1024)} MB limit", True
         read_ns = time.time_ns()
         try:
-            oid, size = self.store_file(self.root / rel)
+            oid, got = self.store_file(self.root / rel)
         except OSError as err:
-            return f"could not be read ({err.strerror})"
-        if size != st.size or _ctime_ns(st.ctime) >= read_ns - RACY_NS:
-            pass  # changed while read, or may still change unseen: check again next time
-        else:
-            cache[rel] = key
-        return Entry(FILE, st.mode, size, oid)
+            return f"could not be read ({err.strerror})", False
+        trusted = got == size and record_ctime_ns(rec) < read_ns - RACY_NS
+        return Entry(FILE, record_mode(rec), got, oid), trusted
 
     # --- sessions ---------------------------------------------------------------------
     def record(self, session: str, **fields: Any) -> None:
@@ -535,6 +587,8 @@ class Store:
             except (json.JSONDecodeError, KeyError, IndexError) as err:
                 problems.append(f"tree {tpath.stem[:12]} unreadable: {err}")
                 continue
+            if tree_id(sum(row_hash(p, e) for p, e in tree.entries.items())) != tree.id:
+                problems.append(f"tree {tpath.stem[:12]} does not match its id")
             for p, e in tree.entries.items():
                 if e.kind == FILE and e.data not in seen:
                     seen.add(e.data)
@@ -554,15 +608,27 @@ class Store:
         return problems
 
 
-def _ctime_ns(text: str) -> int:
-    sec, _, frac = text.partition(".")
-    return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+ACC_MOD = 1 << 256
+
+
+def row(path: str, e: Entry) -> list[Any]:
+    return [path, e.kind, e.mode, e.size, e.data]
+
+
+def row_hash(path: str, e: Entry) -> int:
+    """One covered path as a number; a tree's ``acc`` is the sum of these (mod 2**256), so
+    it can be updated path by path. The tree id is the SHA-256 of that sum."""
+    text = json.dumps(row(path, e), ensure_ascii=True, separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest(), "big")
+
+
+def tree_id(acc: int) -> str:
+    return hashlib.sha256(b"tmax-tree-1:" + (acc % ACC_MOD).to_bytes(32, "big")).hexdigest()
 
 
 def _mkstemp(directory: Path) -> tuple[int, str]:
     import tempfile
 
-    directory.mkdir(parents=True, exist_ok=True)
     return tempfile.mkstemp(dir=directory, prefix=".part-")
 
 
