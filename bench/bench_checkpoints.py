@@ -60,6 +60,13 @@ def median_ms(xs: list[float]) -> float:
     return statistics.median(xs) * 1000
 
 
+def cpu_s() -> float:
+    """CPU time of this process and its finished children (find, git): on a loaded
+    machine this is the figure that does not depend on what else runs."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--files", type=int, default=10_000)
@@ -81,7 +88,8 @@ def main() -> None:
     size = sum(os.path.getsize(project / r) for r in rels)
     print(
         f"project: {len(rels)} files, {size / 2**20:.0f} MB, made in "
-        f"{time.perf_counter() - t0:.1f} s ({tmp})"
+        f"{time.perf_counter() - t0:.1f} s ({tmp}); load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs"
     )
     ck = SessionCheckpointer(project, base=tmp / "store")
     rng = random.Random(1)
@@ -93,17 +101,18 @@ def main() -> None:
 
     with PtyShell(project) as shell:
         shell.run("true", 10)
-        t = time.perf_counter()
+        t, c0 = time.perf_counter(), cpu_s()
         first = ck.before_command("bench", 0, "first")
-        full_s = time.perf_counter() - t
+        full_s, full_cpu = time.perf_counter() - t, cpu_s() - c0
         print(
             f"first snapshot (reads and stores everything): {full_s:.2f} s "
-            f"({size / 2**20 / full_s:.0f} MB/s), {len(first.not_covered)} not covered"
+            f"({size / 2**20 / full_s:.0f} MB/s; CPU {full_cpu:.2f} s), "
+            f"{len(first.not_covered)} not covered"
         )
         time.sleep(0.1)
         ck.before_command("bench", 0, "settle")  # files read within the racy window
         for n_changed in (1, 100):
-            base, withck, snap, scans = [], [], [], []
+            base, withck, snap, scans, cpu = [], [], [], [], []
             for k in range(args.commands):
                 cmd = command(n_changed, k)
                 t = time.perf_counter()
@@ -113,9 +122,11 @@ def main() -> None:
             ck.before_command("bench", 0, "settle")
             for k in range(args.commands):
                 cmd = command(n_changed, k)
+                c0 = cpu_s()
                 t = time.perf_counter()
                 ck.before_command("bench", k + 1, cmd)
                 t1 = time.perf_counter()
+                cpu.append(cpu_s() - c0)
                 shell.run(cmd, 60)
                 t2 = time.perf_counter()
                 withck.append(t2 - t)
@@ -129,6 +140,7 @@ def main() -> None:
             print(f"  checkpoint + command         {w:8.1f} ms   ratio {w / b:5.2f}x")
             print(f"  overhead per command         {w - b:8.1f} ms   (target < 100 ms)")
             print(f"  checkpoint alone             {s:8.1f} ms   (scan {sc:.1f} ms of it)")
+            print(f"  checkpoint CPU time          {median_ms(cpu):8.1f} ms   (self + find/git)")
         assert ensure_ignore_repo(ck.store.path / "ignore.git")
         # Restore one step back (undo the last command).
         store = ck.store
@@ -143,6 +155,7 @@ def main() -> None:
         )
         du = sum(p.stat().st_size for p in (tmp / "store").rglob("*") if p.is_file())
         print(f"store size: {du / 2**20:.0f} MB for {size / 2**20:.0f} MB of project")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -16,6 +16,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from tmax_local.errors import TmaxError
+
 SHOW = 200
 
 
@@ -82,3 +84,72 @@ class UndoScreen(ModalScreen[bool]):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+
+# -- the flow, called by the app ----------------------------------------------------------
+def step_to_undo(app: Any) -> int | None:
+    """The step whose block has the focus, else the latest step with a checkpoint."""
+    from tmax_local.tui.reasoning import StepView
+
+    node = app.focused
+    while node is not None:
+        if isinstance(node, StepView):
+            return node.step if node.step in app.checkpoints else None
+        node = node.parent
+    return max(app.checkpoints) if app.checkpoints else None
+
+
+def start_undo(app: Any) -> None:
+    """The undo key: check, show what would change, ask, restore (UI thread)."""
+    step = step_to_undo(app)
+    if step is None:
+        app.notify("No checkpoint to go back to (focus a step that ran a command).", title="Undo")
+        return
+    if app.status.info.state == "running":
+        app.notify(
+            "A command is running: wait for it or stop the agent (Ctrl+X) before undoing.",
+            title="Undo",
+        )
+        return
+    checkpoint = app.checkpoints[step]
+
+    def preview() -> None:
+        try:
+            root, change = app.session.undo_preview(checkpoint)
+        except TmaxError as err:
+            app.call_from_thread(app.notify, str(err), title="Undo", severity="error")
+            return
+        if change.empty:
+            app.call_from_thread(
+                app.notify,
+                f"The project already matches its state before step {step}.",
+                title="Undo",
+            )
+            return
+        app.call_from_thread(
+            app.push_screen, UndoScreen(step, change, str(root)), lambda ok: confirmed(ok, change)
+        )
+
+    def confirmed(ok: bool | None, change: Any) -> None:
+        if ok:
+            app.run_worker(lambda: restore(change), thread=True, group="undo", exit_on_error=False)
+
+    def restore(change: Any) -> None:
+        try:
+            note, label = app.session.undo_restore(checkpoint, step)
+        except TmaxError as err:
+            app.call_from_thread(app.notify, str(err), title="Undo", severity="error")
+            return
+        app.call_from_thread(restored, note, label)
+
+    def restored(note: str, label: str) -> None:
+        session = app.session.checkpoint_session or ""
+        app.reasoning.add_note(
+            f"Restored the project to before step {step}. To undo this: "
+            f"tmax-local restore {session} {label}",
+            level="warning",
+        )
+        if app.agent_running:
+            app.session.queue_instruction(note)
+
+    app.run_worker(preview, thread=True, group="undo", exclusive=True, exit_on_error=False)

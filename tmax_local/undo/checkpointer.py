@@ -12,8 +12,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from tmax_local.undo.store import CheckpointError, Store
+from tmax_local.undo.store import Change, CheckpointError, Store, Tree
+
+if TYPE_CHECKING:
+    from tmax_local.undo.restore import RestoreResult
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class SessionCheckpointer:
     """Snapshots ``root`` into its store (``base``: the checkpoints dir, default the data
     dir's) before every command, recording each in the session's log."""
 
-    def __init__(self, root: str | Path, *, base: Path | None = None, **store_kw):
+    def __init__(self, root: str | Path, *, base: Path | None = None, **store_kw: Any):
         self.root = Path(root).resolve()
         self.base = base
         self.store_kw = store_kw
@@ -40,7 +44,7 @@ class SessionCheckpointer:
             self._store = Store.open(self.root, base=self.base, **self.store_kw)
         return self._store
 
-    def _snapshot(self):
+    def _snapshot(self) -> Tree:
         try:
             return self.store.snapshot()
         except OSError as err:
@@ -63,29 +67,26 @@ class SessionCheckpointer:
         return tree.id
 
     # --- undo from an app ---------------------------------------------------------------
-    def preview_step(self, session_id: str, step: int):
-        """(point, change from now to before ``step``) without touching the project."""
-        from tmax_local.undo.history import find_point
+    def preview(self, checkpoint: str) -> Change:
+        """What restoring ``checkpoint`` would change, without touching the project."""
         from tmax_local.undo.restore import preview
 
-        point = find_point(self.store, session_id, str(step))
-        _current, _target, change = preview(self.store, point.tree)
-        return point, change
+        return preview(self.store, checkpoint)[2]
 
-    def restore_step(self, session_id: str, step: int):
-        """Put the project back to before ``step``; returns (``RestoreResult``, undo label)."""
-        from tmax_local.undo.history import find_point, next_undo_label
+    def restore(self, checkpoint: str, session_id: str, step: int) -> tuple[RestoreResult, str]:
+        """Put the project back to ``checkpoint`` (taken before ``step``); the state just
+        before is kept as an undo point of the session. Returns (result, its label)."""
+        from tmax_local.undo.history import next_undo_label
         from tmax_local.undo.restore import restore
 
-        point = find_point(self.store, session_id, str(step))
         label = next_undo_label(self.store, session_id)
         result = restore(
-            self.store, point.tree, session=session_id, label=label, target_label=f"step {step}"
+            self.store, checkpoint, session=session_id, label=label, target_label=f"step {step}"
         )
         return result, label
 
 
-def restore_note(step: int, change) -> str:
+def restore_note(step: int, change: Change) -> str:
     """What the agent reads in its next turn after the user restored the files."""
     return (
         f"[tmax-local] The user restored the project's files to their state before step "

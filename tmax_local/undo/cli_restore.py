@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tmax_local.errors import ConfigError, TmaxError
+
+if TYPE_CHECKING:
+    from tmax_local.undo.store import Change
 
 SHOW = 40
 
@@ -36,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cwd", type=Path, default=None, help="the project directory (default: here)")
 
 
-def describe(change, out) -> None:
+def describe(change: Change, out: TextIO) -> None:
     rows = (
         [("+", p, "re-created") for p in change.added]
         + [("~", p, "put back") for p in change.modified]

@@ -161,7 +161,9 @@ def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tup
     records: dict[str, Record] = {}
     special: list[tuple[str, str]] = []
     it = iter(parts[: len(parts) - len(parts) % 8])
-    for kind, mode, size, mt, ct, ino, rel, link in zip(it, it, it, it, it, it, it, it, strict=True):
+    for kind, mode, size, mt, ct, ino, rel, link in zip(
+        it, it, it, it, it, it, it, it, strict=True
+    ):
         if kind in _KINDS:
             records[rel] = (kind, mode, size, mt, ct, ino, link)
         else:
