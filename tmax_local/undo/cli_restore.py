@@ -45,8 +45,7 @@ def describe(change: Change, out: TextIO) -> None:
         + [("~", p, "put back") for p in change.modified]
         + [("-", p, "deleted") for p in change.deleted]
     )
-    for mark, path, _ in rows[:SHOW]:
-        out.write(f"  {mark} {path}\n")
+    out.writelines(f"  {mark} {path}\n" for mark, path, _ in rows[:SHOW])
     if len(rows) > SHOW:
         out.write(f"  … and {len(rows) - SHOW} more\n")
     out.write(
