@@ -60,7 +60,7 @@ def test_find_and_python_walkers_agree(project: Path):
     a, sa = walk_find(project, ["build"])
     b, sb = walk_python(project, ["build"])
     assert a == b and sa == sb == []
-    assert "build/out.o" not in a and "empty" in a and a["link"][6] == "src/a.py"
+    assert "build/out.o" not in a and "empty" in a and a["link"][5] == "src/a.py"
     assert a["secret.txt"][1] == "600" and a["run.sh"][1] == "755"
 
 
@@ -193,3 +193,16 @@ def test_trees_are_stored_as_small_deltas(store: Store, project: Path):
     assert fresh.read_tree(t1.id).entries == t1.entries
     assert fresh.read_tree(t0.id).entries == t0.entries
     assert fresh.read_tree(t1.id).depth <= 32
+
+
+def test_git_is_asked_about_ignores_only_when_they_can_change(store: Store, project: Path):
+    store.snapshot()
+    (project / "src" / "a.py").write_text("edited")  # no new path: the last answer holds
+    store.snapshot()
+    assert store._scan is not None and not store._scan.git_asked
+    (project / "new.log").write_text("new path, ignored")
+    t = store.snapshot()
+    assert store._scan.git_asked and "new.log" not in t.entries
+    (project / ".gitignore").write_text("*.log\n")  # build/ is no longer ignored
+    t = store.snapshot()
+    assert store._scan.git_asked and "build/out.o" in t.entries and "x.log" not in t.entries

@@ -46,7 +46,9 @@ class SessionCheckpointer:
 
     def _snapshot(self) -> Tree:
         try:
-            return self.store.snapshot()
+            from tmax_local.undo.restore import checkpoint
+
+            return checkpoint(self.store)
         except OSError as err:
             raise CheckpointError(
                 f"could not record a checkpoint: {err.strerror} ({err.filename})"

@@ -5,8 +5,8 @@ be undone), writes a journal naming the target, changes the project, checks the 
 scanning again, and removes the journal. Each file or symlink is written to a temporary name
 in its own directory and renamed over the old one, so every path is at any moment either
 its old or its new version. A process killed half-way leaves the journal behind; the next
-snapshot or restore (``Store.recover``) finishes the job, which also removes any temporary
-file left over.
+checkpoint or restore (``recover``) finishes the job, which also removes any temporary file
+left over.
 
 What a restore touches: every path the checkpoint covers, and every path covered now that
 the checkpoint lacks (it is removed). Paths that are not covered now and were not covered
@@ -214,6 +214,37 @@ class _Applier:
             raise
 
 
+def recover(store: Store) -> str | None:
+    """Finish a restore that was interrupted (the process was killed); returns its target
+    tree id, or None if there was none."""
+    journal = store.path / "restore.json"
+    if not journal.exists():
+        return None
+    with store.locked():
+        try:
+            doc = json.loads(journal.read_text())
+            target = store.read_tree(doc["to"])
+        except (json.JSONDecodeError, OSError, KeyError, CheckpointError):
+            journal.unlink(missing_ok=True)  # written before the project was touched
+            return None
+        for tmp in leftover_temp_files(store.root):
+            if tmp.is_dir() and not tmp.is_symlink():
+                tmp.rmdir()  # made empty, renamed into place before anything goes in
+            else:
+                tmp.unlink(missing_ok=True)
+        apply_tree(store, target)
+        journal.unlink()
+        store.flush_index()
+        return target.id
+
+
+def checkpoint(store: Store) -> Tree:
+    """Record the project now, after finishing any interrupted restore."""
+    with store.locked():
+        recover(store)
+        return store.snapshot()
+
+
 def apply_tree(
     store: Store,
     target: Tree,
@@ -250,7 +281,7 @@ def restore(
     """Put the project back to checkpoint ``target_id`` (see the module doc). The state just
     before is recorded in ``session``'s log as an undo point ``label``."""
     with store.locked():
-        store.recover()
+        recover(store)
         target = store.read_tree(target_id)
         before = store._snapshot()
         if session is not None:
@@ -278,7 +309,7 @@ def restore(
 def preview(store: Store, target_id: str) -> tuple[Tree, Tree, Change]:
     """(current, target, change) without touching the project."""
     with store.locked():
-        store.recover()
+        recover(store)
         target = store.read_tree(target_id)
         current = store._snapshot()
         return current, target, diff_trees(current, target)

@@ -35,10 +35,12 @@ FILE, LINK, DIR = "f", "l", "d"
 _KINDS = frozenset((FILE, LINK, DIR))
 
 
-# One scanned path: (kind, mode, size, mtime, ctime, inode, symlink target), all text as
-# find prints them (mode in octal, times as seconds.fraction). Two scans of an unchanged path
-# give equal records, so a record is compared whole and parsed only when it changed.
-Record = tuple[str, str, str, str, str, str, str]
+# One scanned path: (kind, mode, size, ctime, inode, symlink target), all text as find
+# prints them (mode in octal, ctime as seconds.fraction). Two scans of an unchanged path give
+# equal records, so a record is compared whole and parsed only when it changed. The ctime
+# (not the mtime) is kept: every write, chmod, rename or `touch -d` moves it, and no user
+# command can set it back.
+Record = tuple[str, str, str, str, str, str]
 
 
 def record_kind(rec: Record) -> str:
@@ -53,8 +55,12 @@ def record_size(rec: Record) -> int:
     return int(rec[2])
 
 
+def record_target(rec: Record) -> str:
+    return rec[5]
+
+
 def record_ctime_ns(rec: Record) -> int:
-    sec, _, frac = rec[4].partition(".")
+    sec, _, frac = rec[3].partition(".")
     return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
@@ -64,6 +70,8 @@ class ScanResult:
     # (path, reason) for what is not covered; a directory path ends with "/".
     not_covered: list[tuple[str, str]] = field(default_factory=list)
     ignore_rules_applied: bool = True
+    ignored: list[str] | None = None  # git's answer (directories end with "/")
+    git_asked: bool = True  # False when the previous answer still held
 
 
 def git_env() -> dict[str, str]:
@@ -141,7 +149,8 @@ def _find_pattern(path: str) -> str:
     return "".join(out)
 
 
-_FIND_FORMAT = r"%y\0%m\0%s\0%T@\0%C@\0%i\0%P\0%l\0"
+_FIND_FORMAT = r"%y\0%m\0%s\0%C@\0%i\0%P\0%l\0"
+_FIELDS = 7
 
 
 def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tuple[str, str]]]:
@@ -158,16 +167,30 @@ def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tup
     proc = subprocess.run(cmd, capture_output=True, check=False)
     # find exits 1 when some directory could not be read; its entries are still listed.
     parts = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
-    records: dict[str, Record] = {}
+    n = len(parts) - len(parts) % _FIELDS
+    kinds = parts[0:n:_FIELDS]
+    rels = parts[5:n:_FIELDS]
+    records: dict[str, Record] = dict(
+        zip(
+            rels,
+            zip(
+                kinds,
+                parts[1:n:_FIELDS],
+                parts[2:n:_FIELDS],
+                parts[3:n:_FIELDS],
+                parts[4:n:_FIELDS],
+                parts[6:n:_FIELDS],
+                strict=True,
+            ),
+            strict=True,
+        )
+    )
     special: list[tuple[str, str]] = []
-    it = iter(parts[: len(parts) - len(parts) % 8])
-    for kind, mode, size, mt, ct, ino, rel, link in zip(
-        it, it, it, it, it, it, it, it, strict=True
-    ):
-        if kind in _KINDS:
-            records[rel] = (kind, mode, size, mt, ct, ino, link)
-        else:
-            special.append((rel, "not a regular file, directory or symlink"))
+    if not _KINDS.issuperset(kinds):
+        for kind, rel in zip(kinds, rels, strict=True):
+            if kind not in _KINDS:
+                del records[rel]
+                special.append((rel, "not a regular file, directory or symlink"))
     if proc.returncode != 0:
         for line in proc.stderr.decode(errors="replace").splitlines():
             special.append((line.removeprefix("find: "), "could not be read"))
@@ -216,7 +239,6 @@ def walk_python(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[t
                     kind,
                     f"{stat.S_IMODE(st.st_mode):o}",
                     str(st.st_size),
-                    _ns_text(st.st_mtime_ns),
                     _ns_text(st.st_ctime_ns),
                     str(st.st_ino),
                     target,
@@ -234,29 +256,64 @@ def has_gnu_find() -> bool:
     return proc.returncode == 0 and b"." in proc.stdout
 
 
+def _is_ignore_file(rel: str) -> bool:
+    return rel == ".gitignore" or rel.endswith("/.gitignore") or rel == ".git/info/exclude"
+
+
+def _ignore_inputs_changed(records: dict[str, Record], previous: ScanResult) -> bool:
+    """Could git's answer differ from last time? Only if a path is new (it may match a
+    pattern) or an ignore file changed, appeared or went away."""
+    before = previous.records
+    if records.keys() - before.keys():
+        return True
+    for rel in before.keys() - records.keys():
+        if _is_ignore_file(rel):
+            return True
+    return any(_is_ignore_file(rel) and before[rel] != rec for rel, rec in records.items())
+
+
 def scan(
     root: Path,
     *,
     ignore_repo: Path | None,
     skip: list[str] | None = None,
     use_find: bool = True,
+    previous: ScanResult | None = None,
 ) -> ScanResult:
-    """Everything under ``root`` a checkpoint covers, and what it does not (see module doc)."""
+    """Everything under ``root`` a checkpoint covers, and what it does not (see module doc).
+
+    With ``previous`` (the last scan of the same root), git is asked about ignore rules only
+    when a path is new or an ignore file changed; otherwise its last answer still holds.
+    """
     skip = list(skip or [])
-    ignored = ignored_paths(root, ignore_repo)
-    result = ScanResult(ignore_rules_applied=ignored is not None)
-    prune = list(skip)
-    ignored_files: set[str] = set()
-    for p in ignored or []:
-        if p.endswith("/"):
-            prune.append(p.rstrip("/"))
-        else:
-            ignored_files.add(p)
-        result.not_covered.append((p, "ignored by .gitignore"))
     walker = walk_find if use_find else walk_python
-    records, special = walker(root, prune)
-    for p in ignored_files:
-        records.pop(p, None)
-    result.records = records
-    result.not_covered += special
+
+    def walk(ignored: list[str] | None) -> tuple[dict[str, Record], list[tuple[str, str]]]:
+        dirs = [p.rstrip("/") for p in ignored or [] if p.endswith("/")]
+        records, special = walker(root, skip + dirs)
+        for p in ignored or []:
+            if not p.endswith("/"):
+                records.pop(p, None)
+        return records, special
+
+    if previous is not None and previous.ignored is not None:
+        ignored: list[str] | None = previous.ignored
+        records, special = walk(ignored)
+        git_asked = _ignore_inputs_changed(records, previous)
+        if git_asked:
+            fresh = ignored_paths(root, ignore_repo)
+            if fresh != ignored:
+                ignored = fresh
+                records, special = walk(ignored)
+    else:
+        git_asked = True
+        ignored = ignored_paths(root, ignore_repo)
+        records, special = walk(ignored)
+    result = ScanResult(
+        records=records,
+        not_covered=[(p, "ignored by .gitignore") for p in ignored or []] + special,
+        ignore_rules_applied=ignored is not None,
+        ignored=ignored,
+        git_asked=git_asked,
+    )
     return result

@@ -14,7 +14,7 @@ Layout, under ``<data dir>/checkpoints/<name>-<hash of the project path>/``::
                             SHA-256 of the covered part. Stored whole, or as the changes
                             against an earlier tree (chains of at most 32)
     sessions/<session>.jsonl  one record per checkpoint of that session (see ``checkpoints``)
-    restore.json            journal of a restore in progress (see ``restore``)
+    restore.json            journal of a restore in progress (see ``restore.recover``)
     ignore.git/             an empty bare git repository, only to ask git about .gitignore
     tmp/                    temporary files (renamed into place when complete)
 
@@ -48,12 +48,14 @@ from tmax_local.undo.scan import (
     FILE,
     LINK,
     Record,
+    ScanResult,
     ensure_ignore_repo,
     has_gnu_find,
     record_ctime_ns,
     record_kind,
     record_mode,
     record_size,
+    record_target,
     scan,
 )
 
@@ -166,6 +168,7 @@ class Store:
         self.use_find = has_gnu_find()
         self._last: Tree | None = None  # the latest tree this process recorded
         self._cache: dict[str, Record] = {}  # scan records known to match _last
+        self._scan: ScanResult | None = None  # the last scan (its ignore answer is reused)
         self._index_saved = True
         self._unsaved = 0
         self._trees: dict[str, Tree] = {}  # recently read trees
@@ -410,9 +413,10 @@ class Store:
         return [str(rel)]
 
     def snapshot(self) -> Tree:
-        """Record the project as it is now; returns its tree (unchanged files cost a stat)."""
+        """Record the project as it is now; returns its tree (unchanged files cost a stat).
+        Callers that may follow an interrupted restore use ``restore.checkpoint`` instead,
+        which finishes that restore first."""
         with self.locked():
-            self.recover()
             return self._snapshot()
 
     def _snapshot(self) -> Tree:
@@ -424,46 +428,48 @@ class Store:
             ignore_repo=ignore_repo if ensure_ignore_repo(ignore_repo) else None,
             skip=self._skip_paths(),
             use_find=self.use_find,
+            previous=self._scan,
         )
+        self._scan = result
         records = result.records
         prev, prev_cache = self._previous()
         entries: dict[str, Entry] = dict(prev.entries) if prev is not None else {}
         acc = prev.acc if prev is not None else 0
-        cache: dict[str, Record] = {}
         changed: list[str] = []
         deleted: list[str] = []
         not_covered = list(result.not_covered)
         if not result.ignore_rules_applied:
             not_covered.append(("", "git not found: .gitignore rules were not applied"))
-        for rel, rec in records.items():
-            if prev_cache.get(rel) == rec:
-                cache[rel] = rec  # the same as at the last scan: its entry stands
-                continue
+        # A path whose record is the same as at the last scan keeps its entry; only the
+        # others are looked at (set difference of the two item views, in C).
+        cache: dict[str, Record] = dict(records)
+        for rel, rec in sorted(records.items() - prev_cache.items()):
             kind = record_kind(rec)
             trusted = True
             new: Entry | str
             if kind == DIR:
                 new = Entry(DIR, record_mode(rec), 0, "")
             elif kind == LINK:
-                new = Entry(LINK, record_mode(rec), record_size(rec), rec[6])
+                new = Entry(LINK, record_mode(rec), record_size(rec), record_target(rec))
             else:
                 new, trusted = self._file_entry(rel, rec)
             old = entries.get(rel)
             if isinstance(new, str):
+                del cache[rel]
                 not_covered.append((rel, new))
                 if old is not None:
                     acc -= row_hash(rel, entries.pop(rel))
                     deleted.append(rel)
                 continue
-            if trusted:
-                cache[rel] = rec
+            if not trusted:
+                del cache[rel]
             if old != new:
                 if old is not None:
                     acc -= row_hash(rel, old)
                 acc += row_hash(rel, new)
                 entries[rel] = new
                 changed.append(rel)
-        for p in [p for p in entries if p not in records]:
+        for p in sorted(entries.keys() - records.keys()):
             acc -= row_hash(p, entries.pop(p))
             deleted.append(p)
         acc %= ACC_MOD
@@ -548,34 +554,7 @@ class Store:
             else f"session {session!r} is ambiguous: {', '.join(matches[:5])}"
         )
 
-    # --- restore journal ---------------------------------------------------------------
-    def recover(self) -> str | None:
-        """Finish a restore that was interrupted (the process was killed); returns its target
-        tree id, or None if there was none."""
-        from tmax_local.undo.restore import apply_tree
-
-        journal = self.path / "restore.json"
-        if not journal.exists():
-            return None
-        with self.locked():
-            try:
-                doc = json.loads(journal.read_text())
-            except (json.JSONDecodeError, OSError):
-                journal.unlink(missing_ok=True)
-                return None
-            from tmax_local.undo.restore import leftover_temp_files
-
-            target = self.read_tree(doc["to"])
-            for tmp in leftover_temp_files(self.root):
-                if tmp.is_dir() and not tmp.is_symlink():
-                    tmp.rmdir()  # made empty, renamed into place before anything goes in
-                else:
-                    tmp.unlink(missing_ok=True)
-            apply_tree(self, target)
-            journal.unlink()
-            self.flush_index()
-            return str(doc["to"])
-
+    # --- consistency ---------------------------------------------------------------
     def fsck(self) -> list[str]:
         """Problems in the store (empty when consistent): every tree parses, every object a
         tree names exists and matches its id, every session record names a known tree."""
