@@ -85,6 +85,24 @@ def test_size_limit_is_listed(tmp_path: Path, project: Path):
     assert any(p == "big.dat" and "limit" in why for p, why in tree.not_covered)
 
 
+def test_limits_on_new_content_and_on_paths(tmp_path: Path, project: Path):
+    from tmax_local.undo.store import ProjectTooLarge
+
+    s = Store.open(project, base=tmp_path / "store", max_new_bytes=100)
+    tree = s.snapshot()  # only the first files fit the budget; the rest are listed
+    budget = [p for p, why in tree.not_covered if "budget" in why]
+    assert budget and all(p not in tree.entries for p in budget)
+    s.max_new_bytes = 10**9
+    tree = s.snapshot()  # the next checkpoint takes them
+    assert all(p in tree.entries for p in budget)
+    s.max_paths = 5
+    with pytest.raises(ProjectTooLarge, match="too many to checkpoint"):
+        s.snapshot()
+    s.use_find = False  # the portable walker stops early too
+    with pytest.raises(ProjectTooLarge):
+        s.snapshot()
+
+
 def test_unchanged_files_are_not_read_again(store: Store, project: Path, monkeypatch):
     import time
 

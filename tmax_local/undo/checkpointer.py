@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tmax_local.undo.store import Change, CheckpointError, Store, Tree
+from tmax_local.undo.store import Change, CheckpointError, ProjectTooLarge, Store, Tree
 
 if TYPE_CHECKING:
     from tmax_local.undo.restore import RestoreResult
@@ -37,6 +37,7 @@ class SessionCheckpointer:
         self.store_kw = store_kw
         self._store: Store | None = None
         self._reported: set[tuple[str, str]] = set()
+        self._refused: str | None = None  # a project too big to checkpoint is not rescanned
 
     @property
     def store(self) -> Store:
@@ -45,6 +46,8 @@ class SessionCheckpointer:
         return self._store
 
     def _snapshot(self) -> Tree:
+        if self._refused is not None:
+            raise CheckpointError(self._refused)
         try:
             from tmax_local.undo.restore import checkpoint
 
@@ -53,6 +56,9 @@ class SessionCheckpointer:
             raise CheckpointError(
                 f"could not record a checkpoint: {err.strerror} ({err.filename})"
             ) from None
+        except ProjectTooLarge as err:
+            self._refused = str(err)
+            raise
 
     def before_command(self, session_id: str, step: int, command: str) -> Checkpoint:
         t0 = time.perf_counter()

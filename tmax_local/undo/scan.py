@@ -27,6 +27,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,7 +154,35 @@ _FIND_FORMAT = r"%y\0%m\0%s\0%C@\0%i\0%P\0%l\0"
 _FIELDS = 7
 
 
-def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tuple[str, str]]]:
+class TooManyPaths(Exception):
+    """The tree holds more paths than the caller's limit (the scan stopped there)."""
+
+
+def _run_limited(cmd: list[str], max_fields: int | None) -> tuple[bytes, bytes, int]:
+    """Run ``cmd``; stop it once its output holds more than ``max_fields`` NUL bytes."""
+    if max_fields is None:
+        proc = subprocess.run(cmd, capture_output=True, check=False)
+        return proc.stdout, proc.stderr, proc.returncode
+    with (
+        tempfile.TemporaryFile() as err,
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err) as p,
+    ):
+        assert p.stdout is not None
+        chunks, count = [], 0
+        while chunk := p.stdout.read(1 << 16):
+            chunks.append(chunk)
+            count += chunk.count(b"\0")
+            if count > max_fields:
+                p.kill()
+                raise TooManyPaths(f"more than {max_fields // _FIELDS:,} paths")
+        rc = p.wait()
+        err.seek(0)
+        return b"".join(chunks), err.read(), rc
+
+
+def walk_find(
+    root: Path, prune: list[str], max_paths: int | None = None
+) -> tuple[dict[str, Record], list[tuple[str, str]]]:
     """List ``root`` with GNU find; ``prune``: relative paths not to descend into or list."""
     cmd: list[str] = ["find", str(root), "-mindepth", "1"]
     if prune:
@@ -164,9 +193,11 @@ def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tup
             cmd += ["-path", _find_pattern(os.path.join(str(root), rel))]
         cmd += [")", "-prune", "-o"]
     cmd += ["-printf", _FIND_FORMAT]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
+    stdout, stderr, returncode = _run_limited(
+        cmd, None if max_paths is None else max_paths * _FIELDS
+    )
     # find exits 1 when some directory could not be read; its entries are still listed.
-    parts = proc.stdout.decode("utf-8", "surrogateescape").split("\0")
+    parts = stdout.decode("utf-8", "surrogateescape").split("\0")
     n = len(parts) - len(parts) % _FIELDS
     kinds = parts[0:n:_FIELDS]
     rels = parts[5:n:_FIELDS]
@@ -191,8 +222,8 @@ def walk_find(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tup
             if kind not in _KINDS:
                 del records[rel]
                 special.append((rel, "not a regular file, directory or symlink"))
-    if proc.returncode != 0:
-        for line in proc.stderr.decode(errors="replace").splitlines():
+    if returncode != 0:
+        for line in stderr.decode(errors="replace").splitlines():
             special.append((line.removeprefix("find: "), "could not be read"))
     return records, special
 
@@ -201,7 +232,9 @@ def _ns_text(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}0"
 
 
-def walk_python(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[tuple[str, str]]]:
+def walk_python(
+    root: Path, prune: list[str], max_paths: int | None = None
+) -> tuple[dict[str, Record], list[tuple[str, str]]]:
     """The same listing as ``walk_find``, in Python (portable fallback)."""
     skip = {p.rstrip("/") for p in prune}
     records: dict[str, Record] = {}
@@ -225,6 +258,8 @@ def walk_python(root: Path, prune: list[str]) -> tuple[dict[str, Record], list[t
                 except OSError as err:
                     special.append((rel, f"could not be read ({err.strerror})"))
                     continue
+                if max_paths is not None and len(records) >= max_paths:
+                    raise TooManyPaths(f"more than {max_paths:,} paths")
                 if stat.S_ISDIR(st.st_mode):
                     kind = DIR
                     stack.append(rel)
@@ -279,18 +314,20 @@ def scan(
     skip: list[str] | None = None,
     use_find: bool = True,
     previous: ScanResult | None = None,
+    max_paths: int | None = None,
 ) -> ScanResult:
     """Everything under ``root`` a checkpoint covers, and what it does not (see module doc).
 
     With ``previous`` (the last scan of the same root), git is asked about ignore rules only
     when a path is new or an ignore file changed; otherwise its last answer still holds.
+    Raises ``TooManyPaths`` (having stopped early) when there are more than ``max_paths``.
     """
     skip = list(skip or [])
     walker = walk_find if use_find else walk_python
 
     def walk(ignored: list[str] | None) -> tuple[dict[str, Record], list[tuple[str, str]]]:
         dirs = [p.rstrip("/") for p in ignored or [] if p.endswith("/")]
-        records, special = walker(root, skip + dirs)
+        records, special = walker(root, skip + dirs, max_paths)
         for p in ignored or []:
             if not p.endswith("/"):
                 records.pop(p, None)

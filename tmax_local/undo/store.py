@@ -49,6 +49,7 @@ from tmax_local.undo.scan import (
     LINK,
     Record,
     ScanResult,
+    TooManyPaths,
     ensure_ignore_repo,
     has_gnu_find,
     record_ctime_ns,
@@ -60,6 +61,11 @@ from tmax_local.undo.scan import (
 )
 
 DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
+# New content one checkpoint may copy in (the first one of a big project copies it all);
+# files beyond it are listed as not covered and tried again at the next checkpoint.
+DEFAULT_MAX_NEW_BYTES = 2 * 1024**3
+# A directory with more paths than this (a home directory, /) is refused, not scanned.
+DEFAULT_MAX_PATHS = 300_000
 CHUNK = 1 << 20
 # A file whose ctime is this close to the moment we read it may change again within the same
 # timestamp tick (kernel timestamps are coarse, a few ms); its stat fields are not trusted
@@ -71,6 +77,10 @@ INDEX_EVERY = 16  # snapshots between writes of the stat cache (and at the end o
 
 class CheckpointError(TmaxError):
     title = "Checkpoints"
+
+
+class ProjectTooLarge(CheckpointError):
+    """The directory holds too many paths to checkpoint (a home directory, /)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +171,21 @@ def checkpoints_dir() -> Path:
 class Store:
     """The shadow store of one project (see the module doc). Open with ``Store.open(root)``."""
 
-    def __init__(self, root: Path, path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+    def __init__(
+        self,
+        root: Path,
+        path: Path,
+        *,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_new_bytes: int = DEFAULT_MAX_NEW_BYTES,
+        max_paths: int = DEFAULT_MAX_PATHS,
+    ):
         self.root = root
         self.path = path
         self.max_file_bytes = max_file_bytes
+        self.max_new_bytes = max_new_bytes
+        self.max_paths = max_paths
+        self._budget = 0
         self.use_find = has_gnu_find()
         self._last: Tree | None = None  # the latest tree this process recorded
         self._cache: dict[str, Record] = {}  # scan records known to match _last
@@ -423,15 +444,23 @@ class Store:
         ignore_repo = self.path / "ignore.git"
         for part in (self.path / "tmp").glob(".part-*"):  # left by a killed process
             part.unlink(missing_ok=True)
-        result = scan(
-            self.root,
-            ignore_repo=ignore_repo if ensure_ignore_repo(ignore_repo) else None,
-            skip=self._skip_paths(),
-            use_find=self.use_find,
-            previous=self._scan,
-        )
+        try:
+            result = scan(
+                self.root,
+                ignore_repo=ignore_repo if ensure_ignore_repo(ignore_repo) else None,
+                skip=self._skip_paths(),
+                use_find=self.use_find,
+                previous=self._scan,
+                max_paths=self.max_paths,
+            )
+        except TooManyPaths:
+            raise ProjectTooLarge(
+                f"{self.root} holds more than {self.max_paths:,} paths: too many to "
+                "checkpoint; run from a project directory or with --no-checkpoints"
+            ) from None
         self._scan = result
         records = result.records
+        self._budget = self.max_new_bytes
         prev, prev_cache = self._previous()
         entries: dict[str, Entry] = dict(prev.entries) if prev is not None else {}
         acc = prev.acc if prev is not None else 0
@@ -492,6 +521,9 @@ class Store:
         size = record_size(rec)
         if size > self.max_file_bytes:
             return f"larger than the {self.max_file_bytes // (1024 * 1024)} MB limit", True
+        if size > self._budget:
+            return "over this checkpoint's budget of new content (kept at the next one)", False
+        self._budget -= size
         read_ns = time.time_ns()
         try:
             oid, got = self.store_file(self.root / rel)
