@@ -299,12 +299,12 @@ def _ignore_inputs_changed(records: dict[str, Record], previous: ScanResult) -> 
     """Could git's answer differ from last time? Only if a path is new (it may match a
     pattern) or an ignore file changed, appeared or went away."""
     before = previous.records
-    if records.keys() - before.keys():
-        return True
-    for rel in before.keys() - records.keys():
-        if _is_ignore_file(rel):
-            return True
-    return any(_is_ignore_file(rel) and before[rel] != rec for rel, rec in records.items())
+    if len(records) != len(before) or records.keys() - before.keys():
+        return True  # new paths (or some went away: checked below)
+    changed = records.items() - before.items()
+    return any(_is_ignore_file(rel) for rel, _rec in changed) or any(
+        _is_ignore_file(rel) for rel in before.keys() - records.keys()
+    )
 
 
 def scan(
