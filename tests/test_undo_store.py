@@ -224,3 +224,20 @@ def test_git_is_asked_about_ignores_only_when_they_can_change(store: Store, proj
     (project / ".gitignore").write_text("*.log\n")  # build/ is no longer ignored
     t = store.snapshot()
     assert store._scan.git_asked and "build/out.o" in t.entries and "x.log" not in t.entries
+
+
+def test_odd_names_and_special_files(store: Store, project: Path):
+    odd = os.fsdecode(b"bad-\xff-name")
+    (project / odd).write_text("latin")
+    (project / "new\nline.txt").write_text("nl")
+    os.mkfifo(project / "pipe")
+    t0 = store.snapshot()
+    assert odd in t0.entries and "new\nline.txt" in t0.entries
+    assert ("pipe", "not a regular file, directory or symlink") in t0.not_covered
+    before = tree_state(project)
+    (project / odd).unlink()
+    (project / "new\nline.txt").write_text("changed")
+    r = rs.restore(store, t0.id)
+    assert r.left_different == []
+    assert differences(tree_state(project), before) == []
+    assert (project / "pipe").exists()  # not covered: left alone

@@ -25,6 +25,8 @@ def tree_state(root: Path, *, skip: tuple[str, ...] = ()) -> dict[str, tuple]:
                 out[rel] = ("link", os.readlink(path))
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = ("dir", mode)
+            elif not stat.S_ISREG(st.st_mode):
+                out[rel] = ("special", stat.S_IFMT(st.st_mode), mode)
             else:
                 with open(path, "rb") as fh:
                     out[rel] = ("file", mode, fh.read())
