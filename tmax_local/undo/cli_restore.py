@@ -28,6 +28,7 @@ class NotConfirmed(TmaxError):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.usage = "%(prog)s [-h] [--dry-run] [-y] [--cwd DIR] [SESSION] STEP"
     p.add_argument(
         "where",
         nargs="+",
@@ -36,7 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--cwd", type=Path, default=None, help="the project directory (default: here)")
+    p.add_argument(
+        "--cwd",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the project directory (default: here)",
+    )
 
 
 def describe(change: Change, out: TextIO) -> None:
