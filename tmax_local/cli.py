@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("tmax_local.agent.cli_run", "Run the agent on a task in a plain terminal."),
     "imatrix": ("tmax_local.convert.imatrix_cli", "Compute an importance matrix for quantizing."),
     "check": ("tmax_local.convert.check_cli", "Measure a quantization's quality against a reference."),
+    "checkpoints": ("tmax_local.undo.cli_checkpoints", "List a session's checkpoints (undo)."),
+    "restore": ("tmax_local.undo.cli_restore", "Put the project back to before a step (undo)."),
 }
 
 # Module providing the default action (the TUI) when no subcommand is given.

@@ -64,6 +64,8 @@ class TerminalView:
         self._mid_line = False
         self._reply = ""  # this step's text so far
         self._shown = 0  # how much of it was printed
+        self._session = ""
+        self._checkpoints = 0
 
     def _show_reasoning(self, delta: str) -> None:
         # Print the prose; the <tool_call> markup is replaced by the "$ command" line.
@@ -83,6 +85,7 @@ class TerminalView:
     def __call__(self, e: ev.AgentEvent) -> None:
         w = self.out.write
         if isinstance(e, ev.SessionStarted):
+            self._session = e.session_id
             w(f"── tmax-local · {e.model} · transcript {e.transcript_path}\n")
             w(f"── {GIT_SAFE_NOTICE}\n")
         elif isinstance(e, ev.StepStarted):
@@ -108,6 +111,14 @@ class TerminalView:
             body = e.observation
             w(body if len(body) < 4000 else body[:2000] + "\n…\n" + body[-1500:])
             w("\n")
+        elif isinstance(e, ev.CheckpointTaken):
+            self._checkpoints += 1
+            if e.not_covered:
+                shown = ", ".join(f"{p} ({why})" for p, why in e.not_covered[:5])
+                more = f" and {len(e.not_covered) - 5} more" if len(e.not_covered) > 5 else ""
+                w(f"   (not covered by checkpoints: {shown}{more})\n")
+        elif isinstance(e, ev.CheckpointFailed):
+            w(f"   ! no checkpoint: {e.message}\n")
         elif isinstance(e, ev.InstructionAdded):
             w(f"   (your instruction was added: {e.text})\n")
         elif isinstance(e, ev.ContextThinned):
@@ -115,6 +126,11 @@ class TerminalView:
         elif isinstance(e, ev.AgentFinished):
             self._newline()
             w(f"\n── finished: {e.reason} · {e.message} ({e.steps} steps)\n")
+            if self._checkpoints:
+                w(
+                    f"── undo: tmax-local checkpoints {self._session} · "
+                    f"tmax-local restore {self._session} STEP\n"
+                )
         self.out.flush()
 
     def _newline(self) -> None:
@@ -227,6 +243,10 @@ def run(args: argparse.Namespace) -> int:
 
     with PtyShell(cwd, timeout=opts.timeout, protect_parent=True) as shell:
         agent = Agent(model, shell, gate, approver=approver, config=config)
+        if session.checkpoints:
+            from tmax_local.undo.checkpointer import SessionCheckpointer
+
+            agent.checkpointer = SessionCheckpointer(cwd)
         transcript = TranscriptWriter.in_dir(sessions_dir(), agent.session_id)
         agent.transcript = transcript
         agent.subscribe(view)

@@ -14,6 +14,7 @@ Order within a step::
       FormatErrorRaised                               (no usable tool call)
       ToolCallProposed
         [ApprovalRequested, ApprovalAnswered]         (only when the policy asks)
+        [CheckpointTaken | CheckpointFailed]          (before a command runs; undo)
         CommandExecuted | CommandRejected
     [InstructionAdded]         (a queued user instruction went into the next observation)
     [ContextThinned]           (history was thinned to fit; see engine docs)
@@ -143,6 +144,26 @@ class CommandExecuted(AgentEvent):
 
 
 @dataclass(frozen=True)
+class CheckpointTaken(AgentEvent):
+    """The project was recorded just before this step's command (``tmax-local restore``
+    puts it back). ``not_covered``: (path, reason) pairs newly found not covered
+    (ignored, too large, unreadable)."""
+
+    step: int
+    checkpoint: str
+    seconds: float
+    not_covered: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CheckpointFailed(AgentEvent):
+    """No checkpoint could be recorded before this step's command (it runs anyway)."""
+
+    step: int
+    message: str
+
+
+@dataclass(frozen=True)
 class InstructionAdded(AgentEvent):
     """A follow-up instruction the user queued was added to the next observation turn."""
 
@@ -203,6 +224,8 @@ ALL_EVENTS: tuple[type[AgentEvent], ...] = (
     ApprovalAnswered,
     CommandRejected,
     CommandExecuted,
+    CheckpointTaken,
+    CheckpointFailed,
     InstructionAdded,
     TurnStats,
     ContextThinned,

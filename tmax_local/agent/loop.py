@@ -34,7 +34,7 @@ from tmax_local.agent import events as ev
 from tmax_local.agent import harness
 from tmax_local.agent.harness import HarnessConfig
 from tmax_local.agent.parser import ReplyParser
-from tmax_local.agent.protocols import ApprovalGate, Approver, ModelBackend, Shell
+from tmax_local.agent.protocols import ApprovalGate, Approver, Checkpointer, ModelBackend, Shell
 from tmax_local.agent.transcript import TranscriptWriter, new_session_id
 from tmax_local.errors import TmaxError
 
@@ -81,6 +81,7 @@ class Agent:
     ``gate`` is a ``tmax_local.approval.Gate`` (``review(command, ask, cwd=) -> Verdict``);
     ``approver`` answers the questions it asks (None: each is answered with a rejection).
     ``transcript`` receives every event and the raw stream records (see ``transcript``).
+    ``checkpointer`` (optional) records the project before each command (undo).
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class Agent:
         approver: Approver | None = None,
         config: HarnessConfig | None = None,
         transcript: TranscriptWriter | None = None,
+        checkpointer: Checkpointer | None = None,
         system_prompt: str | None = None,
         context_reserve: int = 2048,
         keep_recent: int = 2,
@@ -100,6 +102,7 @@ class Agent:
         self.model, self.shell, self.gate, self.approver = model, shell, gate, approver
         self.config = config if config is not None else HarnessConfig()
         self.transcript, self.system_prompt = transcript, system_prompt
+        self.checkpointer = checkpointer
         self.context_reserve, self.keep_recent, self.thin_chars = (
             context_reserve,
             keep_recent,
@@ -169,6 +172,11 @@ class Agent:
             done = ev.AgentFinished(exit_.reason, str(exit_), self.step_count)
         except TmaxError as err:
             done = ev.AgentFinished("error", str(err), self.step_count)
+        if self.checkpointer is not None:
+            try:
+                self.checkpointer.session_end(self.session_id)
+            except TmaxError as err:
+                self.emit(ev.CheckpointFailed(self.step_count, str(err)))
         self.emit(done)
         return done
 
@@ -267,6 +275,7 @@ class Agent:
             return observation
         to_run = verdict.command
         assert to_run is not None  # a verdict to run carries the exact command
+        self._checkpoint(step, to_run)
         t0 = time.perf_counter()
         self._shell_back.clear()
         self._in_shell.set()
@@ -293,6 +302,16 @@ class Agent:
         if harness.SUBMIT_MARKER in result.output:
             raise Submitted("The agent submitted its work.")
         return observation
+
+    def _checkpoint(self, step: int, command: str) -> None:
+        if self.checkpointer is None:
+            return
+        try:
+            cp = self.checkpointer.before_command(self.session_id, step, command)
+        except TmaxError as err:
+            self.emit(ev.CheckpointFailed(step, str(err)))
+            return
+        self.emit(ev.CheckpointTaken(step, cp.id, cp.seconds, list(cp.not_covered)))
 
     # --- context ----------------------------------------------------------------------
     def _fit_context(self, step: int) -> None:

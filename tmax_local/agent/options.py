@@ -218,6 +218,12 @@ class SessionOptions:
         "elsewhere they are ignored",
         flag=True,
     )
+    checkpoints: bool = option(
+        True,
+        "record the project before each command so `tmax-local restore` can undo it "
+        "(default: on; --no-checkpoints turns it off)",
+        negatable=True,
+    )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Self:

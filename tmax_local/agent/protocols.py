@@ -10,6 +10,7 @@ against these without loading llama.cpp or a PTY.
 - ``Approver``: the callback that asks the user about a command, used by the approval
   gate only when the policy says to ask.
 - ``ApprovalGate``: what the agent uses of ``tmax_local.approval.Gate``.
+- ``Checkpointer`` (optional): records the project before each command (undo).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ApprovalGate",
     "Approver",
+    "CheckpointLike",
+    "Checkpointer",
     "CommandResultLike",
     "Generation",
     "GenerationFinish",
@@ -123,6 +126,35 @@ class Shell(Protocol):
     def run(self, command: str, timeout: float) -> CommandResultLike: ...
 
     def interrupt(self) -> None: ...
+
+
+class CheckpointLike(Protocol):
+    """What the agent reads of a checkpoint (``tmax_local.undo.checkpointer.Checkpoint``)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def seconds(self) -> float: ...
+
+    @property
+    def not_covered(self) -> list[tuple[str, str]]:
+        """(path, reason) of what it newly found it cannot keep (ignored, too large...)."""
+        ...
+
+
+@runtime_checkable
+class Checkpointer(Protocol):
+    """Records the project before each command so it can be undone (``tmax_local.undo``).
+
+    ``before_command`` raises ``TmaxError`` when it cannot record (the agent reports that
+    and runs the command anyway). ``session_end`` records the state after the last command
+    and returns that checkpoint's id.
+    """
+
+    def before_command(self, session_id: str, step: int, command: str) -> CheckpointLike: ...
+
+    def session_end(self, session_id: str) -> str: ...
 
 
 # Called by the approval gate when the policy wants the user's answer. It receives the

@@ -182,6 +182,10 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             step(r["step"])["stats"] = {
                 k: v for k, v in r.items() if k not in ("kind", "t", "step")
             }
+        elif kind == "CheckpointTaken":
+            step(r["step"])["checkpoint"] = r["checkpoint"]
+        elif kind == "CheckpointFailed":
+            step(r["step"])["checkpoint_error"] = r["message"]
         elif kind == "InstructionAdded":
             step(r["step"])["instruction"] = r["text"]
         elif kind == "ContextThinned":

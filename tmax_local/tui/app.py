@@ -40,6 +40,7 @@ from tmax_local.tui.screens import EditCommandScreen, HelpScreen, ReasonScreen, 
 from tmax_local.tui.session import ModelInfo, Session
 from tmax_local.tui.status import StatusBar
 from tmax_local.tui.terminal import TerminalPane
+from tmax_local.tui.undo import start_undo
 
 __all__ = ["TmaxApp", "TuiOptions", "make_app"]
 
@@ -111,6 +112,7 @@ class TmaxApp(App[int]):
         Binding("ctrl+x", "stop", "Stop agent", priority=True),
         Binding("f3", "cycle_mode", "Mode"),
         Binding("ctrl+o", "export", "Export"),
+        Binding("ctrl+z", "undo_step", "Undo step", show=False),
         Binding("f5", "fetch_model", "Get model"),
         Binding("shift+pageup", "terminal_page(1)", "Terminal history", show=False),
         Binding("shift+pagedown", "terminal_page(-1)", "Terminal history", show=False),
@@ -134,6 +136,7 @@ class TmaxApp(App[int]):
         self.pending_step = 0
         self.pending_request: ApprovalRequest | None = None
         self.pending_ignored: list[str] = []
+        self.checkpoints: dict[int, str] = {}  # step -> checkpoint taken before its command
         if options.theme:
             self.theme = options.theme
         # Switches no user asks for, set on the instance before it runs by tests (pictures
@@ -373,6 +376,7 @@ class TmaxApp(App[int]):
         pane, status = self.reasoning, self.status
         match event:
             case ev.SessionStarted(transcript_path=path):
+                self.checkpoints = {}
                 self.session.note_transcript(path)
             case ev.StepStarted(step=step):
                 pane.step_view(step)
@@ -406,6 +410,10 @@ class TmaxApp(App[int]):
                 extra = " (timed out)" if result.timed_out else ""
                 view.set_outcome(f"exit {code}{extra} · {event.duration_s:.1f}s", good=code == 0)
                 status.update_info(state="thinking")
+            case ev.CheckpointTaken(step=step, checkpoint=checkpoint):
+                self.checkpoints[step] = checkpoint
+            case ev.CheckpointFailed(step=step, message=message):
+                pane.add_note(f"no checkpoint before step {step}: {message}", level="warning")
             case ev.InstructionAdded(text=text):
                 pane.add_note(f"instruction added: {text}")
             case ev.ContextThinned():
@@ -557,6 +565,10 @@ class TmaxApp(App[int]):
         self.session.set_mode(self.mode)
         self.status.update_info(mode=self.mode)
         self.notify(f"Approval mode: {self.mode}", timeout=3)
+
+    def action_undo_step(self) -> None:
+        """Undo to before the focused step (or the latest one): see `tui.undo`."""
+        start_undo(self)
 
     def action_export(self) -> None:
         try:

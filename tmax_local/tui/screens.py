@@ -32,6 +32,7 @@ Every command waits for you unless a rule or the approval mode allows it.
 | Ctrl+C | terminal | interrupt the running command (take-over mode) |
 | Ctrl+X | anywhere | stop the agent (its generation and any pending request) |
 | Ctrl+O | anywhere | export the session (Markdown) and the terminal recording (.cast) |
+| Ctrl+Z | a step | undo: put the files back as they were before that step (asks first) |
 | F5 | anywhere | download and convert the model, when it is missing |
 | F1 / ? | anywhere | this help |
 | Ctrl+Q | anywhere | quit |

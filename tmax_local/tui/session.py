@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from tmax_local.agent.protocols import ModelBackend
     from tmax_local.approval import Answer, ApprovalRequest, Gate
     from tmax_local.shell import AsciicastRecorder, PtyShell, ShellEvent
+    from tmax_local.undo.checkpointer import SessionCheckpointer
+    from tmax_local.undo.store import Change
 
 __all__ = ["ModelInfo", "Session", "SessionApprover", "TqdmToStatus", "describe_engine"]
 
@@ -138,6 +140,7 @@ class Session:
         self.mode = options.approve
         self.resumed_from: Path | None = None
         self.resumed_records: list[dict[str, Any]] = []
+        self.checkpointer: SessionCheckpointer | None = None
 
     @property
     def model_ready(self) -> bool:
@@ -244,12 +247,44 @@ class Session:
         agent = Agent(
             self.model, self.shell, self.gate, approver=self.approver, config=self.harness_config()
         )
+        if self.options.checkpoints:
+            from tmax_local.undo.checkpointer import SessionCheckpointer
+
+            if self.checkpointer is None:
+                self.checkpointer = SessionCheckpointer(self.options.cwd or Path.cwd())
+            agent.checkpointer = self.checkpointer
         path = transcript_path or self.sessions_dir() / f"{agent.session_id}.jsonl"
         agent.transcript = TranscriptWriter(path)
         self.transcript_path = path
         agent.subscribe(self.on_event)
         self.agent = agent
         return agent
+
+    # -- undo ----------------------------------------------------------------------------
+    @property
+    def checkpoint_session(self) -> str | None:
+        """The session id the current agent records its checkpoints under."""
+        return self.agent.session_id if self.agent is not None else None
+
+    def _undo(self) -> tuple[SessionCheckpointer, str]:
+        if self.checkpointer is None or self.agent is None:
+            raise TmaxError("no checkpoints in this session", title="Undo")
+        return self.checkpointer, self.agent.session_id
+
+    def undo_preview(self, checkpoint: str) -> tuple[Path, Change]:
+        """(project root, what restoring ``checkpoint`` would change); blocks: call it from
+        a worker thread."""
+        ck, _session = self._undo()
+        return ck.root, ck.preview(checkpoint)
+
+    def undo_restore(self, checkpoint: str, step: int) -> tuple[str, str]:
+        """Restore ``checkpoint`` (taken before ``step``); returns (the note for the agent,
+        the undo label of this restore). Blocks: call it from a worker thread."""
+        from tmax_local.undo.checkpointer import restore_note
+
+        ck, session = self._undo()
+        result, label = ck.restore(checkpoint, session, step)
+        return restore_note(step, result.change), label
 
     def run_task(self, task: str) -> None:
         """Run the agent on a task (blocks; the app calls it from a worker thread)."""
