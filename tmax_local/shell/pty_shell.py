@@ -40,7 +40,6 @@ follows ``.``'s rules (``trap - DEBUG`` inside a command does not remove it).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -60,7 +59,7 @@ import psutil
 import ptyprocess
 
 from tmax_local.errors import TmaxError
-from tmax_local.shell import procs
+from tmax_local.shell import procs, sandbox
 from tmax_local.shell.env import shell_environment
 from tmax_local.shell.events import (
     AltScreenChanged,
@@ -186,6 +185,7 @@ class _Bash:
     killed: bool = False
     flags: str = ""
     nonces: set[str] = field(default_factory=set)
+    early: bytes = b""  # what the terminal said before bash was ready (launcher errors)
 
     @property
     def pid(self) -> int:
@@ -214,6 +214,9 @@ class PtyShell:
         input_wait_after: float = 0.5,
         start_timeout: float = 30.0,
         protect_parent: bool = False,
+        sandbox_mode: str = "off",
+        allow_network: bool = False,
+        sandbox_writable: tuple[str, ...] = (),
     ) -> None:
         self.cwd = str(Path(cwd if cwd is not None else os.getcwd()).resolve())
         self._home_cwd = self.cwd
@@ -248,6 +251,29 @@ class PtyShell:
             "files": fingerprints(git_config_files(self.env)),
             "fds": {},
         }
+        self.sandbox_mode = sandbox.SandboxMode(sandbox_mode)
+        self.allow_network = allow_network
+        self.sandbox_writable = tuple(sandbox_writable)
+        self.sandbox: sandbox.SandboxPolicy | None = None
+        if self.sandbox_mode is not sandbox.SandboxMode.OFF:
+            self.sandbox = self._sandbox_policy()
+            sandbox.require_support(self.sandbox)
+            self.env["TMPDIR"] = self.sandbox.tmpdir
+
+    def _sandbox_policy(self) -> sandbox.SandboxPolicy:
+        control = os.path.dirname(self._script_path())
+        tmpdir = os.path.join(control, "tmp")
+        os.makedirs(tmpdir, exist_ok=True)
+        home = self.env.get("HOME") or os.path.expanduser("~")
+        return sandbox.SandboxPolicy(
+            self.sandbox_mode,
+            project=self._home_cwd,
+            tmpdir=tmpdir,
+            home=home,
+            allow_network=self.allow_network,
+            writable=self.sandbox_writable,
+            writable_files=(self._cwd_file(),),
+        )
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> Self:
@@ -451,6 +477,12 @@ class PtyShell:
             # bash names our script file in its messages; show them as `bash -c` would.
             output = running.collector.text().replace(f"{path}: ", "")
             output = _JOB_NOTICE.sub("", output)
+            notes: list[str] = []
+            if self.sandbox is not None:
+                notes = sandbox.explain_denials(output, self.sandbox, self.cwd)
+            if notes:
+                sep = "\n" if output and not output.endswith("\n") else ""
+                output += sep + "\n".join(notes) + "\n"
             result = CommandResult(
                 command=command,
                 exit_code=TIMEOUT_EXIT_CODE if timed_out else exit_code,
@@ -461,6 +493,7 @@ class PtyShell:
                 alt_screen_used=running.alt_used,
                 duration_s=time.monotonic() - running.started,
                 dropped_chars=running.collector.total_dropped(),
+                sandbox_denials=tuple(notes),
             )
         if not quiet:
             self._publish(CommandFinished(result))
@@ -654,8 +687,9 @@ class PtyShell:
         init = secrets.token_hex(8)
         rcfile = os.path.join(os.path.dirname(self._script_path()), "bashrc")
         cwd_file = self._cwd_file()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(cwd_file)
+        # Emptied, not removed: a sandboxed bash may write this one file only.
+        with open(cwd_file, "w", encoding="utf-8"):
+            pass
         quoted_cwd_file = _quote(cwd_file)
         Path(rcfile).write_text(
             _RCFILE.format(
@@ -671,7 +705,11 @@ class PtyShell:
         )
         if not os.path.isdir(cwd):
             raise TmaxError(f"cannot start the shell: {cwd} is not a directory")
-        argv = [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
+        # Through the launcher: default signal dispositions, an empty signal
+        # mask and, when asked for, the sandbox (kept by every restart).
+        argv = sandbox.launcher_argv(
+            self.sandbox, [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
+        )
         try:
             # bash changes into `cwd` itself (rc file): ptyprocess's own chdir runs
             # in the forked child outside its error handling.
@@ -680,7 +718,7 @@ class PtyShell:
             )
         except OSError as err:
             raise TmaxError(f"could not start bash in {cwd}: {err}") from err
-        bash = _Bash(proc=proc, cmdline=procs.cmdline(proc.pid))
+        bash = _Bash(proc=proc, cmdline=None)
         bash.nonces.add(init)
         bash.reader = threading.Thread(
             target=self._read_loop, args=(bash,), name=f"pty-reader-{proc.pid}", daemon=True
@@ -705,7 +743,13 @@ class PtyShell:
             if self._closed:
                 raise ShellClosed("the shell has been closed")
             self._bash = None
+            said = bash.early.decode(errors="replace").strip().splitlines()
+            if said and said[-1].startswith("tmax-local sandbox:"):
+                raise sandbox.SandboxUnavailable(said[-1].removeprefix("tmax-local sandbox: "))
             raise TmaxError(f"bash did not start in {cwd} within {self.start_timeout:.0f} s")
+        # The launcher has exec'd bash by now: this is the command line that
+        # children forked by bash keep until they execute something else.
+        bash.cmdline = procs.cmdline(proc.pid)
         self.cwd = cwd
         self._outside["fds"] = open_fds(bash.pid)
 
@@ -781,6 +825,8 @@ class PtyShell:
             if not chunk:
                 break
             self._last_output = time.monotonic()
+            if not bash.ready and len(bash.early) < 4096:
+                bash.early += chunk
             bash.pending = self._consume(bash, bash.pending + chunk)
         if bash.pending:
             self._emit(bash, bash.pending)

@@ -1,0 +1,371 @@
+"""The sandboxed shell against escape attempts: real kernel (Landlock), real PTY, real bash.
+
+Every attack tries to create or change a marker outside the project.  In
+``workspace`` mode all of them must fail with the shell still usable; with
+``off`` the same commands must succeed, so the suite can tell the difference.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tmax_local.shell import PtyShell
+from tmax_local.shell import sandbox as sb
+
+SUPPORT = sb.detect()
+needs_landlock = pytest.mark.skipif(
+    SUPPORT.mechanism != "landlock", reason=f"no Landlock here: {SUPPORT.describe()}"
+)
+needs_net_rules = pytest.mark.skipif(not SUPPORT.network, reason="Landlock ABI < 4: no TCP rules")
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
+SECRET = "-----BEGIN FAKE KEY----- tmax-sandbox-test"
+
+
+@dataclass
+class World:
+    root: Path  # the project's parent
+    project: Path
+    home: Path
+    outside: Path  # a directory next to the project
+    etc_marker: Path
+
+    def env(self) -> dict[str, str]:
+        return {"PATH": os.environ["PATH"], "HOME": str(self.home), "LANG": "C.UTF-8"}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    project = tmp_path / "project"
+    home = tmp_path / "home"
+    outside = tmp_path / "outside"
+    for d in (project, home / ".ssh", home / ".config" / "gh", outside):
+        d.mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text(SECRET + "\n")
+    (home / ".config" / "gh" / "hosts.yml").write_text(SECRET + "\n")
+    (home / ".bashrc").write_text("# readable\n")
+    (outside / "existing.txt").write_text("original\n")
+    etc_marker = Path("/etc") / f"tmax-sandbox-test-{secrets.token_hex(4)}"
+    w = World(tmp_path, project, home, outside, etc_marker)
+    yield w
+    etc_marker.unlink(missing_ok=True)
+
+
+def make_shell(w: World, mode: str, **kw: object) -> PtyShell:
+    return PtyShell(
+        w.project, timeout=20, kill_grace=0.3, env=w.env(), sandbox_mode=mode, **kw
+    ).start()
+
+
+# Each attack: commands run in order, then where the damage would show.
+# "{etc}" is replaced by a fresh file name under /etc.
+ATTACKS: dict[str, list[str]] = {
+    "home": ["echo pwned > ~/marker"],
+    "home_dotfile": ["echo pwned >> ~/.bashrc && echo pwned > ~/marker"],
+    "etc": ["echo pwned > {etc} && cp {etc} ~/marker"],
+    "parent": ["touch ../marker"],
+    "symlink_dir": ["ln -s ../outside link && echo pwned > link/marker"],
+    "symlink_file": ["ln -s ../outside/existing.txt f && echo pwned > f && echo pwned > ../marker"],
+    "hardlink": ["ln ../outside/existing.txt hard && echo pwned > hard && touch ../marker"],
+    "mv": ["echo pwned > m && mv m ../marker"],
+    "cp": ["echo pwned > c && cp c ../marker"],
+    "tee": ["echo pwned | tee ../marker"],
+    "dd": ["echo pwned | dd of=../marker status=none"],
+    "python": [f"{sys.executable} -c \"open('../marker', 'w').write('pwned')\""],
+    "background_job": ["(sleep 0.2; echo pwned > ../marker) & wait"],
+    "nohup": ["nohup sh -c 'echo pwned > ../marker' >/dev/null 2>&1; sleep 0.3"],
+    "setsid": ["setsid sh -c 'echo pwned > ../marker'; sleep 0.3"],
+    "exec_bash": ["exec bash", "echo pwned > ../marker"],
+    "exec_env_bash": ["exec env -i bash --norc", "echo pwned > ../marker"],
+    "after_restart": ["kill -9 $$", "echo pwned > ../marker"],
+    "mkdir_outside": ["mkdir ../marker"],
+    "rm_outside": ["rm -f ../outside/existing.txt && touch ../marker"],
+}
+
+
+def damage(w: World) -> list[str]:
+    found = []
+    for place in (w.root / "marker", w.home / "marker", w.outside / "marker"):
+        if place.exists():
+            found.append(str(place))
+    existing = w.outside / "existing.txt"
+    if not existing.exists():
+        found.append("outside/existing.txt removed")
+    elif existing.read_text() != "original\n":
+        found.append("outside/existing.txt changed")
+    if "pwned" in (w.home / ".bashrc").read_text():
+        found.append("~/.bashrc changed")
+    if w.etc_marker.exists():
+        found.append(str(w.etc_marker))
+    return found
+
+
+def run_attack(sh: PtyShell, w: World, name: str) -> list[str]:
+    outputs = []
+    for command in ATTACKS[name]:
+        result = sh.run(command.replace("{etc}", str(w.etc_marker)), timeout=15)
+        outputs.append(result.output)
+    return outputs
+
+
+@needs_landlock
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_workspace_blocks_escape(world: World, name: str) -> None:
+    sh = make_shell(world, "workspace")
+    try:
+        outputs = run_attack(sh, world, name)
+        assert damage(world) == [], outputs
+        alive = sh.run("echo alive && pwd")
+        assert alive.exit_code == 0 and alive.output == f"alive\n{world.project}\n"
+    finally:
+        sh.close()
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_off_lets_the_same_commands_through(world: World, name: str) -> None:
+    """The control: without the sandbox every attack does its damage."""
+    if name == "etc" and not os.access("/etc", os.W_OK):
+        pytest.skip("/etc is not writable for this user even without a sandbox")
+    sh = make_shell(world, "off")
+    try:
+        outputs = run_attack(sh, world, name)
+        assert damage(world) != [], outputs
+    finally:
+        sh.close()
+
+
+@needs_landlock
+def test_denials_are_explained_to_the_model(world: World) -> None:
+    sh = make_shell(world, "workspace")
+    try:
+        r = sh.run("touch ../marker")
+        assert r.exit_code == 1
+        assert r.sandbox_denials == (
+            f"[sandbox] write to {world.root / 'marker'} denied (workspace mode: writes"
+            f" allowed only under {world.project} and $TMPDIR)",
+        )
+        assert r.output.endswith(r.sandbox_denials[0] + "\n")
+        r = sh.run("cat ~/.ssh/id_rsa")
+        assert SECRET not in r.output
+        assert r.sandbox_denials == (
+            "[sandbox] access to ~/.ssh/id_rsa denied (credential location; the sandbox"
+            " blocks reading and writing it)",
+        )
+        # Not the sandbox's doing: no note.
+        (world.project / "locked").mkdir(mode=0o500)
+        r = sh.run("cat missing-file; ls /nonexistent")
+        assert r.exit_code != 0 and r.sandbox_denials == ()
+        r = sh.run("./locked")  # a directory is not executable: EACCES, not the sandbox
+        assert "Permission denied" in r.output or "Is a directory" in r.output
+        assert r.sandbox_denials == ()
+    finally:
+        sh.close()
+
+
+@needs_landlock
+def test_credentials_are_not_readable(world: World) -> None:
+    sh = make_shell(world, "workspace")
+    try:
+        for command in (
+            "cat ~/.ssh/id_rsa",
+            "cp ~/.ssh/id_rsa stolen; cat stolen",
+            f"{sys.executable} -c \"print(open('{world.home}/.ssh/id_rsa').read())\"",
+            "cat ~/.config/gh/hosts.yml",
+            "grep -r BEGIN ~ 2>&1",
+            "tar cf - -C ~ .ssh 2>&1 | strings",
+        ):
+            r = sh.run(command)
+            assert SECRET not in r.output, command
+        assert "id_rsa" in sh.run("ls ~/.ssh").output  # names are visible, contents are not
+        assert sh.run("cat ~/.bashrc").output == "# readable\n"
+    finally:
+        sh.close()
+
+
+@needs_landlock
+def test_cannot_signal_processes_outside(world: World) -> None:
+    if SUPPORT.abi < 6:
+        pytest.skip("signal scoping needs Landlock ABI 6")
+    victim = subprocess.Popen(["sleep", "60"])
+    sh = make_shell(world, "workspace")
+    try:
+        r = sh.run(f"kill -TERM {victim.pid}")
+        assert r.exit_code != 0 and "Operation not permitted" in r.output
+        assert victim.poll() is None
+        assert sh.run("sleep 30 & kill $! && wait $!; echo $?").output == "143\n"
+    finally:
+        sh.close()
+        victim.kill()
+        victim.wait()
+
+
+# -- controls: what must keep working -------------------------------------------------
+@needs_landlock
+def test_workspace_controls_succeed(world: World) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git missing")
+    sh = make_shell(world, "workspace")
+    try:
+        script = [
+            "mkdir -p sub/deeper && echo data > sub/deeper/f && cat sub/deeper/f",
+            "ln -s sub/deeper/f link && cat link && ln sub/deeper/f hard && mv hard moved",
+            "cp moved copied && echo more | tee -a copied >/dev/null && dd if=copied of=dd.out status=none",
+            f"{sys.executable} -c \"open('py.out', 'w').write('ok')\"",
+            "t=$(mktemp) && echo tmp > $t && cat $t && rm $t && [ \"${t#$TMPDIR}\" != \"$t\" ]",
+            "(sleep 0.1; echo bg > bg.out) & wait",
+            "echo x > /dev/null && echo y >/dev/stderr && tty >/dev/null && stty size",
+            "git init -q . && git -c user.name=t -c user.email=t@e add -A"
+            " && git -c user.name=t -c user.email=t@e commit -qm init && git log --oneline | wc -l",
+        ]
+        for command in script:
+            r = sh.run(command)
+            assert r.exit_code == 0 and r.sandbox_denials == (), (command, r.output)
+        assert (world.project / "py.out").read_text() == "ok"
+        assert (world.project / "bg.out").read_text() == "bg\n"
+        assert sh.run("exec bash").restarted
+        assert sh.run("echo again > again.out && cat again.out").output == "again\n"
+    finally:
+        sh.close()
+
+
+@needs_landlock
+def test_read_only_mode(world: World) -> None:
+    sh = make_shell(world, "read-only")
+    try:
+        r = sh.run("echo x > inside")
+        assert r.exit_code == 1 and not (world.project / "inside").exists()
+        assert "read-only mode" in r.sandbox_denials[0]
+        assert sh.run("echo t > $TMPDIR/t && cat $TMPDIR/t").output == "t\n"
+        assert sh.run("ls ..").exit_code == 0
+    finally:
+        sh.close()
+
+
+# -- network -------------------------------------------------------------------------
+@pytest.fixture
+def tcp_server() -> Iterator[tuple[int, list[bytes]]]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    received.append(conn.recv(100))
+                except OSError:
+                    received.append(b"")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], received
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+CONNECT = {
+    "bash_dev_tcp": "echo hello > /dev/tcp/127.0.0.1/{port}",
+    "python": (
+        f"{sys.executable} -c \"import socket; s = socket.create_connection(('127.0.0.1', {{port}}));"
+        " s.sendall(b'hello')\""
+    ),
+}
+
+
+@needs_landlock
+@needs_net_rules
+@pytest.mark.parametrize("how", sorted(CONNECT))
+def test_tcp_connect_denied_without_network(world: World, tcp_server, how: str) -> None:
+    port, received = tcp_server
+    sh = make_shell(world, "workspace")
+    try:
+        r = sh.run(CONNECT[how].format(port=port))
+        assert r.exit_code != 0
+        assert any("network access denied" in note for note in r.sandbox_denials), r.output
+        r = sh.run(f"{sys.executable} -c \"import socket; socket.socket().bind(('127.0.0.1', 0))\"")
+        assert r.exit_code != 0  # listening is refused too
+        assert sh.run("echo alive").output == "alive\n"
+    finally:
+        sh.close()
+    assert received == []
+
+
+@needs_landlock
+@pytest.mark.parametrize("how", sorted(CONNECT))
+def test_tcp_connect_allowed_with_network(world: World, tcp_server, how: str) -> None:
+    port, received = tcp_server
+    sh = make_shell(world, "workspace", allow_network=True)
+    try:
+        r = sh.run(CONNECT[how].format(port=port))
+        assert r.exit_code == 0, r.output
+    finally:
+        sh.close()
+    assert received and received[0].startswith(b"hello")
+
+
+# -- the policy itself ------------------------------------------------------------------
+def test_rules_leave_credentials_out(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".config" / "gh").mkdir(parents=True)
+    (home / ".config" / "nvim").mkdir(parents=True)
+    (home / "code").mkdir()
+    policy = sb.SandboxPolicy("workspace", project=home / "code", tmpdir=tmp_path, home=home)
+    rules = dict(policy.landlock_rules())
+    real = os.path.realpath
+    assert real(home / "code") in rules and real(home / ".config" / "nvim") in rules
+    for secret in (home / ".ssh", home / ".config" / "gh", home, home / ".config"):
+        assert real(secret) not in rules
+    # the project is $HOME itself: granted entry by entry, credentials left out
+    policy = sb.SandboxPolicy("workspace", project=home, tmpdir=tmp_path, home=home)
+    writes = {path for path, rights in policy.landlock_rules() if rights == sb.ALL_FS}
+    assert real(home / "code") in writes and real(home / ".ssh") not in writes
+    assert real(home) not in writes
+
+
+def test_off_policy_still_uses_the_launcher(tmp_path: Path) -> None:
+    argv = sb.launcher_argv(None, ["bash", "-i"])
+    assert argv[-3:] == ["--", "bash", "-i"] and "{}" in argv
+
+
+def test_unavailable_sandbox_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sb, "detect", lambda: sb.SandboxSupport("none", detail="no Landlock"))
+    with pytest.raises(sb.SandboxUnavailable, match="no Landlock.*--sandbox off"):
+        PtyShell(tmp_path, sandbox_mode="workspace")
+
+
+def test_launcher_refuses_to_run_unconfined(tmp_path: Path) -> None:
+    """If the rules cannot be applied, the program must not run at all."""
+    from tmax_local.shell import sandbox_exec
+
+    if SUPPORT.mechanism == "landlock" and not SUPPORT.network:
+        pytest.skip("needs a rule this kernel rejects (a TCP port rule, ABI 4)")
+    marker = tmp_path / "ran"
+    bad = '{"handled_fs": 1, "rules": [], "net": 3, "net_ports": [[70000, 2]]}'
+    argv = [sys.executable, "-I", "-S", sandbox_exec.__file__, bad, "--", "touch", str(marker)]
+    env = {"PATH": os.environ["PATH"]}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    assert proc.returncode == 126 and "could not confine" in proc.stderr
+    assert not marker.exists()
+    proc = subprocess.run([*argv[:4], "not json", "--", "true"], capture_output=True, env=env)
+    assert proc.returncode == 126
