@@ -369,3 +369,64 @@ def test_launcher_refuses_to_run_unconfined(tmp_path: Path) -> None:
     assert not marker.exists()
     proc = subprocess.run([*argv[:4], "not json", "--", "true"], capture_output=True, env=env)
     assert proc.returncode == 126
+
+
+# -- macOS: the generated Seatbelt profile (sandbox-exec cannot run here) ---------------
+def _balanced(text: str) -> bool:
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0 and not in_string
+
+
+def test_seatbelt_profile_text(tmp_path: Path) -> None:
+    home = tmp_path / 'we"ird home'
+    project = home / "code"
+    project.mkdir(parents=True)
+    policy = sb.SandboxPolicy("workspace", project=project, tmpdir=tmp_path / "t", home=home)
+    text = sb.seatbelt_profile(policy)
+    lines = text.splitlines()
+    assert lines[:2] == ["(version 1)", "(deny default)"]
+    assert all(_balanced(line) for line in lines) and _balanced(text)
+    quoted_project = '(subpath "' + str(project.resolve()).replace('"', '\\"') + '")'
+    write_rule = next(line for line in lines if line.startswith("(allow file-write*"))
+    read_rule = next(line for line in lines if line.startswith("(allow file-read*"))
+    assert quoted_project in write_rule and '"/dev/null"' in write_rule
+    for rule in (read_rule, write_rule):
+        for cred in (".ssh", ".aws", ".config/gh", ".netrc"):
+            target = str(home.resolve() / cred).replace('"', '\\"')
+            assert f'(require-not (subpath "{target}"))' in rule
+    assert not any("network" in line for line in lines)  # denied by (deny default)
+    assert "(allow network*)" in sb.seatbelt_profile(
+        sb.SandboxPolicy("workspace", project=project, tmpdir=tmp_path, home=home, allow_network=True)
+    )
+    read_only = sb.seatbelt_profile(
+        sb.SandboxPolicy("read-only", project=project, tmpdir=tmp_path / "t", home=home)
+    )
+    assert quoted_project not in read_only and str((tmp_path / "t").resolve()) in read_only
+
+
+def test_launcher_argv_on_macos_uses_sandbox_exec(tmp_path: Path, monkeypatch) -> None:
+    policy = sb.SandboxPolicy("workspace", project=tmp_path, tmpdir=tmp_path, home=tmp_path)
+    monkeypatch.setattr(sb.sys, "platform", "darwin")
+    argv = sb.launcher_argv(policy, ["bash", "-i"])
+    cut = argv.index("--")
+    assert argv[cut - 1] == "{}"  # no Landlock; signals still reset by the launcher
+    assert argv[cut + 1 : cut + 3] == ["/usr/bin/sandbox-exec", "-p"]
+    assert argv[cut + 3] == sb.seatbelt_profile(policy) and argv[-2:] == ["bash", "-i"]

@@ -302,26 +302,33 @@ def _sb_string(text: str) -> str:
 
 
 def seatbelt_profile(policy: SandboxPolicy) -> str:
-    """A ``sandbox-exec`` (SBPL) profile with the policy's rules."""
+    """A ``sandbox-exec`` (SBPL) profile with the policy's rules.
+
+    Written with allow rules only, each carrying its exceptions as
+    ``require-not`` filters, so nothing depends on the order rules are matched.
+    """
+    keep_out = " ".join(f"(require-not (subpath {_sb_string(p)}))" for p in policy.protected())
+    writable = [f"(subpath {_sb_string(root)})" for root in policy.writable_roots()]
+    writable += [f"(literal {_sb_string(path)})" for path in (*policy.writable_files, *DEVICES)]
+    writable.append('(regex #"^/dev/ttys[0-9]+$")')
     lines = [
         "(version 1)",
         "(deny default)",
-        "(allow process-exec process-fork signal (target same-sandbox))",
-        "(allow process-info* sysctl-read mach-lookup ipc-posix-shm iokit-open pseudo-tty)",
-        "(allow file-read*)",
+        "(allow process-exec)",
+        "(allow process-fork)",
+        "(allow signal (target same-sandbox))",
+        "(allow process-info* (target same-sandbox))",
+        "(allow sysctl-read)",
+        "(allow mach-lookup)",
+        "(allow ipc-posix-sem)",
+        "(allow ipc-posix-shm*)",
+        "(allow pseudo-tty)",
+        "(allow user-preference-read)",
+        f"(allow file-read* (require-all (subpath \"/\") {keep_out}))",
+        f"(allow file-write* file-ioctl (require-all (require-any {' '.join(writable)}) {keep_out}))",
     ]
-    for path in policy.protected():
-        lines.append(f"(deny file-read* file-write* (subpath {_sb_string(path)}))")
-    writes = [f"(subpath {_sb_string(root)})" for root in policy.writable_roots()]
-    writes += [f"(literal {_sb_string(path)})" for path in (*policy.writable_files, *DEVICES)]
-    writes.append('(regex #"^/dev/ttys[0-9]+$")')
-    lines.append("(allow file-write* file-ioctl " + " ".join(writes) + ")")
-    for path in policy.protected():  # deny wins only when it comes last
-        lines.append(f"(deny file-write* (subpath {_sb_string(path)}))")
     if policy.allow_network:
         lines.append("(allow network*)")
-    else:
-        lines.append('(allow network* (remote unix-socket (path-regex #"^/")))')
     return "\n".join(lines) + "\n"
 
 
