@@ -430,3 +430,31 @@ def test_launcher_argv_on_macos_uses_sandbox_exec(tmp_path: Path, monkeypatch) -
     assert argv[cut - 1] == "{}"  # no Landlock; signals still reset by the launcher
     assert argv[cut + 1 : cut + 3] == ["/usr/bin/sandbox-exec", "-p"]
     assert argv[cut + 3] == sb.seatbelt_profile(policy) and argv[-2:] == ["bash", "-i"]
+
+
+# -- "run unsandboxed": one approved command outside ------------------------------------
+@needs_landlock
+def test_run_unsandboxed_once_with_cwd_and_exports(world: World) -> None:
+    from tmax_local.shell import CommandStarted, Output
+
+    sh = make_shell(world, "workspace")
+    events: list[object] = []
+    sh.subscribe(events.append)
+    try:
+        sh.run("mkdir sub && cd sub && export FOO='a b' && BAR=unexported")
+        assert sh.run("touch ../../marker").exit_code == 1
+        r = sh.run_unsandboxed('echo "$FOO|$BAR|$PWD" && touch ../../marker && cd / && export X=1')
+        assert r.exit_code == 0
+        assert r.output.startswith(f"a b||{world.project / 'sub'}\n")
+        assert "ran outside the sandbox" in r.output.splitlines()[-1]
+        assert (world.root / "marker").exists()
+        (world.root / "marker").unlink()
+        assert any(isinstance(e, CommandStarted) and "touch" in e.command for e in events)
+        assert any(isinstance(e, Output) and b"a b||" in e.data for e in events)
+        # Only that command: the shell itself is still confined, state unchanged.
+        assert sh.run('echo "$FOO|$X|$PWD"').output == f"a b||{world.project / 'sub'}\n"
+        r = sh.run("touch ../../marker")
+        assert r.exit_code == 1 and not (world.root / "marker").exists()
+        assert not any(isinstance(e, CommandStarted) and "env -0" in e.command for e in events)
+    finally:
+        sh.close()

@@ -40,6 +40,8 @@ follows ``.``'s rules (``trap - DEBUG`` inside a command does not remove it).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -251,6 +253,7 @@ class PtyShell:
             "files": fingerprints(git_config_files(self.env)),
             "fds": {},
         }
+        self._unsandboxed: PtyShell | None = None  # the fresh shell of run_unsandboxed()
         self.sandbox_mode = sandbox.SandboxMode(sandbox_mode)
         self.allow_network = allow_network
         self.sandbox_writable = tuple(sandbox_writable)
@@ -339,6 +342,10 @@ class PtyShell:
     # -- user interaction ------------------------------------------------------
     def send_input(self, data: bytes) -> None:
         """Type ``data`` into the terminal (answer a prompt, quit ``less``...)."""
+        fresh = self._unsandboxed
+        if fresh is not None:
+            fresh.send_input(data)
+            return
         self._input_count += 1  # the user may have run commands: re-read the state
         self._type(data)
 
@@ -359,6 +366,10 @@ class PtyShell:
         has begun and again to the first program that holds the terminal, so
         it is never lost on a bash that is only reading its input line.
         """
+        fresh = self._unsandboxed
+        if fresh is not None:
+            fresh.interrupt()
+            return
         bash = self._require_bash()
         with self._cond:
             running = self._current
@@ -550,6 +561,70 @@ class PtyShell:
 
     def _baseline_file(self) -> str:
         return os.path.join(os.path.dirname(self._script_path()), "state-baseline")
+
+    def run_unsandboxed(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run one (user-approved) command outside the sandbox.
+
+        It runs in a fresh bash without the sandbox, started in this shell's
+        current directory with its exported variables; changes it makes to
+        the directory or variables do not come back.  Events are published as
+        for :meth:`run`; the result's output ends with a note saying all this.
+        """
+        if self.sandbox is None:
+            return self.run(command, timeout)
+        env = self.exported_env()
+        fresh = PtyShell(
+            self.cwd,
+            timeout=self.timeout if timeout is None else timeout,
+            rows=self.rows,
+            cols=self.cols,
+            env=env,
+            head_chars=self.head_chars,
+            tail_chars=self.tail_chars,
+            kill_grace=self.kill_grace,
+            input_wait_after=self.input_wait_after,
+        )
+        fresh._subscribers = self._subscribers  # noqa: SLF001 - same owner, same listeners
+        try:
+            fresh.start()
+            with self._cond:
+                self._unsandboxed = fresh
+            result = fresh.run(command, timeout)
+        finally:
+            with self._cond:
+                self._unsandboxed = None
+            fresh.close()
+        note = (
+            "[sandbox] this command ran outside the sandbox (approved by the user), in a"
+            " fresh bash with the same directory and exported variables; its cd/export"
+            " changes do not carry over"
+        )
+        sep = "\n" if result.output and not result.output.endswith("\n") else ""
+        return dataclasses.replace(result, output=result.output + sep + note + "\n")
+
+    def exported_env(self) -> dict[str, str]:
+        """The variables the shell exports right now (asked quietly, no events)."""
+        policy_tmp = self.sandbox.tmpdir if self.sandbox is not None else None
+        folder = policy_tmp or os.path.dirname(self._script_path())
+        path = os.path.join(folder, f".tmax-env-{secrets.token_hex(6)}")
+        self._quiet = True  # no CommandStarted/Finished; the output goes to the file
+        try:
+            self.run(f"\\command env -0 >| {_quote(path)}", timeout=10)
+        finally:
+            self._quiet = False
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            return dict(self.env)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        env: dict[str, str] = {}
+        for item in data.split(b"\0"):
+            name, sep, value = item.partition(b"=")
+            if sep and name and not name.startswith(b"BASH_FUNC_"):
+                env[os.fsdecode(name)] = os.fsdecode(value)
+        return env
 
     def _cwd_file(self) -> str:
         """Where bash's EXIT trap leaves its last directory (for a restart)."""
