@@ -50,3 +50,32 @@ def test_shell_tests_pass_without_proc(tmp_path) -> None:
     tail = proc.stdout[-3000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, tail
     assert " passed" in proc.stdout, tail
+
+
+# Constructs that need bash 4 or later (macOS ships 3.2).
+_BASH4 = [
+    r"declare -[AnlNu]", r"local -n", r"\$\{\w+(,,|\^\^|,|\^)\}", r"\bmapfile\b", r"\breadarray\b",
+    r"\|&", r"&>>", r"\bcoproc\b", r";;&", r";&", r"\$BASHPID", r"\$\{\w+@[QEPAa]\}",
+    r"\bwait -n\b", r"\$EPOCHSECONDS", r"\bshopt -s (globstar|lastpipe|autocd)",
+]
+
+
+def test_startup_text_stays_within_bash_3_2() -> None:
+    import re
+
+    from tmax_local.shell import pty_shell
+
+    texts = [pty_shell._RCFILE, pty_shell._command_line("0" * 16, "/tmp/x").decode()]
+    for text in texts:
+        for pattern in _BASH4:
+            assert re.search(pattern, text) is None, pattern
+
+
+def test_bash_info_names_the_bash_that_runs(tmp_path) -> None:
+    from tmax_local.shell.bashinfo import bash_info
+
+    info = bash_info()
+    assert info.path and info.major and info.major >= 3
+    with PtyShell(tmp_path) as sh:
+        assert sh.run('printf %s "$BASH_VERSION"').output == info.version
+    assert bash_info(str(tmp_path)).describe() == "bash not found on PATH"
