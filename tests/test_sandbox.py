@@ -458,3 +458,19 @@ def test_run_unsandboxed_once_with_cwd_and_exports(world: World) -> None:
         assert not any(isinstance(e, CommandStarted) and "env -0" in e.command for e in events)
     finally:
         sh.close()
+
+
+def test_choose_mode_defaults_and_refusals() -> None:
+    yes = sb.SandboxSupport("landlock", abi=7, network=True)
+    no = sb.SandboxSupport("none", detail="no Landlock in this kernel")
+    assert sb.choose_mode(None, unattended=True, support=yes) is sb.SandboxMode.WORKSPACE
+    assert sb.choose_mode(None, unattended=False, support=yes) is sb.SandboxMode.OFF
+    assert sb.choose_mode("read-only", unattended=False, support=yes) is sb.SandboxMode.READ_ONLY
+    assert sb.choose_mode("off", unattended=True, support=no) is sb.SandboxMode.OFF
+    assert sb.choose_mode(None, unattended=False, support=no) is sb.SandboxMode.OFF
+    with pytest.raises(sb.SandboxUnavailable, match="default is a sandbox.*--sandbox off"):
+        sb.choose_mode(None, unattended=True, support=no)
+    with pytest.raises(sb.SandboxUnavailable, match="no Landlock"):
+        sb.choose_mode("workspace", unattended=False, support=no)
+    with pytest.raises(sb.TmaxError, match="unknown sandbox mode"):
+        sb.choose_mode("full", unattended=True, support=yes)

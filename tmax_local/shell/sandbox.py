@@ -296,6 +296,43 @@ def require_support(policy: SandboxPolicy) -> SandboxSupport:
     return support
 
 
+def choose_mode(
+    requested: str | None, *, unattended: bool, support: SandboxSupport | None = None
+) -> SandboxMode:
+    """The sandbox mode a session runs with.
+
+    ``requested`` is the user's choice (flag or config file), None when unset.
+    Unset, the default is ``workspace`` when commands can run without a person
+    approving each one (``unattended``: ``--approve auto``, or allow rules in
+    force), else ``off``.  A confined mode this machine cannot enforce is an
+    error that says how to go on without it: nothing falls back to ``off``
+    silently.
+    """
+    if requested is None:
+        if not unattended:
+            return SandboxMode.OFF
+        mode = SandboxMode.WORKSPACE
+    else:
+        try:
+            mode = SandboxMode(requested)
+        except ValueError:
+            raise TmaxError(
+                f"unknown sandbox mode {requested!r} (expected one of: {', '.join(MODES)})"
+            ) from None
+    if mode is SandboxMode.OFF:
+        return mode
+    support = support if support is not None else detect()
+    if not support.available:
+        why = "commands run without approval, so the default is a sandbox, but " if (
+            requested is None
+        ) else ""
+        raise SandboxUnavailable(
+            f"{why}this machine cannot sandbox the shell ({support.detail}); "
+            "pass --sandbox off to run without it"
+        )
+    return mode
+
+
 # -- macOS ---------------------------------------------------------------------------
 def _sb_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
