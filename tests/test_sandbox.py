@@ -474,3 +474,10 @@ def test_choose_mode_defaults_and_refusals() -> None:
         sb.choose_mode("workspace", unattended=False, support=no)
     with pytest.raises(sb.TmaxError, match="unknown sandbox mode"):
         sb.choose_mode("full", unattended=True, support=yes)
+
+
+def test_health_for_doctor() -> None:
+    report = sb.health()
+    assert report["ok"] is SUPPORT.available
+    if SUPPORT.mechanism == "landlock":
+        assert f"Landlock ABI {SUPPORT.abi}" in str(report["detail"])

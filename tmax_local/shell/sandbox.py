@@ -164,6 +164,17 @@ def detect() -> SandboxSupport:
     return SandboxSupport("none", detail=f"no sandbox for platform {sys.platform}")
 
 
+def health() -> dict[str, bool | str | None]:
+    """For ``tmax-local doctor``: ``{"ok": bool, "detail": str}``."""
+    support = detect()
+    detail = support.describe()
+    if support.mechanism == "landlock":
+        detail += "; not covered: UDP, named unix sockets"
+    elif support.mechanism == "seatbelt":
+        detail += " (untested on macOS by our CI)"
+    return {"ok": support.available, "detail": detail}
+
+
 def _real(path: str | os.PathLike[str]) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
