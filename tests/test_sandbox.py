@@ -194,6 +194,37 @@ def test_credentials_are_not_readable(world: World) -> None:
 
 
 @needs_landlock
+def test_devices_other_than_its_own_are_closed(world: World) -> None:
+    """Raw disks would let root read every file; another terminal would let a command
+    read the user's keystrokes or type into their shell (TIOCSTI)."""
+    master, slave = os.openpty()
+    other_tty = os.ttyname(slave)
+    disks = [f"/dev/{n}" for n in sorted(os.listdir("/dev")) if n.startswith(("loop", "sd", "vd", "nvme"))]
+    disks = [d for d in disks if os.path.exists(d) and os.access(d, os.R_OK)][:1]
+    probe = (
+        f"{sys.executable} -c \"import os, sys; os.close(os.open(sys.argv[1], os.O_RDONLY"
+        f" | os.O_NOCTTY | os.O_NONBLOCK)); print('opened')\""
+    )
+    targets = [other_tty, "/dev/kmsg", *disks]
+    try:
+        for mode, expect in (("workspace", False), ("off", True)):
+            sh = make_shell(world, mode)
+            try:
+                for target in targets:
+                    if mode == "off" and not os.access(target, os.R_OK):
+                        continue
+                    r = sh.run(f"{probe} {target}")
+                    assert ("opened" in r.output) is expect, (mode, target, r.output)
+                ok = sh.run("head -c 4 /dev/urandom | wc -c; echo x > /dev/null; tty >/dev/null && stty size")
+                assert ok.exit_code == 0, ok.output
+            finally:
+                sh.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+@needs_landlock
 def test_cannot_signal_processes_outside(world: World) -> None:
     if SUPPORT.abi < 6:
         pytest.skip("signal scoping needs Landlock ABI 6")
@@ -408,6 +439,7 @@ def test_seatbelt_profile_text(tmp_path: Path) -> None:
     write_rule = next(line for line in lines if line.startswith("(allow file-write*"))
     read_rule = next(line for line in lines if line.startswith("(allow file-read*"))
     assert quoted_project in write_rule and '"/dev/null"' in write_rule
+    assert '(require-not (subpath "/dev"))' in read_rule  # raw disks, other terminals
     for rule in (read_rule, write_rule):
         for cred in (".ssh", ".aws", ".config/gh", ".netrc"):
             target = str(home.resolve() / cred).replace('"', '\\"')

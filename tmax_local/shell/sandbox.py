@@ -21,7 +21,9 @@ ABI 6 sending signals to them.
 
 What Landlock is an allow-list of, and what follows from it:
 
-- Reads are granted on each entry of ``/``; a directory holding a credential
+- Reads are granted on each entry of ``/`` except ``/dev`` (only ``/dev/null``-like
+  devices, ``/dev/urandom`` and the shell's own terminal: no raw disks, no other
+  terminals, no kernel log); a directory holding a credential
   location (``/root`` or ``/home/me``, ``~/.config``) is not granted as a
   whole but entry by entry, leaving the credential entries out.  So files and
   directories created directly in such a directory *after* the shell started
@@ -111,6 +113,10 @@ CREDENTIALS: tuple[str, ...] = (
 )
 # Devices every program expects to open for writing.
 DEVICES: tuple[str, ...] = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty")
+# /dev is not readable as a whole: raw disks (root reads every file through them),
+# other terminals (reading steals the user's keystrokes; TIOCSTI types into them),
+# the kernel log.  Only these devices are readable, plus the shell's own terminal.
+READABLE_DEVICES: tuple[str, ...] = ("/dev/random", "/dev/urandom")
 
 
 class SandboxMode(enum.StrEnum):
@@ -233,7 +239,8 @@ class SandboxPolicy:
         """``(path, rights)`` rules for the launcher (most general first)."""
         rules: list[tuple[str, int]] = [("/", READ_DIR)]
         protected = self.protected()
-        rules += _grant_excluding("/", READ, protected)
+        rules += _grant_excluding("/", READ, [*protected, "/dev"])
+        rules += [(dev, READ_FILE) for dev in READABLE_DEVICES]
         for root in self.writable_roots():
             rules += _grant_excluding(root, ALL_FS, protected)
         rules += [(dev, DEVICE) for dev in DEVICES]
@@ -356,9 +363,10 @@ def seatbelt_profile(policy: SandboxPolicy) -> str:
     ``require-not`` filters, so nothing depends on the order rules are matched.
     """
     keep_out = " ".join(f"(require-not (subpath {_sb_string(p)}))" for p in policy.protected())
+    devices = " ".join(f"(literal {_sb_string(d)})" for d in (*DEVICES, *READABLE_DEVICES))
     writable = [f"(subpath {_sb_string(root)})" for root in policy.writable_roots()]
     writable += [f"(literal {_sb_string(path)})" for path in (*policy.writable_files, *DEVICES)]
-    writable.append('(regex #"^/dev/ttys[0-9]+$")')
+    no_dev = '(require-not (subpath "/dev"))'
     lines = [
         "(version 1)",
         "(deny default)",
@@ -372,7 +380,8 @@ def seatbelt_profile(policy: SandboxPolicy) -> str:
         "(allow ipc-posix-shm*)",
         "(allow pseudo-tty)",
         "(allow user-preference-read)",
-        f"(allow file-read* (require-all (subpath \"/\") {keep_out}))",
+        f'(allow file-read* (require-all (subpath "/") {no_dev} {keep_out}))',
+        f'(allow file-read* (literal "/dev") {devices})',
         f"(allow file-write* file-ioctl (require-all (require-any {' '.join(writable)}) {keep_out}))",
     ]
     if policy.allow_network:
