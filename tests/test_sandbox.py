@@ -354,6 +354,58 @@ def test_tcp_connect_allowed_with_network(world: World, tcp_server, how: str) ->
     assert received and received[0].startswith(b"hello")
 
 
+@pytest.fixture
+def unix_server(tmp_path: Path) -> Iterator[tuple[str, list[bytes]]]:
+    """A unix-socket server outside the project (what a tmux server or docker.sock is)."""
+    path = str(tmp_path / "daemon.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    server.settimeout(0.2)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                received.append(conn.recv(100))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path, received
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+UNIX_CONNECT = (
+    f"{sys.executable} -c \"import socket, sys; s = socket.socket(socket.AF_UNIX);"
+    " s.connect(sys.argv[1]); s.sendall(b'run-this-outside')\""
+)
+
+
+@needs_landlock
+@pytest.mark.parametrize("network", [False, True])
+def test_named_unix_socket_daemon(world: World, unix_server, network: bool) -> None:
+    path, received = unix_server
+    sh = make_shell(world, "workspace", allow_network=network)
+    try:
+        r = sh.run(f"{UNIX_CONNECT} {path}")
+        assert (r.exit_code == 0) is network, r.output
+        if not network:
+            assert any("network access denied" in n for n in r.sandbox_denials), r.output
+            for ok in ("python3 -c 'import socket; socket.socketpair()'", "id -un", "echo a | cat"):
+                assert sh.run(ok).exit_code == 0, ok
+    finally:
+        sh.close()
+    assert received == ([b"run-this-outside"] if network else [])
+
+
 # -- the policy itself ------------------------------------------------------------------
 def test_rules_leave_credentials_out(tmp_path: Path) -> None:
     home = tmp_path / "home"

@@ -32,10 +32,12 @@ What Landlock is an allow-list of, and what follows from it:
 - A project directory that contains a credential location (the project is
   ``$HOME``) is granted entry by entry too, so new top-level files cannot be
   created there.
-- Not covered by Landlock, on any kernel: UDP and other non-TCP sockets,
-  connecting to a *named* unix socket (e.g. a Docker or ssh-agent socket that
-  is reachable by path; abstract unix sockets are scoped from ABI 6).  No
-  seccomp filter is installed: this is documented, not hidden.
+- Not covered by Landlock, on any kernel: UDP and other non-TCP sockets, and
+  connecting to a *named* unix socket (a tmux server, the systemd user bus,
+  ``docker.sock``: each can run commands outside the sandbox).  So with network
+  blocked a seccomp filter also refuses creating unix sockets (``socketpair``
+  and pipes still work) and ``io_uring``.  UDP stays open: DNS lookups and
+  other datagrams are not blocked.
 - The project is writable, so a command can leave files that run later
   outside the sandbox (git hooks, ``Makefile``, ``.envrc``): review them as
   you would any change in the project.
@@ -256,6 +258,9 @@ class SandboxPolicy:
             "net": 0 if self.allow_network else NET_TCP,
             "scoped": SCOPED,
             "tty": DEVICE,
+            # Landlock does not cover named unix sockets: with network blocked,
+            # no unix sockets at all (socketpair and pipes still work).
+            "no_unix_sockets": not self.allow_network,
         }
         return json.dumps(policy, separators=(",", ":"))
 
@@ -419,8 +424,8 @@ def explain_denials(output: str, policy: SandboxPolicy, cwd: str) -> list[str]:
         context = "\n".join(lines[max(0, index - 4) : index + 1])
         if not policy.allow_network and _NETWORK.search(line if _paths_in(line, cwd) else context):
             note = (
-                "[sandbox] network access denied (TCP connect/bind are blocked in this"
-                " sandbox; the user can allow network access)"
+                "[sandbox] network access denied (TCP connect/bind and unix sockets are"
+                " blocked in this sandbox; the user can allow network access)"
             )
         else:
             for path in _paths_in(line, cwd):

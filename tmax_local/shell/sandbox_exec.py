@@ -19,9 +19,11 @@ the launcher prints one line on stderr and exits with status 126.
 POLICY_JSON (built by :mod:`tmax_local.shell.sandbox`)::
 
     {"handled_fs": <mask>, "rules": [[path, mask], ...], "net": <mask>,
-     "net_ports": [[port, mask], ...], "scoped": <mask>, "tty": <mask>}
+     "net_ports": [[port, mask], ...], "scoped": <mask>, "tty": <mask>,
+     "no_unix_sockets": <bool>}
 
-(``tty``: the rights granted on the terminal that is stdin)
+(``tty``: the rights granted on the terminal that is stdin; ``no_unix_sockets``:
+a seccomp filter refuses ``socket(AF_UNIX, ...)`` and ``io_uring_setup``)
 
 or ``{}`` for no sandbox.  Masks use the kernel's ABI-7 bit values; bits the
 running kernel does not know are dropped (the parent decides, from the same
@@ -74,6 +76,67 @@ class _NetPortAttr(ctypes.Structure):
 
 class SandboxFailed(Exception):
     pass
+
+
+# -- seccomp: no unix-domain sockets (Landlock does not cover connecting to a named
+# socket, e.g. a tmux server, the systemd user bus or docker.sock, which would run
+# commands outside the sandbox), no io_uring (it can open sockets past seccomp).
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+# machine -> (AUDIT_ARCH, socket, io_uring_setup)
+_SECCOMP_ARCH = {
+    "x86_64": (0xC000003E, 41, 425),
+    "aarch64": (0xC00000B7, 198, 425),
+}
+_LD_ABS_W, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06
+_ALLOW = 0x7FFF0000
+_ERRNO = 0x00050000
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+AF_UNIX, EACCES, EPERM, ENOSYS = 1, 13, 1, 38
+
+
+def unix_socket_filter(machine: str) -> list[tuple[int, int, int, int]]:
+    """The BPF program, as (code, jt, jf, k) instructions."""
+    arch, sys_socket, sys_io_uring_setup = _SECCOMP_ARCH[machine]
+    return [
+        (_LD_ABS_W, 0, 0, 4),  # 0: arch
+        (_JEQ, 1, 0, arch),  # 1: native? -> 3
+        (_RET, 0, 0, _ERRNO | EPERM),  # 2: foreign-ABI syscalls refused
+        (_LD_ABS_W, 0, 0, 0),  # 3: syscall number
+        (_JGE, 0, 1, 0x40000000),  # 4: x32 numbers -> 5, else 6
+        (_RET, 0, 0, _ERRNO | EPERM),  # 5
+        (_JEQ, 0, 3, sys_socket),  # 6: socket() -> 7, else 10
+        (_LD_ABS_W, 0, 0, 16),  # 7: args[0] (domain), low word
+        (_JEQ, 0, 3, AF_UNIX),  # 8: AF_UNIX -> 9, else 12
+        (_RET, 0, 0, _ERRNO | EACCES),  # 9
+        (_JEQ, 0, 1, sys_io_uring_setup),  # 10: io_uring_setup -> 11, else 12
+        (_RET, 0, 0, _ERRNO | ENOSYS),  # 11
+        (_RET, 0, 0, _ALLOW),  # 12
+    ]
+
+
+def apply_seccomp(libc: ctypes.CDLL) -> None:
+    machine = os.uname().machine
+    if machine not in _SECCOMP_ARCH:
+        raise SandboxFailed(f"no seccomp filter for {machine}")
+    program = unix_socket_filter(machine)
+    array = (_SockFilter * len(program))(*(_SockFilter(*insn) for insn in program))
+    fprog = _SockFprog(len(program), array)
+    _check(
+        libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0),
+        "prctl(PR_SET_SECCOMP)",
+    )
 
 
 def _libc() -> ctypes.CDLL:
@@ -164,6 +227,8 @@ def apply_landlock(policy: dict) -> None:
                 )
         _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
         _check(libc.syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
+        if policy.get("no_unix_sockets"):
+            apply_seccomp(libc)
     finally:
         os.close(ruleset)
 
