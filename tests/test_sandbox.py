@@ -565,3 +565,30 @@ def test_health_for_doctor() -> None:
     assert report["ok"] is SUPPORT.available
     if SUPPORT.mechanism == "landlock":
         assert f"Landlock ABI {SUPPORT.abi}" in str(report["detail"])
+
+
+@needs_landlock
+def test_set_sandbox_between_commands_keeps_cwd_and_exports(world: World, tcp_server) -> None:
+    from tmax_local.shell import ShellRestarted
+
+    port, received = tcp_server
+    sh = make_shell(world, "off")
+    restarts: list[str] = []
+    sh.subscribe(lambda e: restarts.append(e.reason) if isinstance(e, ShellRestarted) else None)
+    try:
+        sh.run("mkdir sub && cd sub && export KEEP=yes")
+        sh.set_sandbox("workspace")
+        assert len(restarts) == 1 and "sandbox workspace" in restarts[0]
+        assert sh.run('echo "$KEEP $PWD"').output == f"yes {world.project / 'sub'}\n"
+        assert sh.run("touch ../../marker").exit_code == 1
+        assert sh.run(CONNECT["python"].format(port=port)).exit_code != 0
+        sh.set_sandbox("workspace", allow_network=True)  # the app's network toggle
+        assert sh.run(CONNECT["python"].format(port=port)).exit_code == 0
+        assert sh.run("touch ../../marker").exit_code == 1
+        sh.set_sandbox("workspace", allow_network=True)  # no change: no restart
+        assert len(restarts) == 2
+        sh.set_sandbox("off")
+        assert sh.run("touch ../../marker").exit_code == 0
+    finally:
+        sh.close()
+    assert received and damage(world) == [str(world.root / "marker")]

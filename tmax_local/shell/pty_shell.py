@@ -602,6 +602,42 @@ class PtyShell:
         sep = "\n" if result.output and not result.output.endswith("\n") else ""
         return dataclasses.replace(result, output=result.output + sep + note + "\n")
 
+    def set_sandbox(self, mode: str, *, allow_network: bool | None = None) -> None:
+        """Change the sandbox (mode and/or network) between commands.
+
+        Landlock cannot be relaxed in place, so a running bash is replaced by a
+        new one under the new rules, in the same directory and with the same
+        exported variables (functions, aliases and unexported variables are
+        lost, as on any restart; a ``ShellRestarted`` event says so).
+        """
+        new_mode = sandbox.SandboxMode(mode)
+        network = self.allow_network if allow_network is None else allow_network
+        if new_mode is self.sandbox_mode and network == self.allow_network:
+            return
+        running = self._bash is not None and self._alive(self._bash)
+        exported = self.exported_env() if running else None
+        with self._run_lock:
+            if self._closed:
+                raise ShellClosed("the shell has been closed")
+            old = (self.sandbox_mode, self.allow_network, self.sandbox)
+            self.sandbox_mode, self.allow_network = new_mode, network
+            self.sandbox = None
+            if new_mode is not sandbox.SandboxMode.OFF:
+                policy = self._sandbox_policy()
+                try:
+                    sandbox.require_support(policy)
+                except sandbox.SandboxUnavailable:
+                    self.sandbox_mode, self.allow_network, self.sandbox = old
+                    raise
+                self.sandbox = policy
+            if exported is not None:
+                self.env = exported
+            if self.sandbox is not None:
+                self.env["TMPDIR"] = self.sandbox.tmpdir
+            if self._bash is not None:
+                what = self.sandbox.describe() if self.sandbox else "sandbox off"
+                self._restart(f"the shell was restarted for the new sandbox setting ({what})")
+
     def exported_env(self) -> dict[str, str]:
         """The variables the shell exports right now (asked quietly, no events)."""
         policy_tmp = self.sandbox.tmpdir if self.sandbox is not None else None
