@@ -37,9 +37,11 @@ def main() -> None:
         print("nothing to compare: this machine cannot sandbox")
         return
     with tempfile.TemporaryDirectory() as project:
-        shells = {mode: PtyShell(project, sandbox_mode=mode).start() for mode in ("off", "workspace")}
+        shells = {
+            mode: PtyShell(project, sandbox_mode=mode).start() for mode in ("off", "workspace")
+        }
         try:
-            for mode, shell in shells.items():  # warm caches
+            for shell in shells.values():  # warm caches
                 for command in COMMANDS.values():
                     shell.run(command)
             times: dict[tuple[str, str], list[float]] = {}

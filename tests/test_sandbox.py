@@ -199,10 +199,14 @@ def test_devices_other_than_its_own_are_closed(world: World) -> None:
     read the user's keystrokes or type into their shell (TIOCSTI)."""
     master, slave = os.openpty()
     other_tty = os.ttyname(slave)
-    disks = [f"/dev/{n}" for n in sorted(os.listdir("/dev")) if n.startswith(("loop", "sd", "vd", "nvme"))]
+    disks = [
+        f"/dev/{n}"
+        for n in sorted(os.listdir("/dev"))
+        if n.startswith(("loop", "sd", "vd", "nvme"))
+    ]
     disks = [d for d in disks if os.path.exists(d) and os.access(d, os.R_OK)][:1]
     probe = (
-        f"{sys.executable} -c \"import os, sys; os.close(os.open(sys.argv[1], os.O_RDONLY"
+        f'{sys.executable} -c "import os, sys; os.close(os.open(sys.argv[1], os.O_RDONLY'
         f" | os.O_NOCTTY | os.O_NONBLOCK)); print('opened')\""
     )
     targets = [other_tty, "/dev/kmsg", *disks]
@@ -215,7 +219,9 @@ def test_devices_other_than_its_own_are_closed(world: World) -> None:
                         continue
                     r = sh.run(f"{probe} {target}")
                     assert ("opened" in r.output) is expect, (mode, target, r.output)
-                ok = sh.run("head -c 4 /dev/urandom | wc -c; echo x > /dev/null; tty >/dev/null && stty size")
+                ok = sh.run(
+                    "head -c 4 /dev/urandom | wc -c; echo x > /dev/null; tty >/dev/null && stty size"
+                )
                 assert ok.exit_code == 0, ok.output
             finally:
                 sh.close()
@@ -253,7 +259,7 @@ def test_workspace_controls_succeed(world: World) -> None:
             "ln -s sub/deeper/f link && cat link && ln sub/deeper/f hard && mv hard moved",
             "cp moved copied && echo more | tee -a copied >/dev/null && dd if=copied of=dd.out status=none",
             f"{sys.executable} -c \"open('py.out', 'w').write('ok')\"",
-            "t=$(mktemp) && echo tmp > $t && cat $t && rm $t && [ \"${t#$TMPDIR}\" != \"$t\" ]",
+            't=$(mktemp) && echo tmp > $t && cat $t && rm $t && [ "${t#$TMPDIR}" != "$t" ]',
             "(sleep 0.1; echo bg > bg.out) & wait",
             "echo x > /dev/null && echo y >/dev/stderr && tty >/dev/null && stty size",
             "git init -q . && git -c user.name=t -c user.email=t@e add -A"
@@ -384,7 +390,7 @@ def unix_server(tmp_path: Path) -> Iterator[tuple[str, list[bytes]]]:
 
 
 UNIX_CONNECT = (
-    f"{sys.executable} -c \"import socket, sys; s = socket.socket(socket.AF_UNIX);"
+    f'{sys.executable} -c "import socket, sys; s = socket.socket(socket.AF_UNIX);'
     " s.connect(sys.argv[1]); s.sendall(b'run-this-outside')\""
 )
 
@@ -433,7 +439,7 @@ def test_off_policy_still_uses_the_launcher(tmp_path: Path) -> None:
 
 def test_unavailable_sandbox_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(sb, "detect", lambda: sb.SandboxSupport("none", detail="no Landlock"))
-    with pytest.raises(sb.SandboxUnavailable, match="no Landlock.*--sandbox off"):
+    with pytest.raises(sb.SandboxUnavailable, match=r"no Landlock.*--sandbox off"):
         PtyShell(tmp_path, sandbox_mode="workspace")
 
 
@@ -498,7 +504,9 @@ def test_seatbelt_profile_text(tmp_path: Path) -> None:
             assert f'(require-not (subpath "{target}"))' in rule
     assert not any("network" in line for line in lines)  # denied by (deny default)
     assert "(allow network*)" in sb.seatbelt_profile(
-        sb.SandboxPolicy("workspace", project=project, tmpdir=tmp_path, home=home, allow_network=True)
+        sb.SandboxPolicy(
+            "workspace", project=project, tmpdir=tmp_path, home=home, allow_network=True
+        )
     )
     read_only = sb.seatbelt_profile(
         sb.SandboxPolicy("read-only", project=project, tmpdir=tmp_path / "t", home=home)
@@ -552,7 +560,7 @@ def test_choose_mode_defaults_and_refusals() -> None:
     assert sb.choose_mode("read-only", unattended=False, support=yes) is sb.SandboxMode.READ_ONLY
     assert sb.choose_mode("off", unattended=True, support=no) is sb.SandboxMode.OFF
     assert sb.choose_mode(None, unattended=False, support=no) is sb.SandboxMode.OFF
-    with pytest.raises(sb.SandboxUnavailable, match="default is a sandbox.*--sandbox off"):
+    with pytest.raises(sb.SandboxUnavailable, match=r"default is a sandbox.*--sandbox off"):
         sb.choose_mode(None, unattended=True, support=no)
     with pytest.raises(sb.SandboxUnavailable, match="no Landlock"):
         sb.choose_mode("workspace", unattended=False, support=no)

@@ -17,9 +17,7 @@ from tmax_local.approval import Approve, Gate, RunUnsandboxed
 from tmax_local.shell import PtyShell
 from tmax_local.shell import sandbox as sb
 
-pytestmark = pytest.mark.skipif(
-    sb.detect().mechanism != "landlock", reason="needs Landlock"
-)
+pytestmark = pytest.mark.skipif(sb.detect().mechanism != "landlock", reason="needs Landlock")
 SUBMIT = bash_reply("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT", "Done.")
 
 

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tmax_local.shell import PtyShell, procs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,13 +36,29 @@ def test_shell_tests_pass_without_proc(tmp_path) -> None:
         " or kill_9_self or restart or interrupt or sudo or sleep"
     )
     argv = [
-        sys.executable, "-m", "pytest", "tests/test_shell.py", "tests/test_shell_adversarial.py",
-        "-k", selection, "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-        "--basetemp", str(tmp_path / "inner"),
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/test_shell.py",
+        "tests/test_shell_adversarial.py",
+        "-k",
+        selection,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:randomly",
+        "--basetemp",
+        str(tmp_path / "inner"),
     ]
     env = {**os.environ, "TMAX_PROCS": "portable"}
     proc = subprocess.run(
-        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        argv,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
         stdin=subprocess.DEVNULL,
     )
     tail = proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -54,9 +68,21 @@ def test_shell_tests_pass_without_proc(tmp_path) -> None:
 
 # Constructs that need bash 4 or later (macOS ships 3.2).
 _BASH4 = [
-    r"declare -[AnlNu]", r"local -n", r"\$\{\w+(,,|\^\^|,|\^)\}", r"\bmapfile\b", r"\breadarray\b",
-    r"\|&", r"&>>", r"\bcoproc\b", r";;&", r";&", r"\$BASHPID", r"\$\{\w+@[QEPAa]\}",
-    r"\bwait -n\b", r"\$EPOCHSECONDS", r"\bshopt -s (globstar|lastpipe|autocd)",
+    r"declare -[AnlNu]",
+    r"local -n",
+    r"\$\{\w+(,,|\^\^|,|\^)\}",
+    r"\bmapfile\b",
+    r"\breadarray\b",
+    r"\|&",
+    r"&>>",
+    r"\bcoproc\b",
+    r";;&",
+    r";&",
+    r"\$BASHPID",
+    r"\$\{\w+@[QEPAa]\}",
+    r"\bwait -n\b",
+    r"\$EPOCHSECONDS",
+    r"\bshopt -s (globstar|lastpipe|autocd)",
 ]
 
 

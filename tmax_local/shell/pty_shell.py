@@ -584,7 +584,7 @@ class PtyShell:
             kill_grace=self.kill_grace,
             input_wait_after=self.input_wait_after,
         )
-        fresh._subscribers = self._subscribers  # noqa: SLF001 - same owner, same listeners
+        fresh._subscribers = self._subscribers
         try:
             fresh.start()
             with self._cond:

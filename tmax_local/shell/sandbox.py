@@ -305,7 +305,8 @@ def launcher_argv(policy: SandboxPolicy | None, argv: Sequence[str]) -> list[str
     if policy is None or not policy.confined:
         return [*launcher, "{}", "--", *argv]
     if sys.platform == "darwin":
-        return [*launcher, "{}", "--", "/usr/bin/sandbox-exec", "-p", seatbelt_profile(policy), *argv]
+        profile = seatbelt_profile(policy)
+        return [*launcher, "{}", "--", "/usr/bin/sandbox-exec", "-p", profile, *argv]
     return [*launcher, policy.landlock_json(), "--", *argv]
 
 
@@ -346,9 +347,11 @@ def choose_mode(
         return mode
     support = support if support is not None else detect()
     if not support.available:
-        why = "commands run without approval, so the default is a sandbox, but " if (
-            requested is None
-        ) else ""
+        why = (
+            "commands run without approval, so the default is a sandbox, but "
+            if (requested is None)
+            else ""
+        )
         raise SandboxUnavailable(
             f"{why}this machine cannot sandbox the shell ({support.detail}); "
             "pass --sandbox off to run without it"
@@ -387,7 +390,8 @@ def seatbelt_profile(policy: SandboxPolicy) -> str:
         "(allow user-preference-read)",
         f'(allow file-read* (require-all (subpath "/") {no_dev} {keep_out}))',
         f'(allow file-read* (literal "/dev") {devices})',
-        f"(allow file-write* file-ioctl (require-all (require-any {' '.join(writable)}) {keep_out}))",
+        f"(allow file-write* file-ioctl"
+        f" (require-all (require-any {' '.join(writable)}) {keep_out}))",
     ]
     if policy.allow_network:
         lines.append("(allow network*)")

@@ -208,8 +208,11 @@ def apply_landlock(policy: dict) -> None:
                 rule = _PathBeneathAttr(allowed, fd)
                 _check(
                     libc.syscall(
-                        SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH,
-                        ctypes.byref(rule), 0,
+                        SYS_LANDLOCK_ADD_RULE,
+                        ruleset,
+                        LANDLOCK_RULE_PATH_BENEATH,
+                        ctypes.byref(rule),
+                        0,
                     ),
                     f"landlock_add_rule({path})",
                 )
@@ -220,8 +223,11 @@ def apply_landlock(policy: dict) -> None:
                 net_rule = _NetPortAttr(int(mask) & handled_net, int(port))
                 _check(
                     libc.syscall(
-                        SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_NET_PORT,
-                        ctypes.byref(net_rule), 0,
+                        SYS_LANDLOCK_ADD_RULE,
+                        ruleset,
+                        LANDLOCK_RULE_NET_PORT,
+                        ctypes.byref(net_rule),
+                        0,
                     ),
                     f"landlock_add_rule(port {port})",
                 )
