@@ -260,7 +260,11 @@ class PtyShell:
         self.sandbox: sandbox.SandboxPolicy | None = None
         if self.sandbox_mode is not sandbox.SandboxMode.OFF:
             self.sandbox = self._sandbox_policy()
-            sandbox.require_support(self.sandbox)
+            try:
+                sandbox.require_support(self.sandbox)
+            except sandbox.SandboxUnavailable:
+                self.close()
+                raise
             self.env["TMPDIR"] = self.sandbox.tmpdir
 
     def _sandbox_policy(self) -> sandbox.SandboxPolicy:
