@@ -44,14 +44,22 @@ CONTROLS = [
 ]
 
 
-def _run(tmp_path: Path, sandbox: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+def _run(
+    tmp_path: Path,
+    sandbox: str | None,
+    commands: list[str] | None = None,
+    approve: str = "auto",
+    answers: str = "a\n" * 100,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     project = tmp_path / "project"
     home = tmp_path / "home"
     for d in (project, home / ".ssh", tmp_path / "outside"):
         d.mkdir(parents=True)
     (home / ".ssh" / "id_rsa").write_text(SECRET + "\n")
     script = tmp_path / "script.json"
-    replies = [bash_reply(c) for c in ESCAPES + CONTROLS + ["echo still-alive"]] + [SUBMIT]
+    if commands is None:
+        commands = ESCAPES + CONTROLS + ["echo still-alive"]
+    replies = [bash_reply(c) for c in commands] + [SUBMIT]
     script.write_text(json.dumps(replies))
     env = dict(os.environ)
     env.update(
@@ -62,11 +70,13 @@ def _run(tmp_path: Path, sandbox: str) -> tuple[subprocess.CompletedProcess[str]
         HF_HUB_OFFLINE="1",
     )
     argv = [sys.executable, "-m", "tmax_local", "run", "escape", "--model", f"script:{script}"]
-    argv += ["--approve", "auto", "--sandbox", sandbox, "--max-steps", str(len(replies) + 1)]
+    argv += ["--approve", approve, "--max-steps", str(len(replies) + 1)]
+    if sandbox is not None:
+        argv += ["--sandbox", sandbox]
     argv += ["--json", str(tmp_path / "run.json")]
     proc = subprocess.run(
         argv,
-        input="a\n" * 100,
+        input=answers,
         capture_output=True,
         text=True,
         env=env,
@@ -98,3 +108,22 @@ def test_run_sandbox_off_lets_them_through(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert len(_markers(root)) == 13, _markers(root)
     assert SECRET in (root / "project" / "stolen.txt").read_text()
+
+
+@pytest.mark.skipif(SUPPORT.mechanism != "landlock", reason="needs Landlock")
+@pytest.mark.parametrize(("approve", "expected"), [("auto", "sandbox workspace"), ("ask", "sandbox off")])
+def test_default_follows_the_approval_mode(tmp_path: Path, approve: str, expected: str) -> None:
+    proc, root = _run(tmp_path, None, ["touch ../default-marker"], approve=approve)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    header = proc.stdout.split("── step 1")[0]
+    assert expected in header
+    assert (root / "default-marker").exists() is (expected == "sandbox off")
+
+
+@pytest.mark.skipif(SUPPORT.mechanism != "landlock", reason="needs Landlock")
+def test_answer_u_runs_one_command_unsandboxed(tmp_path: Path) -> None:
+    commands = ["touch ../u-marker", "touch ../second-marker"]
+    proc, root = _run(tmp_path, "workspace", commands, approve="ask", answers="u\na\n")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "[u]nsandboxed" in proc.stdout and "ran outside the sandbox" in proc.stdout
+    assert (root / "u-marker").exists() and not (root / "second-marker").exists()

@@ -76,6 +76,15 @@ class _ApprovalModes:
         return iter(self._modes())
 
 
+class _SandboxModes(_ApprovalModes):
+    """`shell.sandbox.MODES` as argparse choices, read when first needed (it loads the shell)."""
+
+    def _modes(self) -> tuple[str, ...]:
+        from tmax_local.shell.sandbox import MODES
+
+        return MODES
+
+
 def option(
     default: Any,
     help: str,
@@ -218,6 +227,24 @@ class SessionOptions:
         "elsewhere they are ignored",
         flag=True,
     )
+    sandbox: str | None = option(
+        None,
+        "confine the shell by the OS: workspace (writes only in the project and a private "
+        "$TMPDIR, no network, credentials unreadable), read-only, or off (default: workspace "
+        "when commands run without asking each, i.e. --approve auto or allow rules; else off)",
+        choices=_SandboxModes(),
+    )
+    allow_network: bool = option(
+        False, "let sandboxed commands use the network (TCP, unix sockets)", flag=True
+    )
+
+    def sandbox_mode(self, *, allow_rules: bool) -> str:
+        """The sandbox the shell runs with: ``--sandbox``, else the default for the approval
+        mode (see `shell.sandbox.choose_mode`; raises if a sandbox is needed but missing)."""
+        from tmax_local.shell.sandbox import choose_mode
+
+        unattended = self.approve == "auto" or allow_rules
+        return choose_mode(self.sandbox, unattended=unattended).value
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Self:
