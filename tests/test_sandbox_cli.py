@@ -127,3 +127,30 @@ def test_answer_u_runs_one_command_unsandboxed(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "[u]nsandboxed" in proc.stdout and "ran outside the sandbox" in proc.stdout
     assert (root / "u-marker").exists() and not (root / "second-marker").exists()
+
+
+def test_config_file_sets_the_sandbox_and_flags_win(tmp_path: Path, monkeypatch) -> None:
+    import argparse
+
+    from tmax_local.agent.options import SessionOptions, add_session_arguments
+    from tmax_local.errors import ConfigError
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "config.toml").write_text('sandbox = "read-only"\nallow-network = true\n')
+    monkeypatch.setenv("TMAX_CONFIG_DIR", str(cfg))
+    parser = argparse.ArgumentParser()
+    add_session_arguments(parser)
+    opts = SessionOptions.from_args(parser.parse_args([]))
+    assert (opts.sandbox, opts.allow_network) == ("read-only", True)
+    opts = SessionOptions.from_args(parser.parse_args(["--sandbox", "off"]))
+    assert opts.sandbox == "off"
+    (cfg / "config.toml").write_text("sandbx = 'off'\n")
+    with pytest.raises(ConfigError, match="unknown setting 'sandbx'"):
+        add_session_arguments(argparse.ArgumentParser())
+    (cfg / "config.toml").write_text('sandbox = "everything"\n')
+    parser = argparse.ArgumentParser()
+    add_session_arguments(parser)
+    bad = SessionOptions.from_args(parser.parse_args([]))
+    with pytest.raises(ConfigError, match="unknown sandbox mode 'everything'"):
+        bad.sandbox_mode(allow_rules=False)

@@ -28,6 +28,9 @@ where it is used (`SessionOptions` reaches the session of both front ends; a mod
 goes through `engine_options()` / `harness_config()`). Nothing else needs to change: both
 commands get the flag and `tests/test_options.py` checks that each field has its flag.
 
+The user's config file (`tmax_local.config`) may replace any of these defaults, by the
+field's name; flags on the command line still win.
+
 Defaults are never written here: the harness numbers come from `harness`, the default
 model and quant from `resolve`, the approval modes from `approval.policy.MODES`.
 """
@@ -261,3 +264,13 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every `SessionOptions` flag (model and runtime, then session) to ``parser``."""
     add_model_arguments(parser.add_argument_group("model and runtime"))
     _add_fields(SessionOptions, parser.add_argument_group("session"))
+    # The config file's values replace the built-in defaults (flags still win).
+    from tmax_local.config import load_defaults
+
+    flags = [
+        f.name
+        for cls in (ModelOptions, SessionOptions)
+        for f in dataclasses.fields(cls)
+        if _ARG in f.metadata
+    ]
+    parser.set_defaults(**load_defaults(flags))

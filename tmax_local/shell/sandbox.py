@@ -56,7 +56,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tmax_local.errors import TmaxError
+from tmax_local.errors import ConfigError, TmaxError
 from tmax_local.shell import sandbox_exec
 
 # Landlock filesystem rights (bit values of the kernel ABI).
@@ -340,7 +340,7 @@ def choose_mode(
         try:
             mode = SandboxMode(requested)
         except ValueError:
-            raise TmaxError(
+            raise ConfigError(
                 f"unknown sandbox mode {requested!r} (expected one of: {', '.join(MODES)})"
             ) from None
     if mode is SandboxMode.OFF:

@@ -118,7 +118,7 @@ class TmaxApp(App[int]):
         Binding("ctrl+t", "takeover", "Terminal"),
         Binding("ctrl+x", "stop", "Stop agent", priority=True),
         Binding("f3", "cycle_mode", "Mode"),
-        Binding("f4", "toggle_network", "Network"),
+        Binding("f4", "toggle_network", "Network", show=False),
         Binding("ctrl+o", "export", "Export"),
         Binding("f5", "fetch_model", "Get model"),
         Binding("shift+pageup", "terminal_page(1)", "Terminal history", show=False),

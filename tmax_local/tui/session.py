@@ -201,10 +201,10 @@ class Session:
         return bool(Gate.load(Path(self.options.cwd or Path.cwd()), self.mode).rules.allow)
 
     def sandbox_label(self) -> str:
-        """For the status bar: ``sandbox workspace, no net`` / ``sandbox off``."""
+        """For the status bar: ``sandbox workspace, no net``; empty when there is none."""
         shell = self.shell
         if shell is None or shell.sandbox is None:
-            return "sandbox off"
+            return ""
         net = "net" if shell.allow_network else "no net"
         return f"sandbox {shell.sandbox_mode.value}, {net}"
 
