@@ -600,3 +600,12 @@ def test_set_sandbox_between_commands_keeps_cwd_and_exports(world: World, tcp_se
     finally:
         sh.close()
     assert received and damage(world) == [str(world.root / "marker")]
+
+
+def test_old_kernel_without_tcp_rules_is_said(tmp_path: Path, monkeypatch) -> None:
+    policy = sb.SandboxPolicy("workspace", project=tmp_path, tmpdir=tmp_path, home=tmp_path)
+    monkeypatch.setattr(sb, "detect", lambda: sb.SandboxSupport("landlock", abi=3))
+    assert "TCP NOT blocked" in policy.describe()
+    assert "no network filtering" in sb.SandboxSupport("landlock", abi=3).describe()
+    monkeypatch.setattr(sb, "detect", lambda: sb.SandboxSupport("landlock", abi=7, network=True))
+    assert policy.describe().endswith("no network")

@@ -231,7 +231,12 @@ class SandboxPolicy:
         """One line for headers and status bars."""
         if not self.confined:
             return "sandbox off"
-        net = "network allowed" if self.allow_network else "no network"
+        if self.allow_network:
+            net = "network allowed"
+        elif detect().network:
+            net = "no network"
+        else:  # Landlock ABI < 4: TCP cannot be refused on this kernel
+            net = "TCP NOT blocked (kernel too old), unix sockets blocked"
         if self.mode is SandboxMode.WORKSPACE:
             return f"sandbox workspace: writes only in {self.project}, {net}"
         return f"sandbox read-only: no writes outside $TMPDIR, {net}"
