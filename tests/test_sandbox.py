@@ -609,3 +609,50 @@ def test_old_kernel_without_tcp_rules_is_said(tmp_path: Path, monkeypatch) -> No
     assert "no network filtering" in sb.SandboxSupport("landlock", abi=3).describe()
     monkeypatch.setattr(sb, "detect", lambda: sb.SandboxSupport("landlock", abi=7, network=True))
     assert policy.describe().endswith("no network")
+
+
+_ENVIRON_PROBE = """
+import os, subprocess, sys
+launcher, policy = sys.argv[1], sys.argv[2]
+if "SECRET_TOKEN" not in os.environ:  # re-exec: the secret must be in the initial environment
+    env = dict(os.environ, SECRET_TOKEN="tmax-env-secret")
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+r = subprocess.run(
+    [sys.executable, "-I", "-S", launcher, policy, "--", "sh", "-c", "cat /proc/$PPID/environ"],
+    capture_output=True, text=True,
+)
+print("LEAKED" if "tmax-env-secret" in r.stdout else "SAFE")
+"""
+
+
+@needs_landlock
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None, reason="needs root")
+def test_agent_environ_unreadable_for_a_normal_user(tmp_path: Path) -> None:
+    """Secrets withheld from the shell still sit in the agent's /proc/PID/environ.  For a
+    normal user Landlock's ptrace rule keeps the sandbox out of it (root is not kept out:
+    see the README)."""
+    import tempfile
+
+    from tmax_local.shell import sandbox_exec
+
+    python = "/usr/bin/python3"
+    if not os.path.exists(python):
+        pytest.skip("no system python for the unprivileged user")
+    folder = tempfile.mkdtemp()
+    try:
+        os.chmod(folder, 0o755)
+        launcher = shutil.copy(sandbox_exec.__file__, folder)
+        probe = Path(folder) / "probe.py"
+        probe.write_text(_ENVIRON_PROBE)
+        os.chmod(launcher, 0o644)
+        os.chmod(probe, 0o644)
+        policy = sb.SandboxPolicy("workspace", project=folder, tmpdir=folder, home="/nonexistent")
+        results = {}
+        for name, pol in (("off", "{}"), ("workspace", policy.landlock_json())):
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python]
+            argv += [str(probe), launcher, pol]
+            out = subprocess.run(argv, capture_output=True, text=True, cwd=folder, timeout=60)
+            results[name] = out.stdout.strip() or out.stderr[-300:]
+        assert results == {"off": "LEAKED", "workspace": "SAFE"}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
