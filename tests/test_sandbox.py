@@ -231,6 +231,31 @@ def test_devices_other_than_its_own_are_closed(world: World) -> None:
 
 
 @needs_landlock
+def test_root_keeps_no_capabilities(world: World) -> None:
+    """Landlock limits file access, not what capabilities allow (kernel modules, raw and
+    netlink sockets, reboot): as root the sandbox drops them all."""
+    if os.geteuid() != 0:
+        pytest.skip("only root has capabilities to drop")
+    caps = "grep -E '^Cap(Eff|Prm|Bnd):' /proc/self/status"
+    for mode in ("off", "workspace"):
+        sh = make_shell(world, mode)
+        try:
+            values = {
+                line.split(":")[0]: int(line.split()[1], 16)
+                for line in sh.run(caps).output.splitlines()
+            }
+            sh.run("exec bash")  # a fresh exec as uid 0 gets nothing back
+            again = sh.run(caps).output
+        finally:
+            sh.close()
+        if mode == "off":
+            assert values["CapEff"] != 0
+        else:
+            assert values == {"CapEff": 0, "CapPrm": 0, "CapBnd": 0}
+            assert again.count("0000000000000000") == 3
+
+
+@needs_landlock
 def test_cannot_signal_processes_outside(world: World) -> None:
     if SUPPORT.abi < 6:
         pytest.skip("signal scoping needs Landlock ABI 6")

@@ -8,7 +8,8 @@ costs one small interpreter start per shell start, nothing per command).
    whatever started tmax-local (Python ignores SIGPIPE; a background job
    ignores SIGINT/SIGQUIT) must not leak into the shell, where bash could not
    undo it (signals ignored on entry cannot be trapped or reset).
-2. If the policy has Landlock rules, they are applied to this process
+2. If the policy has Landlock rules, they are applied to this process (after
+   dropping every capability from the bounding set when running as root)
    (``PR_SET_NO_NEW_PRIVS`` + ``landlock_restrict_self``); the restriction is
    inherited by the program exec'd below and by everything it ever starts.
 3. ``execvp(PROGRAM)``.
@@ -33,6 +34,7 @@ ABI, whether that is acceptable).  Missing paths are skipped.
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import signal
@@ -171,12 +173,33 @@ def _check(result: int, what: str) -> int:
     return result
 
 
+PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 47, 4
+
+
+def drop_capabilities(libc: ctypes.CDLL) -> None:
+    """As root: empty the capability bounding set, so bash (exec'd as uid 0) and all it
+    starts hold no capability at all.  Landlock does not stop what capabilities allow
+    besides file access (loading kernel modules, raw/netlink sockets, reboot...)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as fh:
+            last = int(fh.read())
+    except (OSError, ValueError):
+        last = 63
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    for cap in range(last + 1):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 and ctypes.get_errno() != errno.EINVAL:
+            raise SandboxFailed(f"prctl(PR_CAPBSET_DROP, {cap}): {os.strerror(ctypes.get_errno())}")
+
+
 def apply_landlock(policy: dict) -> None:
     """Restrict this process (and its future children) as ``policy`` says."""
     abi = abi_version()
     if abi < 1:
         raise SandboxFailed("Landlock is not available in this kernel")
     libc = _libc()
+    drop_capabilities(libc)
     handled_fs = int(policy.get("handled_fs", 0)) & fs_rights(abi)
     handled_net = int(policy.get("net", 0)) & NET_RIGHTS if abi >= 4 else 0
     scoped = int(policy.get("scoped", 0)) & SCOPE_RIGHTS if abi >= 6 else 0
