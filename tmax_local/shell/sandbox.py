@@ -15,9 +15,12 @@ rules are applied by the launcher :mod:`tmax_local.shell.sandbox_exec` to the
 process that then execs bash, so bash, ``exec bash``, ``setsid``, ``nohup``
 and background jobs all stay inside: a Landlock domain is inherited by every
 descendant and can never be removed.  The shell's restart path uses the same
-launcher.  Landlock also confines root and forbids ptrace of (and reading
-``/proc/PID/environ`` or ``mem`` of) processes outside the sandbox, and from
-ABI 6 sending signals to them.
+launcher.  Landlock also confines root and forbids ptrace of (and reading the
+``mem`` or ``cwd`` of) processes outside the sandbox, and from ABI 6 sending
+signals to them.  As root, the launcher also empties the capability bounding
+set (Landlock does not cover kernel modules, raw or netlink sockets...).  One
+thing root keeps: the agent's own ``/proc/PID/environ`` (with the secrets the
+shell's environment leaves out) stays readable; a normal user's is not.
 
 What Landlock is an allow-list of, and what follows from it:
 
