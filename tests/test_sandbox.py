@@ -681,3 +681,24 @@ def test_agent_environ_unreadable_for_a_normal_user(tmp_path: Path) -> None:
         assert results == {"off": "LEAKED", "workspace": "SAFE"}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@needs_landlock
+def test_interrupt_reaches_the_unsandboxed_command(world: World) -> None:
+    from tmax_local.shell import CommandStarted
+
+    sh = make_shell(world, "workspace")
+    started = threading.Event()
+    sh.subscribe(lambda e: started.set() if isinstance(e, CommandStarted) else None)
+    box: list[object] = []
+    try:
+        worker = threading.Thread(target=lambda: box.append(sh.run_unsandboxed("sleep 30")))
+        worker.start()
+        assert started.wait(20)
+        sh.interrupt()
+        worker.join(30)
+        assert not worker.is_alive()
+        assert box[0].exit_code == 130 and box[0].duration_s < 25  # type: ignore[attr-defined]
+        assert sh.run("echo back").output == "back\n"
+    finally:
+        sh.close()
