@@ -50,6 +50,7 @@ def _run(
     commands: list[str] | None = None,
     approve: str = "auto",
     answers: str = "a\n" * 100,
+    extra: list[str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     project = tmp_path / "project"
     home = tmp_path / "home"
@@ -73,6 +74,7 @@ def _run(
     argv += ["--approve", approve, "--max-steps", str(len(replies) + 1)]
     if sandbox is not None:
         argv += ["--sandbox", sandbox]
+    argv += extra or []
     argv += ["--json", str(tmp_path / "run.json")]
     proc = subprocess.run(
         argv,
@@ -111,7 +113,9 @@ def test_run_sandbox_off_lets_them_through(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(SUPPORT.mechanism != "landlock", reason="needs Landlock")
-@pytest.mark.parametrize(("approve", "expected"), [("auto", "sandbox workspace"), ("ask", "sandbox off")])
+@pytest.mark.parametrize(
+    ("approve", "expected"), [("auto", "sandbox workspace"), ("ask", "sandbox off")]
+)
 def test_default_follows_the_approval_mode(tmp_path: Path, approve: str, expected: str) -> None:
     proc, root = _run(tmp_path, None, ["touch ../default-marker"], approve=approve)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -154,3 +158,16 @@ def test_config_file_sets_the_sandbox_and_flags_win(tmp_path: Path, monkeypatch)
     bad = SessionOptions.from_args(parser.parse_args([]))
     with pytest.raises(ConfigError, match="unknown sandbox mode 'everything'"):
         bad.sandbox_mode(allow_rules=False)
+
+
+@pytest.mark.skipif(SUPPORT.mechanism != "landlock", reason="needs Landlock")
+def test_extra_writable_dirs(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    commands = ["echo cached > ../cache/pip-marker", "touch ../elsewhere-marker"]
+    proc, root = _run(
+        tmp_path, "workspace", commands, extra=["--sandbox-writable", f"{cache}:/nonexistent"]
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (cache / "pip-marker").read_text() == "cached\n"
+    assert not (root / "elsewhere-marker").exists()

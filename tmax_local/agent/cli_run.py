@@ -234,14 +234,8 @@ def run(args: argparse.Namespace) -> int:
     approver = PromptApprover(stdin_for_answers, sys.stdout)
     view = TerminalView(sys.stdout)
 
-    sandbox_mode = session.sandbox_mode(allow_rules=bool(gate.rules.allow))
-    shell = PtyShell(
-        cwd,
-        timeout=opts.timeout,
-        protect_parent=True,
-        sandbox_mode=sandbox_mode,
-        allow_network=session.allow_network,
-    )
+    sandbox = session.shell_sandbox(allow_rules=bool(gate.rules.allow))
+    shell = PtyShell(cwd, timeout=opts.timeout, protect_parent=True, **sandbox)
     view.sandbox = shell.sandbox.describe() if shell.sandbox else "sandbox off"
     approver.sandboxed = shell.sandbox is not None
     with shell:

@@ -240,6 +240,12 @@ class SessionOptions:
     allow_network: bool = option(
         False, "let sandboxed commands use the network (TCP, unix sockets)", flag=True
     )
+    sandbox_writable: str | None = option(
+        None,
+        "more directories the sandbox may write, separated by ':' (e.g. tool caches: "
+        "~/.cache/pip:~/.npm)",
+        metavar="DIRS",
+    )
 
     def sandbox_mode(self, *, allow_rules: bool) -> str:
         """The sandbox the shell runs with: ``--sandbox``, else the default for the approval
@@ -248,6 +254,19 @@ class SessionOptions:
 
         unattended = self.approve == "auto" or allow_rules
         return choose_mode(self.sandbox, unattended=unattended).value
+
+    def shell_sandbox(self, *, allow_rules: bool) -> dict[str, Any]:
+        """`PtyShell` keyword arguments for the sandbox (see `sandbox_mode`)."""
+        import os
+
+        writable = tuple(
+            os.path.expanduser(p) for p in (self.sandbox_writable or "").split(os.pathsep) if p
+        )
+        return {
+            "sandbox_mode": self.sandbox_mode(allow_rules=allow_rules),
+            "allow_network": self.allow_network,
+            "sandbox_writable": writable,
+        }
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Self:

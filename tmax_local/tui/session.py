@@ -159,14 +159,8 @@ class Session:
         from tmax_local.agent.transcript import new_session_id
         from tmax_local.shell import AsciicastRecorder, CommandStarted, Output, PtyShell
 
-        sandbox_mode = self.options.sandbox_mode(allow_rules=self._allow_rules())
-        shell = PtyShell(
-            self.options.cwd,
-            rows=rows,
-            cols=cols,
-            sandbox_mode=sandbox_mode,
-            allow_network=self.options.allow_network,
-        )
+        sandbox = self.options.shell_sandbox(allow_rules=self._allow_rules())
+        shell = PtyShell(self.options.cwd, rows=rows, cols=cols, **sandbox)
         self.project_root = Path(shell.cwd)
         directory = self.sessions_dir()
         directory.mkdir(parents=True, exist_ok=True)
