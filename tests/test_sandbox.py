@@ -162,6 +162,10 @@ def test_denials_are_explained_to_the_model(world: World) -> None:
             "[sandbox] access to ~/.ssh/id_rsa denied (credential location; the sandbox"
             " blocks reading and writing it)",
         )
+        r = sh.run("head -c 10 /dev/kmsg")
+        assert r.sandbox_denials == (
+            "[sandbox] read of /dev/kmsg denied (not readable in the sandbox)",
+        )
         # Not the sandbox's doing: no note.
         (world.project / "locked").mkdir(mode=0o500)
         r = sh.run("cat missing-file; ls /nonexistent")

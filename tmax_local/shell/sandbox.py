@@ -52,6 +52,7 @@ same rules (untested on a Mac; see the README).
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import os
 import re
@@ -273,9 +274,20 @@ class SandboxPolicy:
         return json.dumps(policy, separators=(",", ":"))
 
     # -- reading denials out of a command's output ---------------------------------
-    def readable(self, path: str) -> bool:
+    @functools.cached_property
+    def _read_roots(self) -> tuple[str, ...]:
+        return tuple(path for path, rights in self.landlock_rules() if rights & READ_FILE)
+
+    def protected_path(self, path: str) -> bool:
         real = _real(path)
-        return not any(_within(real, p) for p in self.protected())
+        return any(_within(real, p) for p in self.protected())
+
+    def readable(self, path: str) -> bool:
+        """Whether the rules let the shell read ``path`` (its terminal aside)."""
+        real = _real(path)
+        if self.protected_path(real):
+            return False
+        return any(_within(real, root) for root in self._read_roots)
 
     def writable_path(self, path: str) -> bool:
         real = _real(path)
@@ -478,13 +490,17 @@ def _unconfined_allows(path: str, write: bool) -> bool:
 
 def _path_note(path: str, policy: SandboxPolicy) -> str | None:
     shown = _display(path, policy)
-    if not policy.readable(path):
+    if policy.protected_path(path):
         if _unconfined_allows(path, write=False) or not os.path.lexists(path):
             return (
                 f"[sandbox] access to {shown} denied (credential location; the sandbox"
                 " blocks reading and writing it)"
             )
         return None
+    if os.path.lexists(path) and not policy.readable(path):  # (a missing one: a create)
+        if not _unconfined_allows(path, write=False):
+            return None
+        return f"[sandbox] read of {shown} denied (not readable in the sandbox)"
     if policy.writable_path(path):
         return None
     if not _unconfined_allows(path, write=True):
