@@ -706,3 +706,18 @@ def test_interrupt_reaches_the_unsandboxed_command(world: World) -> None:
         assert sh.run("echo back").output == "back\n"
     finally:
         sh.close()
+
+
+@needs_landlock
+def test_unsandboxed_run_keeps_program_changing_variables_at_their_start_values(
+    world: World,
+) -> None:
+    """The exported variables are read through a file the sandbox can write; those that
+    change what programs run (LD_PRELOAD, BASH_ENV, PYTHON*, GIT_*...) are not taken."""
+    sh = make_shell(world, "workspace")
+    try:
+        sh.run("export LD_PRELOAD=/nonexistent/evil.so PYTHONSTARTUP=evil.py KEPT=yes")
+        r = sh.run_unsandboxed('echo "${LD_PRELOAD-unset}|${PYTHONSTARTUP-unset}|$KEPT"')
+        assert r.output.splitlines()[0] == "unset|unset|yes"
+    finally:
+        sh.close()

@@ -83,6 +83,7 @@ from tmax_local.shell.state import (
     git_config_files,
     open_fds,
     parse_snapshot,
+    sensitive_variable,
     snapshot_function,
 )
 from tmax_local.shell.text import DEFAULT_HEAD_CHARS, DEFAULT_TAIL_CHARS, TextCollector
@@ -278,8 +279,9 @@ class PtyShell:
             tmpdir=tmpdir,
             home=home,
             allow_network=self.allow_network,
-            writable=self.sandbox_writable,
-            writable_files=(self._cwd_file(),),
+            # bash itself writes here after every command (its directory, the live-state
+            # snapshot): nothing in it is trusted beyond what the shell could say anyway.
+            writable=(control, *self.sandbox_writable),
         )
 
     # -- lifecycle -----------------------------------------------------------
@@ -576,7 +578,7 @@ class PtyShell:
         """
         if self.sandbox is None:
             return self.run(command, timeout)
-        env = self.exported_env()
+        env = self._unsandboxed_env()
         fresh = PtyShell(
             self.cwd,
             timeout=self.timeout if timeout is None else timeout,
@@ -664,6 +666,15 @@ class PtyShell:
             name, sep, value = item.partition(b"=")
             if sep and name and not name.startswith(b"BASH_FUNC_"):
                 env[os.fsdecode(name)] = os.fsdecode(value)
+        return env
+
+    def _unsandboxed_env(self) -> dict[str, str]:
+        """The exported variables for a command run outside the sandbox, except that
+        variables that change what programs run (``LD_PRELOAD``, ``PYTHON*``, ``GIT_*``,
+        ``BASH_ENV``, pagers...: `state.sensitive_variable`) keep the values the shell
+        started with: the file they are read from is writable inside the sandbox."""
+        env = {k: v for k, v in self.exported_env().items() if not sensitive_variable(k)}
+        env.update({k: v for k, v in self.env.items() if sensitive_variable(k)})
         return env
 
     def _cwd_file(self) -> str:
