@@ -19,8 +19,8 @@ launcher.  Landlock also confines root and forbids ptrace of (and reading the
 ``mem`` or ``cwd`` of) processes outside the sandbox, and from ABI 6 sending
 signals to them.  As root, the launcher also empties the capability bounding
 set (Landlock does not cover kernel modules, raw or netlink sockets...).  One
-thing root keeps: the agent's own ``/proc/PID/environ`` (with the secrets the
-shell's environment leaves out) stays readable; a normal user's is not.
+thing root keeps: the agent's own ``/proc/PID/environ`` stays readable (a
+normal user's is not); ``shell/secrets.py`` scrubs withheld secrets from it.
 
 What Landlock is an allow-list of, and what follows from it:
 
