@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # reads the config file's defaults
+    except TmaxError as err:
+        print(f"tmax-local: {err}", file=sys.stderr)
+        return err.exit_code
     args = parser.parse_args(argv)
     module = getattr(args, "_module", None)
     if module is None:

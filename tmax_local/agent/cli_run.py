@@ -62,6 +62,7 @@ class TerminalView:
     def __init__(self, out: TextIO):
         self.out: TextIO = SafeText(out)  # type: ignore[assignment]  # model text: made visible
         self._mid_line = False
+        self.sandbox: str | None = None  # the shell's sandbox, shown in the header
         self._reply = ""  # this step's text so far
         self._shown = 0  # how much of it was printed
         self._session = ""
@@ -88,6 +89,8 @@ class TerminalView:
             self._session = e.session_id
             w(f"── tmax-local · {e.model} · transcript {e.transcript_path}\n")
             w(f"── {GIT_SAFE_NOTICE}\n")
+            if self.sandbox:
+                w(f"── {self.sandbox}\n")
         elif isinstance(e, ev.StepStarted):
             self._reply, self._shown = "", 0
             w(f"\n── step {e.step} ──\n")
@@ -146,6 +149,7 @@ class PromptApprover:
         self.inp, self.out = inp, SafeText(out)  # the command is shown as it will run
         self.waiting = False
         self.on_eof: Callable[[], None] | None = None  # input closed: the CLI stops the agent
+        self.sandboxed = False  # offer "run unsandboxed" (the shell is confined)
 
     def _ask(self, prompt: str) -> str | None:
         self.out.write(prompt)
@@ -158,7 +162,7 @@ class PromptApprover:
         return None if line == "" else line.rstrip("\n")
 
     def __call__(self, request: ApprovalRequest) -> Answer:
-        from tmax_local.approval import AllowRule, Approve, Edit, Reject
+        from tmax_local.approval import AllowRule, Approve, Edit, Reject, RunUnsandboxed
 
         w = self.out.write
         w(f"\n? approve this command:\n  $ {request.command}\n")
@@ -172,6 +176,8 @@ class PromptApprover:
             w(f"  · {note}\n")
         while True:
             hint = f", a[l]ways allow `{'; '.join(rules)}` (L: save)" if rules else ""
+            if self.sandboxed:
+                hint += ", [u]nsandboxed (this once)"
             try:
                 ans = self._ask(f"  [a]pprove, [e]dit, [r]eject{hint}? ")
             except KeyboardInterrupt:
@@ -191,7 +197,10 @@ class PromptApprover:
                 return Reject(why or "")
             if rules and choice in ("l", "L"):
                 return AllowRule(tuple(rules), "saved" if choice == "L" else "session")
-            w("  please answer a, e, r" + (" or l" if rules else "") + "\n")
+            if self.sandboxed and choice in ("u", "unsandboxed"):
+                return RunUnsandboxed()
+            others = (", l" if rules else "") + (", u" if self.sandboxed else "")
+            w(f"  please answer a, e, r{others}\n")
 
 
 def _suggestion_notes(request: ApprovalRequest) -> tuple[str, ...]:
@@ -241,7 +250,11 @@ def run(args: argparse.Namespace) -> int:
     approver = PromptApprover(stdin_for_answers, sys.stdout)
     view = TerminalView(sys.stdout)
 
-    with PtyShell(cwd, timeout=opts.timeout, protect_parent=True) as shell:
+    sandbox = session.shell_sandbox(allow_rules=bool(gate.rules.allow))
+    shell = PtyShell(cwd, timeout=opts.timeout, protect_parent=True, **sandbox)
+    view.sandbox = shell.sandbox.describe() if shell.sandbox else "sandbox off"
+    approver.sandboxed = shell.sandbox is not None
+    with shell:
         agent = Agent(model, shell, gate, approver=approver, config=config)
         if session.checkpoints:
             from tmax_local.undo.checkpointer import SessionCheckpointer

@@ -28,6 +28,9 @@ where it is used (`SessionOptions` reaches the session of both front ends; a mod
 goes through `engine_options()` / `harness_config()`). Nothing else needs to change: both
 commands get the flag and `tests/test_options.py` checks that each field has its flag.
 
+The user's config file (`tmax_local.config`) may replace any of these defaults, by the
+field's name; flags on the command line still win.
+
 Defaults are never written here: the harness numbers come from `harness`, the default
 model and quant from `resolve`, the approval modes from `approval.policy.MODES`.
 """
@@ -74,6 +77,15 @@ class _ApprovalModes:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._modes())
+
+
+class _SandboxModes(_ApprovalModes):
+    """`shell.sandbox.MODES` as argparse choices, read when first needed (it loads the shell)."""
+
+    def _modes(self) -> tuple[str, ...]:
+        from tmax_local.shell.sandbox import MODES
+
+        return MODES
 
 
 def option(
@@ -224,6 +236,43 @@ class SessionOptions:
         "(default: on; --no-checkpoints turns it off)",
         negatable=True,
     )
+    sandbox: str | None = option(
+        None,
+        "confine the shell by the OS: workspace (writes only in the project and a private "
+        "$TMPDIR, no network, credentials unreadable), read-only, or off (default: workspace "
+        "when commands run without asking each, i.e. --approve auto or allow rules; else off)",
+        choices=_SandboxModes(),
+    )
+    allow_network: bool = option(
+        False, "let sandboxed commands use the network (TCP, unix sockets)", flag=True
+    )
+    sandbox_writable: str | None = option(
+        None,
+        "more directories the sandbox may write, separated by ':' (e.g. tool caches: "
+        "~/.cache/pip:~/.npm)",
+        metavar="DIRS",
+    )
+
+    def sandbox_mode(self, *, allow_rules: bool) -> str:
+        """The sandbox the shell runs with: ``--sandbox``, else the default for the approval
+        mode (see `shell.sandbox.choose_mode`; raises if a sandbox is needed but missing)."""
+        from tmax_local.shell.sandbox import choose_mode
+
+        unattended = self.approve == "auto" or allow_rules
+        return choose_mode(self.sandbox, unattended=unattended).value
+
+    def shell_sandbox(self, *, allow_rules: bool) -> dict[str, Any]:
+        """`PtyShell` keyword arguments for the sandbox (see `sandbox_mode`)."""
+        import os
+
+        writable = tuple(
+            os.path.expanduser(p) for p in (self.sandbox_writable or "").split(os.pathsep) if p
+        )
+        return {
+            "sandbox_mode": self.sandbox_mode(allow_rules=allow_rules),
+            "allow_network": self.allow_network,
+            "sandbox_writable": writable,
+        }
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Self:
@@ -240,3 +289,13 @@ def add_session_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every `SessionOptions` flag (model and runtime, then session) to ``parser``."""
     add_model_arguments(parser.add_argument_group("model and runtime"))
     _add_fields(SessionOptions, parser.add_argument_group("session"))
+    # The config file's values replace the built-in defaults (flags still win).
+    from tmax_local.config import load_defaults
+
+    flags = [
+        f.name
+        for cls in (ModelOptions, SessionOptions)
+        for f in dataclasses.fields(cls)
+        if _ARG in f.metadata
+    ]
+    parser.set_defaults(**load_defaults(flags))

@@ -67,7 +67,13 @@ class AllowRule:
         object.__setattr__(self, "scope", scope)
 
 
-Answer = Approve | Edit | Reject | AllowRule
+@dataclass(frozen=True)
+class RunUnsandboxed:
+    """Run the command as shown, this once outside the shell's sandbox (a fresh bash
+    with the shell's directory and exported variables)."""
+
+
+Answer = Approve | Edit | Reject | AllowRule | RunUnsandboxed
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,11 @@ class Verdict:
     answer: Answer | None = None
     """The user's answer, None when the policy decided alone."""
     new_rules: tuple[Rule, ...] = field(default=())
+
+    @property
+    def unsandboxed(self) -> bool:
+        """The user chose to run it outside the sandbox."""
+        return self.run and isinstance(self.answer, RunUnsandboxed)
 
     @property
     def approved_by(self) -> Literal["rule", "auto", "user"] | None:
@@ -233,7 +244,7 @@ class Gate:
             return Verdict(True, command, None, decision)
         request = ApprovalRequest(command, decision, suggest_rules(decision))
         answer = ask(request)
-        if isinstance(answer, Approve):
+        if isinstance(answer, Approve | RunUnsandboxed):
             return Verdict(True, command, None, decision, answer)
         if isinstance(answer, Edit):
             if not answer.command.strip():
@@ -249,5 +260,6 @@ class Gate:
             added = tuple(self.add_rule(p, answer.scope) for p in answer.rules)
             return Verdict(True, command, None, decision, answer, added)
         raise TypeError(
-            f"an approver must return Approve, Edit, Reject or AllowRule, not {answer!r}"
+            "an approver must return Approve, Edit, Reject, AllowRule or RunUnsandboxed,"
+            f" not {answer!r}"
         )

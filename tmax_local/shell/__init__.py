@@ -11,7 +11,15 @@ Pure core: no Textual, no model.  Usage::
         shell.run("pwd").output                    # ".../src\n": cd and export persist
 
 ``PtyShell(cwd, *, timeout=120.0, rows=40, cols=120, env=None, allow_secrets=False,
-head_chars=65536, tail_chars=65536, kill_grace=1.0, input_wait_after=0.5)``
+head_chars=65536, tail_chars=65536, kill_grace=1.0, input_wait_after=0.5,
+sandbox_mode="off", allow_network=False, sandbox_writable=())``
+
+- ``sandbox_mode``: ``workspace`` | ``read-only`` | ``off`` (see ``sandbox.py``): the
+  operating system confines bash and everything it starts, restarts included.
+  Refused accesses are explained at the end of ``result.output`` (and in
+  ``result.sandbox_denials``).  ``run_unsandboxed(command)`` runs one approved
+  command in a fresh unconfined bash (same cwd and exported variables);
+  ``set_sandbox(mode, allow_network=...)`` changes the setting between commands.
 
 - ``run(command, timeout=None) -> CommandResult``: one command at a time.
   ``CommandResult`` has ``command, exit_code, output, timed_out, restarted,

@@ -38,6 +38,9 @@ class CommandResult:
     duration_s: float = 0.0
     dropped_chars: int = 0
     """Characters dropped from the middle of ``output`` by the streaming cap."""
+    sandbox_denials: tuple[str, ...] = ()
+    """``[sandbox] ...`` notes (also appended to ``output``): accesses the
+    sandbox refused, as read from the command's error messages."""
 
     @property
     def output_truncated(self) -> bool:

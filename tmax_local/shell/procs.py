@@ -1,12 +1,39 @@
-"""Linux process inspection for the agent's shell (all via /proc and psutil)."""
+"""Process inspection for the agent's shell.
+
+Two ways, chosen at run time: ``/proc`` (Linux: exact, via the syscall a task
+sleeps in) and a portable one for systems without ``/proc`` (macOS) built on
+psutil and ``ps`` (a task asleep in a terminal-read wait channel).  Setting
+``TMAX_PROCS=portable`` forces the portable way (the tests use it on Linux).
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 import signal
+import subprocess
 
 import psutil
+
+# Wait channels `ps -o wchan` shows for a task asleep reading a terminal:
+# Linux (n_tty_read, wait_woken), macOS/BSD (ttyin, ttread).
+_PS_TTY_WAIT_CHANNELS = ("n_tty_read", "wait_woken", "tty_read", "ttyin", "ttread")
+# Waiting in select/poll (readline, an interactive shell): counted when the
+# process has a controlling terminal.  Less exact than /proc, which checks
+# that fd 0 is the only descriptor waited on.
+_PS_SELECT_WAIT_CHANNELS = ("poll_schedule_timeout", "do_select", "core_sys_select", "select")
+
+
+def use_proc() -> bool:
+    """Whether to read /proc (else psutil and ps)."""
+    if os.environ.get("TMAX_PROCS") == "portable":
+        return False
+    return os.path.exists("/proc/self/stat")
+
+
+def backend() -> str:
+    return "proc" if use_proc() else "portable"
 
 # Syscall numbers of read(2) and select(2)/pselect6(2), per architecture.
 _READ_SYSCALLS = {"x86_64": {0}, "aarch64": {63}}.get(platform.machine(), set())
@@ -33,6 +60,8 @@ def _is_tty_fd(pid: int, fd: int) -> bool:
 
 def blocked_on_tty_read(pid: int) -> bool:
     """Whether ``pid`` is asleep waiting to read from a terminal."""
+    if not use_proc():
+        return _ps_blocked_on_tty_read(pid)
     stat = _read(f"/proc/{pid}/stat")
     if stat is None:
         return False
@@ -95,7 +124,41 @@ def kill_session(sid: int, sig: int = signal.SIGKILL) -> None:
             continue
 
 
+def _ps_blocked_on_tty_read(pid: int) -> bool:
+    ps = shutil.which("ps")
+    if ps is None:
+        return False
+    try:
+        out = subprocess.run(
+            [ps, "-o", "stat=,wchan=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if len(out) < 2 or not out[0].startswith("S"):
+        return False
+    if out[1].startswith(_PS_TTY_WAIT_CHANNELS):
+        return True
+    if out[1].startswith(_PS_SELECT_WAIT_CHANNELS):
+        try:
+            return psutil.Process(pid).terminal() is not None
+        except psutil.Error:
+            return False
+    return False
+
+
 def cmdline(pid: int) -> bytes | None:
+    """The process's argv as /proc shows it (NUL-terminated arguments)."""
+    if not use_proc():
+        try:
+            args = psutil.Process(pid).cmdline()
+        except psutil.Error:
+            return None
+        return b"".join(os.fsencode(arg) + b"\0" for arg in args)
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
             return fh.read()
@@ -104,6 +167,11 @@ def cmdline(pid: int) -> bytes | None:
 
 
 def cwd_of(pid: int) -> str | None:
+    if not use_proc():
+        try:
+            return psutil.Process(pid).cwd() or None
+        except psutil.Error:
+            return None
     try:
         return os.readlink(f"/proc/{pid}/cwd")
     except OSError:

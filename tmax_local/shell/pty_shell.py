@@ -41,6 +41,7 @@ follows ``.``'s rules (``trap - DEBUG`` inside a command does not remove it).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -60,7 +61,7 @@ import psutil
 import ptyprocess
 
 from tmax_local.errors import TmaxError
-from tmax_local.shell import procs
+from tmax_local.shell import procs, sandbox
 from tmax_local.shell.env import shell_environment
 from tmax_local.shell.events import (
     AltScreenChanged,
@@ -82,6 +83,7 @@ from tmax_local.shell.state import (
     git_config_files,
     open_fds,
     parse_snapshot,
+    sensitive_variable,
     snapshot_function,
 )
 from tmax_local.shell.text import DEFAULT_HEAD_CHARS, DEFAULT_TAIL_CHARS, TextCollector
@@ -186,6 +188,7 @@ class _Bash:
     killed: bool = False
     flags: str = ""
     nonces: set[str] = field(default_factory=set)
+    early: bytes = b""  # what the terminal said before bash was ready (launcher errors)
 
     @property
     def pid(self) -> int:
@@ -214,6 +217,9 @@ class PtyShell:
         input_wait_after: float = 0.5,
         start_timeout: float = 30.0,
         protect_parent: bool = False,
+        sandbox_mode: str = "off",
+        allow_network: bool = False,
+        sandbox_writable: tuple[str, ...] = (),
     ) -> None:
         self.cwd = str(Path(cwd if cwd is not None else os.getcwd()).resolve())
         self._home_cwd = self.cwd
@@ -248,6 +254,35 @@ class PtyShell:
             "files": fingerprints(git_config_files(self.env)),
             "fds": {},
         }
+        self._unsandboxed: PtyShell | None = None  # the fresh shell of run_unsandboxed()
+        self.sandbox_mode = sandbox.SandboxMode(sandbox_mode)
+        self.allow_network = allow_network
+        self.sandbox_writable = tuple(sandbox_writable)
+        self.sandbox: sandbox.SandboxPolicy | None = None
+        if self.sandbox_mode is not sandbox.SandboxMode.OFF:
+            self.sandbox = self._sandbox_policy()
+            try:
+                sandbox.require_support(self.sandbox)
+            except sandbox.SandboxUnavailable:
+                self.close()
+                raise
+            self.env["TMPDIR"] = self.sandbox.tmpdir
+
+    def _sandbox_policy(self) -> sandbox.SandboxPolicy:
+        control = os.path.dirname(self._script_path())
+        tmpdir = os.path.join(control, "tmp")
+        os.makedirs(tmpdir, exist_ok=True)
+        home = self.env.get("HOME") or os.path.expanduser("~")
+        return sandbox.SandboxPolicy(
+            self.sandbox_mode,
+            project=self._home_cwd,
+            tmpdir=tmpdir,
+            home=home,
+            allow_network=self.allow_network,
+            # bash itself writes here after every command (its directory, the live-state
+            # snapshot): nothing in it is trusted beyond what the shell could say anyway.
+            writable=(control, *self.sandbox_writable),
+        )
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> Self:
@@ -313,6 +348,10 @@ class PtyShell:
     # -- user interaction ------------------------------------------------------
     def send_input(self, data: bytes) -> None:
         """Type ``data`` into the terminal (answer a prompt, quit ``less``...)."""
+        fresh = self._unsandboxed
+        if fresh is not None:
+            fresh.send_input(data)
+            return
         self._input_count += 1  # the user may have run commands: re-read the state
         self._type(data)
 
@@ -333,6 +372,10 @@ class PtyShell:
         has begun and again to the first program that holds the terminal, so
         it is never lost on a bash that is only reading its input line.
         """
+        fresh = self._unsandboxed
+        if fresh is not None:
+            fresh.interrupt()
+            return
         bash = self._require_bash()
         with self._cond:
             running = self._current
@@ -451,6 +494,12 @@ class PtyShell:
             # bash names our script file in its messages; show them as `bash -c` would.
             output = running.collector.text().replace(f"{path}: ", "")
             output = _JOB_NOTICE.sub("", output)
+            notes: list[str] = []
+            if self.sandbox is not None:
+                notes = sandbox.explain_denials(output, self.sandbox, self.cwd)
+            if notes:
+                sep = "\n" if output and not output.endswith("\n") else ""
+                output += sep + "\n".join(notes) + "\n"
             result = CommandResult(
                 command=command,
                 exit_code=TIMEOUT_EXIT_CODE if timed_out else exit_code,
@@ -461,6 +510,7 @@ class PtyShell:
                 alt_screen_used=running.alt_used,
                 duration_s=time.monotonic() - running.started,
                 dropped_chars=running.collector.total_dropped(),
+                sandbox_denials=tuple(notes),
             )
         if not quiet:
             self._publish(CommandFinished(result))
@@ -517,6 +567,115 @@ class PtyShell:
 
     def _baseline_file(self) -> str:
         return os.path.join(os.path.dirname(self._script_path()), "state-baseline")
+
+    def run_unsandboxed(self, command: str, timeout: float | None = None) -> CommandResult:
+        """Run one (user-approved) command outside the sandbox.
+
+        It runs in a fresh bash without the sandbox, started in this shell's
+        current directory with its exported variables; changes it makes to
+        the directory or variables do not come back.  Events are published as
+        for :meth:`run`; the result's output ends with a note saying all this.
+        """
+        if self.sandbox is None:
+            return self.run(command, timeout)
+        env = self._unsandboxed_env()
+        fresh = PtyShell(
+            self.cwd,
+            timeout=self.timeout if timeout is None else timeout,
+            rows=self.rows,
+            cols=self.cols,
+            env=env,
+            head_chars=self.head_chars,
+            tail_chars=self.tail_chars,
+            kill_grace=self.kill_grace,
+            input_wait_after=self.input_wait_after,
+        )
+        fresh._subscribers = self._subscribers
+        try:
+            fresh.start()
+            with self._cond:
+                self._unsandboxed = fresh
+            result = fresh.run(command, timeout)
+        finally:
+            with self._cond:
+                self._unsandboxed = None
+            fresh.close()
+        note = (
+            "[sandbox] this command ran outside the sandbox (approved by the user), in a"
+            " fresh bash with the same directory and exported variables; its cd/export"
+            " changes do not carry over"
+        )
+        sep = "\n" if result.output and not result.output.endswith("\n") else ""
+        return dataclasses.replace(result, output=result.output + sep + note + "\n")
+
+    def set_sandbox(self, mode: str, *, allow_network: bool | None = None) -> None:
+        """Change the sandbox (mode and/or network) between commands.
+
+        Landlock cannot be relaxed in place, so a running bash is replaced by a
+        new one under the new rules, in the same directory and with the same
+        exported variables (functions, aliases and unexported variables are
+        lost, as on any restart; a ``ShellRestarted`` event says so).
+        """
+        new_mode = sandbox.SandboxMode(mode)
+        network = self.allow_network if allow_network is None else allow_network
+        if new_mode is self.sandbox_mode and network == self.allow_network:
+            return
+        running = self._bash is not None and self._alive(self._bash)
+        exported = self.exported_env() if running else None
+        with self._run_lock:
+            if self._closed:
+                raise ShellClosed("the shell has been closed")
+            old = (self.sandbox_mode, self.allow_network, self.sandbox)
+            self.sandbox_mode, self.allow_network = new_mode, network
+            self.sandbox = None
+            if new_mode is not sandbox.SandboxMode.OFF:
+                policy = self._sandbox_policy()
+                try:
+                    sandbox.require_support(policy)
+                except sandbox.SandboxUnavailable:
+                    self.sandbox_mode, self.allow_network, self.sandbox = old
+                    raise
+                self.sandbox = policy
+            if exported is not None:
+                self.env = exported
+            if self.sandbox is not None:
+                self.env["TMPDIR"] = self.sandbox.tmpdir
+            if self._bash is not None:
+                what = self.sandbox.describe() if self.sandbox else "sandbox off"
+                self._restart(f"the shell was restarted for the new sandbox setting ({what})")
+
+    def exported_env(self) -> dict[str, str]:
+        """The variables the shell exports right now (asked quietly, no events)."""
+        policy_tmp = self.sandbox.tmpdir if self.sandbox is not None else None
+        folder = policy_tmp or os.path.dirname(self._script_path())
+        path = os.path.join(folder, f".tmax-env-{secrets.token_hex(6)}")
+        self._quiet = True  # no CommandStarted/Finished; the output goes to the file
+        try:
+            self.run(f"\\command env -0 >| {_quote(path)}", timeout=10)
+        finally:
+            self._quiet = False
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            return dict(self.env)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        env: dict[str, str] = {}
+        for item in data.split(b"\0"):
+            name, sep, value = item.partition(b"=")
+            if sep and name and not name.startswith(b"BASH_FUNC_"):
+                env[os.fsdecode(name)] = os.fsdecode(value)
+        return env
+
+    def _unsandboxed_env(self) -> dict[str, str]:
+        """The exported variables for a command run outside the sandbox, except that
+        variables that change what programs run (``LD_PRELOAD``, ``PYTHON*``, ``GIT_*``,
+        ``BASH_ENV``, pagers...: `state.sensitive_variable`) keep the values the shell
+        started with: the file they are read from is writable inside the sandbox."""
+        env = {k: v for k, v in self.exported_env().items() if not sensitive_variable(k)}
+        env.update({k: v for k, v in self.env.items() if sensitive_variable(k)})
+        return env
 
     def _cwd_file(self) -> str:
         """Where bash's EXIT trap leaves its last directory (for a restart)."""
@@ -654,8 +813,9 @@ class PtyShell:
         init = secrets.token_hex(8)
         rcfile = os.path.join(os.path.dirname(self._script_path()), "bashrc")
         cwd_file = self._cwd_file()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(cwd_file)
+        # Emptied, not removed: a sandboxed bash may write this one file only.
+        with open(cwd_file, "w", encoding="utf-8"):
+            pass
         quoted_cwd_file = _quote(cwd_file)
         Path(rcfile).write_text(
             _RCFILE.format(
@@ -671,7 +831,11 @@ class PtyShell:
         )
         if not os.path.isdir(cwd):
             raise TmaxError(f"cannot start the shell: {cwd} is not a directory")
-        argv = [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
+        # Through the launcher: default signal dispositions, an empty signal
+        # mask and, when asked for, the sandbox (kept by every restart).
+        argv = sandbox.launcher_argv(
+            self.sandbox, [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
+        )
         try:
             # bash changes into `cwd` itself (rc file): ptyprocess's own chdir runs
             # in the forked child outside its error handling.
@@ -680,7 +844,7 @@ class PtyShell:
             )
         except OSError as err:
             raise TmaxError(f"could not start bash in {cwd}: {err}") from err
-        bash = _Bash(proc=proc, cmdline=procs.cmdline(proc.pid))
+        bash = _Bash(proc=proc, cmdline=None)
         bash.nonces.add(init)
         bash.reader = threading.Thread(
             target=self._read_loop, args=(bash,), name=f"pty-reader-{proc.pid}", daemon=True
@@ -705,7 +869,13 @@ class PtyShell:
             if self._closed:
                 raise ShellClosed("the shell has been closed")
             self._bash = None
+            said = bash.early.decode(errors="replace").strip().splitlines()
+            if said and said[-1].startswith("tmax-local sandbox:"):
+                raise sandbox.SandboxUnavailable(said[-1].removeprefix("tmax-local sandbox: "))
             raise TmaxError(f"bash did not start in {cwd} within {self.start_timeout:.0f} s")
+        # The launcher has exec'd bash by now: this is the command line that
+        # children forked by bash keep until they execute something else.
+        bash.cmdline = procs.cmdline(proc.pid)
         self.cwd = cwd
         self._outside["fds"] = open_fds(bash.pid)
 
@@ -781,6 +951,8 @@ class PtyShell:
             if not chunk:
                 break
             self._last_output = time.monotonic()
+            if not bash.ready and len(bash.early) < 4096:
+                bash.early += chunk
             bash.pending = self._consume(bash, bash.pending + chunk)
         if bash.pending:
             self._emit(bash, bash.pending)

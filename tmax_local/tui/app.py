@@ -27,7 +27,15 @@ from textual.worker import Worker, WorkerState
 from tmax_local.agent import events as ev
 from tmax_local.agent.options import SessionOptions
 from tmax_local.agent.resolve import ModelNeedsFetch
-from tmax_local.approval import AllowRule, Answer, ApprovalRequest, Approve, Edit, Reject
+from tmax_local.approval import (
+    AllowRule,
+    Answer,
+    ApprovalRequest,
+    Approve,
+    Edit,
+    Reject,
+    RunUnsandboxed,
+)
 from tmax_local.approval.policy import MODES
 from tmax_local.approval.store import ProjectRules
 from tmax_local.errors import ModelNotFound, TmaxError
@@ -111,6 +119,7 @@ class TmaxApp(App[int]):
         Binding("ctrl+t", "takeover", "Terminal"),
         Binding("ctrl+x", "stop", "Stop agent", priority=True),
         Binding("f3", "cycle_mode", "Mode"),
+        Binding("f4", "toggle_network", "Network", show=False),
         Binding("ctrl+o", "export", "Export"),
         Binding("ctrl+z", "undo_step", "Undo step", show=False),
         Binding("f5", "fetch_model", "Get model"),
@@ -209,6 +218,7 @@ class TmaxApp(App[int]):
         )
         pane.backend = self.session
         pane.resize_terminal(pane.size)
+        self.status.update_info(sandbox=self.session.sandbox_label())
 
     def ask_project_trust(self) -> None:
         """A repository's ``.tmax-local.toml`` rules apply only once the user trusts the
@@ -460,7 +470,8 @@ class TmaxApp(App[int]):
         self.pending_request = message.request
         view = approval_view(message.request, self.pending_step, self.pending_ignored)
         self.status.update_info(state="waiting for approval")
-        self.approval_bar.show(view, self.mode)
+        sandboxed = self.session.shell is not None and self.session.shell.sandbox is not None
+        self.approval_bar.show(view, self.mode, sandboxed=sandboxed)
 
     def _answer(self, answer: Answer) -> None:
         self.approval_bar.hide()
@@ -492,6 +503,9 @@ class TmaxApp(App[int]):
                 ),
                 self._always,
             )
+        elif event.choice == "unsandboxed":
+            if self.approval_bar.sandboxed:
+                self._answer(RunUnsandboxed())
         elif event.choice == "mode":
             self.action_cycle_mode()
             self.approval_bar.mode = self.mode
@@ -565,6 +579,35 @@ class TmaxApp(App[int]):
         self.session.set_mode(self.mode)
         self.status.update_info(mode=self.mode)
         self.notify(f"Approval mode: {self.mode}", timeout=3)
+        self._sandbox_for_mode()
+
+    @work(thread=True, group="sandbox", exit_on_error=False)
+    def _sandbox_for_mode(self) -> None:
+        """Commands may now run unasked: give the shell its default sandbox."""
+        try:
+            changed = self.session.sandbox_for_mode()
+        except TmaxError as err:
+            self.call_from_thread(self.notify, err.message, severity="error", timeout=8)
+            return
+        if changed:
+            label = self.session.sandbox_label()
+            self.call_from_thread(self.status.update_info, sandbox=label)
+            self.call_from_thread(self.notify, f"Commands now run in a {label}", timeout=4)
+
+    def action_toggle_network(self) -> None:
+        self._toggle_network()
+
+    @work(thread=True, group="sandbox", exit_on_error=False)
+    def _toggle_network(self) -> None:
+        """Allow/forbid the network in the sandbox (waits for a running command to end)."""
+        try:
+            self.session.toggle_network()
+        except TmaxError as err:
+            self.call_from_thread(self.notify, err.message, severity="warning", timeout=5)
+            return
+        label = self.session.sandbox_label()
+        self.call_from_thread(self.status.update_info, sandbox=label)
+        self.call_from_thread(self.notify, label, timeout=3)
 
     def action_undo_step(self) -> None:
         """Undo to before the focused step (or the latest one): see `tui.undo`."""

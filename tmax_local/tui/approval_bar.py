@@ -116,11 +116,12 @@ class ApprovalBar(Widget, can_focus=True):
         Binding("pageup", "scroll_command(-1000)", "Page up", show=False),
         Binding("end", "scroll_command(1000000)", "End", show=False),
         Binding("home", "scroll_command(-1000000)", "Home", show=False),
+        Binding("u", "choose('unsandboxed')", "Run unsandboxed", show=False),
     ]
 
     @dataclass
     class Chosen(Message):
-        choice: str  # approve | edit | reject | always | mode
+        choice: str  # approve | edit | reject | always | mode | unsandboxed
         view: ApprovalView
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -128,11 +129,13 @@ class ApprovalBar(Widget, can_focus=True):
         self.view: ApprovalView | None = None
         self.mode = "ask"
         self.scroll_row = 0
+        self.sandboxed = False  # offer "u: run unsandboxed" (this command, once)
 
-    def show(self, view: ApprovalView, mode: str) -> None:
+    def show(self, view: ApprovalView, mode: str, *, sandboxed: bool = False) -> None:
         self.view = view
         self.mode = mode
         self.scroll_row = 0
+        self.sandboxed = sandboxed
         self.add_class("-active")
         self.refresh(layout=True)
         self.focus()
@@ -240,6 +243,7 @@ class ApprovalBar(Widget, can_focus=True):
             ("r", "reject"),
             ("A", "always allow"),
             ("m", f"mode: {self.mode}"),
+            *((("u", "run unsandboxed"),) if self.sandboxed else ()),
         ):
             keys.append(f" {key} ", style="reverse bold")
             keys.append(f" {what}  ")

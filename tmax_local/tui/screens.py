@@ -26,6 +26,8 @@ Every command waits for you unless a rule or the approval mode allows it.
 | r | approval bar | reject, with a reason the model will read |
 | A | approval bar | always allow: shows the rule before saving it |
 | m / F3 | anywhere | switch approval mode (ask → auto → never-run) |
+| u | approval bar | run this command once outside the sandbox (when the shell is sandboxed) |
+| F4 | anywhere | allow / block the network in the sandbox (restarts the shell) |
 | Ctrl+T | anywhere | take over the terminal: keys go to the shell |
 | Ctrl+] | terminal | hand control back to the app |
 | Shift+PgUp/PgDn, wheel | terminal | scroll back through the terminal's history |
@@ -39,6 +41,8 @@ Every command waits for you unless a rule or the approval mode allows it.
 
 Modes: **ask** asks for anything not covered by a rule; **auto** runs commands without
 risk labels and asks for the rest; **never-run** rejects every command (read-only session).
+With **auto** or allow rules the shell is sandboxed by default (`--sandbox`): writes only in
+the project, no network, credentials unreadable; the status bar shows it.
 """
 
 

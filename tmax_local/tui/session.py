@@ -162,7 +162,8 @@ class Session:
         from tmax_local.agent.transcript import new_session_id
         from tmax_local.shell import AsciicastRecorder, CommandStarted, Output, PtyShell
 
-        shell = PtyShell(self.options.cwd, rows=rows, cols=cols)
+        sandbox = self.options.shell_sandbox(allow_rules=self._allow_rules())
+        shell = PtyShell(self.options.cwd, rows=rows, cols=cols, **sandbox)
         self.project_root = Path(shell.cwd)
         directory = self.sessions_dir()
         directory.mkdir(parents=True, exist_ok=True)
@@ -187,6 +188,47 @@ class Session:
         shell.start()
         self.shell = shell
         return shell
+
+    def _allow_rules(self) -> bool:
+        """Whether allow rules are in force (saved, project or added this session)."""
+        from tmax_local.approval import Gate
+
+        if self.gate is not None:
+            return bool(self.gate.rules.allow)
+        return bool(Gate.load(Path(self.options.cwd or Path.cwd()), self.mode).rules.allow)
+
+    def sandbox_label(self) -> str:
+        """For the status bar: ``sandbox workspace, no net``; empty when there is none."""
+        shell = self.shell
+        if shell is None or shell.sandbox is None:
+            return ""
+        net = "net" if shell.allow_network else "no net"
+        return f"sandbox {shell.sandbox_mode.value}, {net}"
+
+    def toggle_network(self) -> bool:
+        """Allow/forbid the network in the sandbox (restarts bash: blocks while a command
+        runs; call from a worker).  Returns the new setting."""
+        shell = self.shell
+        if shell is None or shell.sandbox is None:
+            raise TmaxError(
+                "the shell is not sandboxed: the network is not restricted", title="Sandbox off"
+            )
+        shell.set_sandbox(shell.sandbox_mode.value, allow_network=not shell.allow_network)
+        return shell.allow_network
+
+    def sandbox_for_mode(self) -> bool:
+        """After an approval-mode change: commands that may now run unasked get the default
+        sandbox (unless ``--sandbox`` chose).  Returns True when the shell changed."""
+        shell = self.shell
+        if shell is None or self.options.sandbox is not None or shell.sandbox is not None:
+            return False
+        from tmax_local.shell.sandbox import choose_mode
+
+        mode = choose_mode(None, unattended=self.mode == "auto" or self._allow_rules())
+        if mode.value == "off":
+            return False
+        shell.set_sandbox(mode.value, allow_network=self.options.allow_network)
+        return True
 
     # TerminalBackend for the pane: keys typed in take-over mode, Ctrl-C, size.
     def send_input(self, data: bytes) -> None:

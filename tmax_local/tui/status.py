@@ -37,6 +37,7 @@ class StatusInfo:
     step: int = 0
     max_steps: int = harness.MAX_STEPS
     mode: str = "ask"
+    sandbox: str = ""  # e.g. "sandbox workspace, no net"; empty until the shell runs
     state: str = "idle"
 
     @property
@@ -100,5 +101,7 @@ class StatusBar(Widget):
             t.append(f" │ RAM {i.ram}")
         t.append(f" │ step {i.step}/{i.max_steps}")
         t.append(f" │ {i.mode}")
+        if i.sandbox:
+            t.append(f" │ {i.sandbox}")
         t.append(f" │ {i.state}", style="italic")
         return t
