@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+
 from tmax_local.convert import calibration, quality
 from tmax_local.convert import imatrix as imx
 
@@ -18,7 +19,6 @@ CHUNK = 128
 def trained(tmp_path_factory):
     """(checkpoint, F32 gguf, imatrix path, all-ones imatrix path, work dir)."""
     from tmax_local.convert import convert_checkpoint
-
     from tmax_local.testing.trained import trained_tiny_checkpoint
 
     ckpt = trained_tiny_checkpoint()
@@ -77,8 +77,8 @@ def test_perplexity_matches_transformers(trained):
     """Teacher forcing is right: the F32 file's perplexity over the scored half of each chunk
     equals transformers' cross-entropy of the same checkpoint on the same positions."""
     import torch
-    from tmax_local.convert.llama_eval import Evaluator
 
+    from tmax_local.convert.llama_eval import Evaluator
     from tmax_local.testing.checkpoints import load_reference_model
 
     ckpt, ref, _, _, _ = trained
