@@ -13,6 +13,7 @@ from tmax_local.convert import calibration
 from tmax_local.convert import imatrix as imx
 
 CHUNK = 64
+pytestmark = pytest.mark.timeout(1800)  # conversions on a shared 2-core machine
 
 
 def _chunks(gguf_path: Path, n: int = 3) -> list[list[int]]:
