@@ -112,7 +112,6 @@ def big_model_rows(source: str | None, types: list[str], chunks: int, threads: i
 def tiny_rows(types: list[str], threads: int, work: Path):
     from tmax_local.convert import api, imatrix, quality
     from tmax_local.convert.calibration import trajectory_documents
-
     from tmax_local.testing.trained import trained_tiny_checkpoint
 
     ckpt = trained_tiny_checkpoint(log=True)

@@ -98,6 +98,7 @@ def print_report(res) -> None:
     print(f"top-1      {100 * res.top1_agreement:.2f}% agreement")
     print(f"perplexity {res.ppl:.4f} (reference {res.ppl_reference:.4f})")
     print(
-        f"size       {res.size_bytes / 1e6:.1f} MB (reference {res.size_bytes_reference / 1e6:.1f} MB)"
+        f"size       {res.size_bytes / 1e6:.1f} MB "
+        f"(reference {res.size_bytes_reference / 1e6:.1f} MB)"
     )
     print(f"decode     {tok_s(res.decode_tok_s)} (reference {tok_s(res.decode_tok_s_reference)})")

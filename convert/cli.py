@@ -57,6 +57,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="after writing, measure the output against a BF16/F16 conversion of SOURCE and "
         "print one line (size, KL divergence, top-1 agreement); see `tmax-local check`",
     )
+    parser.add_argument(
+        "--imatrix-chunks",
+        type=int,
+        metavar="N",
+        help="chunks of 512 tokens --imatrix auto evaluates (default 64)",
+    )
+    parser.add_argument(
+        "--check-chunks",
+        type=int,
+        default=16,
+        metavar="N",
+        help="chunks of 512 tokens --check evaluates (default 16)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -82,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         tensor_types=args.tensor_types,
         progress=progress,
         imatrix=args.imatrix,
+        imatrix_chunks=args.imatrix_chunks,
     )
     print(f"wrote {out}")
     if args.check:
@@ -91,5 +105,6 @@ def run(args: argparse.Namespace) -> int:
         if ref.resolve() == out.resolve():
             print("check: the output is the 16-bit reference itself")
             return 0
-        print("check: " + quality.check(out, ref, progress=progress).one_line())
+        res = quality.check(out, ref, max_chunks=args.check_chunks, progress=progress)
+        print("check: " + res.one_line())
     return 0

@@ -108,7 +108,7 @@ class Collector:
                 return self._wanted(t)
             self._collect(t)
             return True
-        except BaseException as err:  # noqa: BLE001 - carried out of the C callback
+        except BaseException as err:
             self.error = err
             return False
 

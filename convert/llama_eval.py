@@ -96,7 +96,7 @@ class _GGML:
         nbytes = int(self.lib.ggml_nbytes(ptr))
         if t.buffer and self.lib.ggml_backend_buffer_is_host(t.buffer) and t.data:
             raw = (ctypes.c_char * nbytes).from_address(t.data)
-            buf = np.frombuffer(raw, dtype=np.uint8)
+            buf = np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)
         else:
             buf = np.empty(nbytes, dtype=np.uint8)
             self.lib.ggml_backend_tensor_get(ptr, buf.ctypes.data, 0, nbytes)

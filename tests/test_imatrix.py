@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from tmax_local.convert import calibration
 from tmax_local.convert import imatrix as imx
 
 CHUNK = 64
+pytestmark = pytest.mark.timeout(1800)  # conversions on a shared 2-core machine
 
 
 def _chunks(gguf_path: Path, n: int = 3) -> list[list[int]]:
@@ -27,9 +29,9 @@ def _hf_mean_squares(ckpt: Path, chunks: list[list[int]]) -> dict[str, np.ndarra
     each chunk a fresh forward pass, keyed by GGUF weight name (with the converter's column
     permutation applied where it permutes input columns)."""
     import torch
+
     from tmax_local.convert.checkpoint import open_checkpoint
     from tmax_local.convert.qwen35 import _reorder_v, gguf_name, read_hparams
-
     from tmax_local.testing.checkpoints import load_reference_model
 
     model = load_reference_model(ckpt)
@@ -140,6 +142,7 @@ def test_every_type_converts_with_the_imatrix_loads_and_generates(
     quant, tiny_checkpoint, tiny_imatrix, tmp_path
 ):
     from llama_cpp import Llama
+
     from tmax_local.convert import convert_checkpoint
 
     src = tiny_checkpoint(linear_k_heads=2, linear_v_heads=4)
@@ -162,7 +165,6 @@ def test_every_type_converts_with_the_imatrix_loads_and_generates(
 
 def test_low_bit_type_without_imatrix_is_refused_before_writing(tiny_checkpoint, tmp_path):
     from tmax_local.convert import convert_checkpoint
-
     from tmax_local.errors import ConversionError
 
     src = tiny_checkpoint(linear_k_heads=2, linear_v_heads=4)

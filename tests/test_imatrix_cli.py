@@ -109,7 +109,11 @@ def test_convert_imatrix_auto_and_check(tiny_checkpoint, tmp_path):
         str(out),
         "--imatrix",
         "auto",
+        "--imatrix-chunks",
+        "4",
         "--check",
+        "--check-chunks",
+        "2",
         env={"TMAX_MODELS_DIR": str(models)},
     )
     assert p.returncode == 0, p.stderr
@@ -130,6 +134,8 @@ def test_convert_imatrix_auto_and_check(tiny_checkpoint, tmp_path):
         str(models / "t-IQ3_XXS.gguf"),
         "--imatrix",
         "auto",
+        "--imatrix-chunks",
+        "4",
     )
     assert p.returncode == 0, p.stderr
     assert (

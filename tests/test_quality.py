@@ -8,17 +8,18 @@ import json
 
 import numpy as np
 import pytest
+
 from tmax_local.convert import calibration, quality
 from tmax_local.convert import imatrix as imx
 
 CHUNK = 128
+pytestmark = pytest.mark.timeout(3600)  # trains/converts on a shared 2-core machine
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(checkpoint, F32 gguf, imatrix path, all-ones imatrix path, work dir)."""
     from tmax_local.convert import convert_checkpoint
-
     from tmax_local.testing.trained import trained_tiny_checkpoint
 
     ckpt = trained_tiny_checkpoint()
@@ -30,7 +31,7 @@ def trained(tmp_path_factory):
         ref,
         docs=calibration.trajectory_documents("calibration"),
         chunk_size=CHUNK,
-        max_chunks=48,
+        max_chunks=24,
         threads=2,
     )
     im_path = imx.save(im, work / "calib.imatrix.gguf")
@@ -46,7 +47,7 @@ def _kl(work, ckpt, ref, quant, imatrix, label):
     out = convert_checkpoint(
         ckpt, quant, work / f"{quant}-{label}.gguf", imatrix=imatrix, progress=False, nthread=2
     )
-    return quality.check(out, ref, chunk_size=CHUNK, max_chunks=24, threads=2, decode_tokens=0)
+    return quality.check(out, ref, chunk_size=CHUNK, max_chunks=12, threads=2, decode_tokens=0)
 
 
 @pytest.mark.slow
@@ -61,7 +62,7 @@ def test_imatrix_lowers_kl_on_a_model_with_learned_structure(trained, quant):
         f"{quant}: KL {plain.kl_mean:.4f} -> {with_im.kl_mean:.4f}, "
         f"top-1 {plain.top1_agreement:.3f} -> {with_im.top1_agreement:.3f}"
     )
-    assert with_im.tokens == plain.tokens > 1000
+    assert with_im.tokens == plain.tokens == 12 * (CHUNK // 2 - 1)
     assert with_im.kl_mean < plain.kl_mean
 
 
@@ -77,8 +78,8 @@ def test_perplexity_matches_transformers(trained):
     """Teacher forcing is right: the F32 file's perplexity over the scored half of each chunk
     equals transformers' cross-entropy of the same checkpoint on the same positions."""
     import torch
-    from tmax_local.convert.llama_eval import Evaluator
 
+    from tmax_local.convert.llama_eval import Evaluator
     from tmax_local.testing.checkpoints import load_reference_model
 
     ckpt, ref, _, _, _ = trained

@@ -19,7 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("tmax_local.convert.cli", "Convert a TMax / Qwen 3.5 checkpoint to GGUF."),
     "run": ("tmax_local.agent.cli_run", "Run the agent on a task in a plain terminal."),
     "imatrix": ("tmax_local.convert.imatrix_cli", "Compute an importance matrix for quantizing."),
-    "check": ("tmax_local.convert.check_cli", "Measure a quantization's quality against a reference."),
+    "check": ("tmax_local.convert.check_cli", "Measure a quantization's quality vs a reference."),
     "checkpoints": ("tmax_local.undo.cli_checkpoints", "List a session's checkpoints (undo)."),
     "restore": ("tmax_local.undo.cli_restore", "Put the project back to before a step (undo)."),
 }

@@ -124,9 +124,7 @@ def _train(out: Path, r: dict[str, Any], *, log: bool) -> None:
     # state would dominate each step); the blocks, norms and the output head learn.
     model.model.embed_tokens.weight.requires_grad_(False)
     body = [
-        p
-        for n, p in model.named_parameters()
-        if not n.startswith("lm_head") and p.requires_grad
+        p for n, p in model.named_parameters() if not n.startswith("lm_head") and p.requires_grad
     ]
     opt = torch.optim.AdamW(
         [{"params": body}, {"params": [head, rest]}], lr=r["lr"], weight_decay=0.0
