@@ -67,10 +67,8 @@ def child(ctx: int, kv: str, threads: int) -> None:
     )  # fmt: skip
     rng = np.random.default_rng(0)
     prompt = [int(t) for t in rng.integers(1000, 200000, size=1024)]
-    n = 0
-    for _tok in llm.generate(prompt, temp=0.7, top_p=0.95, top_k=0, reset=True):
-        n += 1
-        if n >= 16:
+    for n, _tok in enumerate(llm.generate(prompt, temp=0.7, top_p=0.95, top_k=0, reset=True)):
+        if n >= 15:
             break
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"peak_rss": peak}), flush=True)

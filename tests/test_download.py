@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tmax_local.testing.hub import Fault, FakeHub
+from tmax_local.testing.hub import FakeHub, Fault
 
 REPO = "tmax-test/tiny-tmax"
 GGUF_REPO = "tmax-test/tiny-tmax-GGUF"
@@ -29,8 +29,9 @@ def hub(tiny_checkpoint) -> Iterator[FakeHub]:
     h = FakeHub()
     h.add_repo(REPO, tiny_checkpoint(**KW, seed=5), tags=["step-0200"])
     # main moves on: a new commit whose weights differ (K=V=4 heads, like a later step)
-    h.add_repo(REPO, tiny_checkpoint(naming="causal", linear_k_heads=4, linear_v_heads=4,
-                                     shards=2, seed=6))
+    h.add_repo(
+        REPO, tiny_checkpoint(naming="causal", linear_k_heads=4, linear_v_heads=4, shards=2, seed=6)
+    )
     with h:
         yield h
 
@@ -46,8 +47,9 @@ def gguf_repo(hub, tiny_gguf, tmp_path_factory) -> str:
     with alt.open("r+b") as f:  # a different file: same header, other trailing bytes
         f.seek(0, 2)
         f.write(b"\0" * 64)
-    hub.add_repo(GGUF_REPO, {"README.md": readme, "tiny-tmax-Q8_0.gguf": q8,
-                             "tiny-tmax-F16.gguf": alt})
+    hub.add_repo(
+        GGUF_REPO, {"README.md": readme, "tiny-tmax-Q8_0.gguf": q8, "tiny-tmax-F16.gguf": alt}
+    )
     return GGUF_REPO
 
 
@@ -66,13 +68,18 @@ def env(hub: FakeHub, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _run(*args: str, env: dict[str, str], prefix: list[str] | None = None,
-         timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, env: dict[str, str], prefix: list[str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     full.update(env)
     return subprocess.run(
         [*(prefix or []), sys.executable, "-m", "tmax_local", *args],
-        capture_output=True, text=True, timeout=timeout, env=full, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full,
+        check=False,
     )
 
 
@@ -123,8 +130,9 @@ def test_convert_repo_downloads_verifies_converts_and_reuses_the_cache(hub, env)
 
 
 def test_revision_tag_downloads_that_commit_and_names_the_output_after_it(hub, env):
-    proc = _run("convert", REPO, "--revision", "step-0200", "--quant", "F16", "--no-progress",
-                env=env)
+    proc = _run(
+        "convert", REPO, "--revision", "step-0200", "--quant", "F16", "--no-progress", env=env
+    )
     assert proc.returncode == 0, proc.stderr
     out = Path(env["TMAX_MODELS_DIR"]) / "tiny-tmax-step-0200-F16.gguf"
     assert proc.stdout.strip() == f"wrote {out}"
@@ -134,8 +142,9 @@ def test_revision_tag_downloads_that_commit_and_names_the_output_after_it(hub, e
     # Offline, the tag still resolves from the cache's refs.
     hub.stop()
     try:
-        proc = _run("convert", REPO, "--revision", "step-0200", "--list-quants",
-                    "--no-progress", env=env)
+        proc = _run(
+            "convert", REPO, "--revision", "step-0200", "--list-quants", "--no-progress", env=env
+        )
         assert proc.returncode == 0 and "Q4_K_M" in proc.stdout, proc.stderr
     finally:
         hub.start(hub.port)
@@ -221,13 +230,15 @@ def test_a_damaged_cache_offline_is_reported_not_used(hub, env):
     blob = next(b for b in _cache_files(env) if b.name == hub.file(REPO, SHARD1).sha256)
     with blob.open("r+b") as f:
         f.truncate(10)
-    line = _one_line_error(_run("convert", REPO, "--list-quants", "--no-progress",
-                                env=dict(env, HF_HUB_OFFLINE="1")))
+    line = _one_line_error(
+        _run("convert", REPO, "--list-quants", "--no-progress", env=dict(env, HF_HUB_OFFLINE="1"))
+    )
     assert "is damaged" in line and SHARD1 in line, line
 
 
-def _unshare_prefix(size_bytes: int, mount: Path, fill_after_s: float | None = None,
-                    leave_bytes: int = 0) -> list[str]:
+def _unshare_prefix(
+    size_bytes: int, mount: Path, fill_after_s: float | None = None, leave_bytes: int = 0
+) -> list[str]:
     """Run the command in a private mount namespace with a tmpfs of ``size_bytes`` at
     ``mount``; optionally fill it (leaving ``leave_bytes``) ``fill_after_s`` seconds in."""
     fill = ""
@@ -270,9 +281,16 @@ def test_disk_full_during_download_is_a_clear_error_and_leaves_nothing_half_writ
         f"echo rc=$?; find {cache} -type f -printf '%s %p\\n'"
     )
     proc = subprocess.run(
-        [*_unshare_prefix(1 << 30, cache, fill_after_s=1.0, leave_bytes=1 << 20),
-         "sh", "-c", lister],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            *_unshare_prefix(1 << 30, cache, fill_after_s=1.0, leave_bytes=1 << 20),
+            "sh",
+            "-c",
+            lister,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("HF_")}, **env},
     )
     assert "rc=1" in proc.stdout, proc.stdout + proc.stderr
@@ -296,8 +314,14 @@ def test_not_enough_space_is_refused_before_downloading(hub, env, tmp_path):
     cache = tmp_path / "tiny-disk"
     cache.mkdir()
     env = dict(env, HF_HUB_CACHE=str(cache))
-    proc = _run("convert", REPO, "--list-quants", "--no-progress", env=env,
-                prefix=_unshare_prefix(8 << 20, cache))
+    proc = _run(
+        "convert",
+        REPO,
+        "--list-quants",
+        "--no-progress",
+        env=env,
+        prefix=_unshare_prefix(8 << 20, cache),
+    )
     line = _one_line_error(proc)
     assert "not enough disk space to download" in line and "free" in line, line
     assert hub.body_requests(SHARD1) == []
@@ -306,8 +330,24 @@ def test_not_enough_space_is_refused_before_downloading(hub, env, tmp_path):
 def test_gguf_repo_file_is_picked_by_quant_downloaded_and_run(hub, gguf_repo, env, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    args = ["run", "say hi", "--model", GGUF_REPO, "--quant", "Q8_0", "--approve", "never-run",
-            "--max-steps", "1", "--max-new-tokens", "4", "--ctx", "512", "--cwd", str(work)]
+    args = [
+        "run",
+        "say hi",
+        "--model",
+        GGUF_REPO,
+        "--quant",
+        "Q8_0",
+        "--approve",
+        "never-run",
+        "--max-steps",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--ctx",
+        "512",
+        "--cwd",
+        str(work),
+    ]
     proc = _run(*args, env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "finished: max_steps" in proc.stdout or "finished:" in proc.stdout, proc.stdout
@@ -327,8 +367,24 @@ def test_gguf_repo_dropped_link_then_resume(hub, gguf_repo, env, tmp_path):
     name = "tiny-tmax-F16.gguf"
     size = hub.file(GGUF_REPO, name).size
     hub.faults[name] = Fault(drop_after=size // 2, times=1, then_down=True)
-    args = ["run", "x", "--model", GGUF_REPO, "--quant", "F16", "--approve", "never-run",
-            "--max-steps", "1", "--max-new-tokens", "2", "--ctx", "512", "--cwd", str(tmp_path)]
+    args = [
+        "run",
+        "x",
+        "--model",
+        GGUF_REPO,
+        "--quant",
+        "F16",
+        "--approve",
+        "never-run",
+        "--max-steps",
+        "1",
+        "--max-new-tokens",
+        "2",
+        "--ctx",
+        "512",
+        "--cwd",
+        str(tmp_path),
+    ]
     line = _one_line_error(_run(*args, env=env))
     assert "interrupted" in line and "0 of 1 files complete" in line, line
     hub.faults.clear()
@@ -346,7 +402,8 @@ def test_terminal_progress_shows_bytes_rate_and_eta(hub, env):
     full.update(env, COLUMNS="120")
     proc = ptyprocess.PtyProcess.spawn(
         [sys.executable, "-m", "tmax_local", "convert", REPO, "--list-quants"],
-        env=full, dimensions=(30, 120),
+        env=full,
+        dimensions=(30, 120),
     )
     out = b""
     while True:
@@ -360,5 +417,57 @@ def test_terminal_progress_shows_bytes_rate_and_eta(hub, env):
     bars = [s for s in re.split(r"[\r\n]", text) if s.startswith("Downloading " + REPO)]
     assert bars, text[-2000:]
     # e.g. "Downloading tmax-test/tiny-tmax:  45%|████▌     | 61.2M/136M [00:01<00:01, 39.8MB/s]"
-    pattern = re.compile(r"\d+%\|.*\| [\d.]+[kMG]?/[\d.]+[kMG]? \[\d\d:\d\d<\d\d:\d\d, +[\d.]+[kMG]?B/s\]")
+    pattern = re.compile(
+        r"\d+%\|.*\| [\d.]+[kMG]?/[\d.]+[kMG]? \[\d\d:\d\d<\d\d:\d\d, +[\d.]+[kMG]?B/s\]"
+    )
     assert any(pattern.search(b) for b in bars), bars[-3:]
+
+
+# Makes the random tiny model propose one fixed command, in TMax's tool-call format.
+TOOL_CALL_GRAMMAR = r"""root ::= "ok" "\n<tool_call>\n<function=bash>\n<parameter=command>\necho from-hub > hub.txt\n</parameter>\n</function>\n</tool_call>"
+"""
+
+
+def test_app_f5_downloads_converts_and_runs_with_progress_in_the_status_bar(hub, env, tmp_path):
+    """The app's F5 path in the real app (tmux): a repo not converted yet is offered, F5
+    downloads it (the status bar shows bytes, rate and ETA), converts it, loads it (with a
+    percentage) and runs it."""
+    from tmax_local.testing.tmux import TmuxSession, tmax_argv
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    work = tmp_path / "work"
+    work.mkdir()
+    grammar = tmp_path / "call.gbnf"
+    grammar.write_text(TOOL_CALL_GRAMMAR)
+    hub.faults[SHARD1] = Fault(rate=10e6, times=None)  # slow enough to watch
+    app_env = dict(
+        env, TERM="xterm-256color", PYTHONPATH=os.pathsep.join(p for p in sys.path if p)
+    )
+    argv = [*tmax_argv(), "--model", REPO, "--quant", "Q8_0", "--grammar", str(grammar),
+            "--cwd", str(work), "--ctx", "2048"]  # fmt: skip
+    tmux = TmuxSession(argv, app_env, work, size=(140, 30))
+    seen: list[str] = []
+    try:
+        tmux.wait_for(lambda s: "F5" in s, "the offer to download", timeout=120)
+        tmux.keys("F5")
+
+        def progress_shown(screen: str) -> bool:
+            seen.append(screen)
+            return bool(re.search(r"MB/s · ETA \d+:\d\d", screen))
+
+        tmux.wait_for(progress_shown, "download progress in the status bar", timeout=180)
+        tmux.wait_for(lambda s: "Q8_0" in s and "CPU" in s, "the loaded model", timeout=300)
+        tmux.text("write hub.txt")
+        tmux.keys("Enter")
+        tmux.wait_for(lambda s: "run this command?" in s, "the model's proposal", timeout=180)
+        tmux.keys("a")
+        tmux.wait_for(lambda s: "Step 2" in s, "the command to run", timeout=180)
+        assert (work / "hub.txt").read_text() == "from-hub\n"
+        tmux.keys("C-x")
+        tmux.wait_for(lambda s: "finished (stopped)" in s, "the agent to stop", timeout=120)
+        assert "Traceback" not in tmux.screen()
+    finally:
+        tmux.close()
+    assert (Path(env["TMAX_MODELS_DIR"]) / "tiny-tmax-Q8_0.gguf").is_file()
+    assert len(hub.body_requests(SHARD1)) == 1

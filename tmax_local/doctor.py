@@ -329,7 +329,11 @@ def recommendation_section(models: list[dict[str, Any]], available: int) -> dict
             weights=advice.weights_bytes,
             total=advice.total_bytes,
             flags=f"--quant {advice.quant} --ctx {advice.n_ctx}"
-            + (f" --cache-type-k {advice.kv} --cache-type-v {advice.kv}" if advice.kv != "f16" else ""),
+            + (
+                f" --cache-type-k {advice.kv} --cache-type-v {advice.kv}"
+                if advice.kv != "f16"
+                else ""
+            ),
         )
     return out
 
@@ -338,7 +342,7 @@ def recommendation_section(models: list[dict[str, Any]], available: int) -> dict
 def _check(fn: Callable[[], str]) -> dict[str, Any]:
     try:
         return {"ok": True, "detail": fn()}
-    except Exception as err:  # noqa: BLE001 - a health check reports any failure as a line
+    except Exception as err:
         return {"ok": False, "detail": f"{type(err).__name__}: {err}"}
 
 
@@ -384,7 +388,10 @@ def _colours() -> str:
     else:
         depth = "16"
     tty = "a terminal" if sys.stdout.isatty() else "not a terminal"
-    return f"TERM={term or '(unset)'} COLORTERM={colorterm or '(unset)'}: {depth} colours; stdout is {tty}"
+    return (
+        f"TERM={term or '(unset)'} COLORTERM={colorterm or '(unset)'}: {depth} colours; "
+        f"stdout is {tty}"
+    )
 
 
 def _rules(cwd: Path) -> Callable[[], str]:

@@ -390,9 +390,13 @@ def remote_files(repo: str, revision: str | None) -> list[str] | None:
     except RevisionNotFoundError:
         raise DownloadError(f"{repo}: revision {revision!r} not found on the Hub") from None
     except GatedRepoError:
-        raise DownloadError(f"{repo}: gated repository; log in with `hf auth login` first") from None
+        raise DownloadError(
+            f"{repo}: gated repository; log in with `hf auth login` first"
+        ) from None
     except RepositoryNotFoundError:
-        raise DownloadError(f"{repo}: no such model repository on the Hub (or it is private)") from None
+        raise DownloadError(
+            f"{repo}: no such model repository on the Hub (or it is private)"
+        ) from None
     except (OSError, *_network_errors()):
         return None
     return [s.rfilename for s in (info.siblings or [])]
@@ -451,9 +455,13 @@ def fetch(
     except RevisionNotFoundError:
         raise DownloadError(f"{repo}: revision {revision!r} not found on the Hub") from None
     except GatedRepoError:
-        raise DownloadError(f"{repo}: gated repository; log in with `hf auth login` first") from None
+        raise DownloadError(
+            f"{repo}: gated repository; log in with `hf auth login` first"
+        ) from None
     except RepositoryNotFoundError:
-        raise DownloadError(f"{repo}: no such model repository on the Hub (or it is private)") from None
+        raise DownloadError(
+            f"{repo}: no such model repository on the Hub (or it is private)"
+        ) from None
     except network:
         return _from_cache(repo, revision, patterns, cache)
     wanted = _matching(listing, patterns)
@@ -551,9 +559,7 @@ def _snapshot(repo: str, revision: str | None, files: list[str], cache_dir: Any)
             enable_progress_bars()
 
 
-def _from_cache(
-    repo: str, revision: str | None, patterns: list[str] | None, cache: Path
-) -> Path:
+def _from_cache(repo: str, revision: str | None, patterns: list[str] | None, cache: Path) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -584,8 +590,11 @@ def _from_cache(
                 "to the Hub and run the same command again to fetch it"
             )
     elif patterns is not None and not _matching(
-        [RemoteFile(p.relative_to(folder).as_posix(), 0, "", False)
-         for p in folder.rglob("*") if p.is_file()],
+        [
+            RemoteFile(p.relative_to(folder).as_posix(), 0, "", False)
+            for p in folder.rglob("*")
+            if p.is_file()
+        ],
         patterns,
     ):
         raise DownloadOffline(

@@ -163,7 +163,9 @@ def kv_element_bytes(cache_type: str | None) -> float:
         ) from None
 
 
-def kv_bytes_per_token(m: ModelFacts, type_k: str | None = None, type_v: str | None = None) -> float:
+def kv_bytes_per_token(
+    m: ModelFacts, type_k: str | None = None, type_v: str | None = None
+) -> float:
     return (
         m.n_attention_layers
         * m.n_head_kv
@@ -265,9 +267,12 @@ def choose(
     with an f16 KV cache, else q8_0, that fits ``budget(available)``. When nothing fits,
     the smallest is returned with ``fits=False`` and a warning to show before loading."""
     room = budget(available)
-    contexts = [n_ctx] if n_ctx else [
-        c for c in CONTEXT_STEPS if not m.context_length or c <= m.context_length
-    ] or [MIN_CONTEXT]
+    contexts = (
+        [n_ctx]
+        if n_ctx
+        else [c for c in CONTEXT_STEPS if not m.context_length or c <= m.context_length]
+        or [MIN_CONTEXT]
+    )
     kv_options = [(type_k, type_v)] if (type_k or type_v) else [("f16", "f16"), ("q8_0", "q8_0")]
     last: MemoryEstimate | None = None
     for c in contexts:

@@ -231,3 +231,49 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "AgentFinished":
             out["finished"] = {"reason": r["reason"], "message": r["message"], "steps": r["steps"]}
     return out
+
+
+INTERRUPTED_OBSERVATION = (
+    "(the session was interrupted before this command finished; it may have run partly "
+    "or not at all)\n\n(exit_code=130)"
+)
+
+
+def resume_input(records: list[dict[str, Any]], instruction: str) -> tuple[str, str, int]:
+    """What `Agent.resume` needs to continue a saved session with the user's
+    ``instruction``: (conversation so far, what to append next, steps done).
+
+    A session that died (``kill -9``, power loss) may end anywhere: mid-reply (the reply is
+    lost and that step is generated again), after a tool call whose command never reported
+    back (the model is told the command was interrupted, as a tool response, so its format
+    stays the one it was trained on), or cleanly between turns.
+    """
+    conversation, pending = stream_text(records)
+    replies = [r for r in records if r.get("kind") == "Reply"]
+    steps_done = max((int(r.get("step") or 0) for r in replies), default=0)
+    if pending is not None:
+        gp = harness.GENERATION_PROMPT
+        body = pending.removesuffix(gp)
+        return conversation, body + harness.user_turn(instruction) + gp, steps_done
+    last = replies[-1] if replies else {}
+    closed = last.get("finish") == "stop"
+    step = int(last.get("step") or 0)
+    proposed = any(r.get("kind") == "ToolCallProposed" and r.get("step") == step for r in records)
+    outcome = next(
+        (
+            r
+            for r in reversed(records)
+            if r.get("kind") in ("CommandExecuted", "CommandRejected") and r.get("step") == step
+        ),
+        None,
+    )
+    if proposed:
+        # The command's result (or, when it never came back, the interruption) goes back as
+        # the tool response the model waits for, then the user's instruction.
+        observation = str(outcome["observation"]) if outcome else INTERRUPTED_OBSERVATION
+        turn = harness.tool_response_turn(
+            observation, model_closed_turn=closed, instruction=instruction
+        )
+    else:
+        turn = harness.user_message_turn(instruction, model_closed_turn=closed)
+    return conversation, turn, steps_done

@@ -26,6 +26,7 @@ serve corrupted bytes, throttle to a rate. ``requests`` logs what was asked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -109,6 +110,7 @@ class FakeHub:
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
         self.port = 0
 
@@ -156,7 +158,8 @@ class FakeHub:
         """GET requests that were answered with (some of) the bytes of repo file ``name``."""
         with self._lock:
             return [
-                r for r in self.requests
+                r
+                for r in self.requests
                 if r.method == "GET" and r.name == name and r.status in (200, 206)
             ]
 
@@ -180,11 +183,17 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
-        """Stop listening (the port then refuses connections, like a network outage)."""
+        """Stop listening and cut open connections (new ones are refused, like a network
+        outage; kept-alive ones do not outlive it)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            conns, self._connections = list(self._connections), set()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> FakeHub:
         if self._server is None:
@@ -203,8 +212,19 @@ class _Handler(BaseHTTPRequestHandler):
     hub: FakeHub
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.hub._lock:
+            self.hub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.hub._lock:
+            self.hub._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     # -- plumbing --------------------------------------------------------------------
     def _send(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
@@ -216,7 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD" and body:
             self.wfile.write(body)
         sent = len(body) if self.command != "HEAD" else 0
-        self.hub._log(Request(self.command, self.path, None, self.headers.get("Range"), status, sent))
+        self.hub._log(
+            Request(self.command, self.path, None, self.headers.get("Range"), status, sent)
+        )
 
     def _json(self, data: object) -> None:
         body = json.dumps(data).encode()
@@ -230,10 +252,10 @@ class _Handler(BaseHTTPRequestHandler):
             body,
         )
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._route()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._route()
 
     # -- routes ----------------------------------------------------------------------
@@ -279,7 +301,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if prefix and not f.path.startswith(prefix + "/"):
                     continue
                 entry: dict[str, object] = {
-                    "type": "file", "oid": f.git_oid, "size": f.size, "path": f.path,
+                    "type": "file",
+                    "oid": f.git_oid,
+                    "size": f.size,
+                    "path": f.path,
                 }
                 if f.lfs:
                     entry["lfs"] = {"oid": f.sha256, "size": f.size, "pointerSize": 134}
