@@ -203,7 +203,7 @@ def _free_disk(path: Path) -> tuple[str, int | None]:
 
 
 def machine_section() -> dict[str, Any]:
-    import psutil  # type: ignore[import-untyped]
+    import psutil
 
     from tmax_local.paths import models_dir
 
@@ -256,7 +256,7 @@ def find_models() -> list[Path]:
 def models_section(available: int) -> list[dict[str, Any]]:
     from tmax_local import memory
 
-    out = []
+    out: list[dict[str, Any]] = []
     for path in find_models():
         try:
             facts = memory.ModelFacts.from_gguf(path)

@@ -304,9 +304,9 @@ def verify_snapshot(folder: Path, files: list[RemoteFile]) -> dict[str, str]:
 
 
 # -- errors ----------------------------------------------------------------------------
-def _network_errors() -> tuple[type[BaseException], ...]:
+def _network_errors() -> tuple[type[Exception], ...]:
     """The HTTP library's transport errors (huggingface_hub 1.x uses httpx, 2.x httpx2)."""
-    found: list[type[BaseException]] = []
+    found: list[type[Exception]] = []
     for name in ("httpx2", "httpx", "requests"):
         try:
             mod = __import__(name)
@@ -315,10 +315,10 @@ def _network_errors() -> tuple[type[BaseException], ...]:
         err = getattr(mod, "TransportError", None) or getattr(
             getattr(mod, "exceptions", None), "ConnectionError", None
         )
-        if isinstance(err, type) and issubclass(err, BaseException):
+        if isinstance(err, type) and issubclass(err, Exception):
             found.append(err)
         timeout = getattr(mod, "TimeoutException", None)
-        if isinstance(timeout, type) and issubclass(timeout, BaseException):
+        if isinstance(timeout, type) and issubclass(timeout, Exception):
             found.append(timeout)
     return tuple(found)
 
@@ -397,7 +397,7 @@ def remote_files(repo: str, revision: str | None) -> list[str] | None:
         raise DownloadError(
             f"{repo}: no such model repository on the Hub (or it is private)"
         ) from None
-    except (OSError, *_network_errors()):
+    except (OSError, *_network_errors()):  # type: ignore[misc]
         return None
     return [s.rfilename for s in (info.siblings or [])]
 
@@ -483,7 +483,7 @@ def fetch(
                 _snapshot(repo, revision, [f.path for f in wanted], cache_dir)
         except (RevisionNotFoundError, RepositoryNotFoundError) as err:
             raise DownloadError(f"{repo}: {_describe(err)}") from None
-        except (OSError, *network) as err:
+        except (OSError, *network) as err:  # type: ignore[misc]
             done, complete = monitor.measure()
             if _is_disk_full(err):
                 raise DownloadError(
