@@ -3,7 +3,7 @@
 For the full-size random Qwen3.5-2B at Q4_K_M (built once under bench/.cache/, as
 bench/bench_convert.py does) and each context length × KV-cache type, a child process loads
 the model with llama.cpp (flash attention on, n_batch 512, like `run`), evaluates a
-1,024-token prompt and samples 16 tokens, then reports its peak RSS (getrusage). The table
+1,024-token prompt and samples 16 tokens, then reports its peak RSS (VmHWM). The table
 shows the estimate next to the measurement, their ratio, and llama.cpp's own buffer sizes
 from its log. A child that only imports llama_cpp and tmax_local gives the process baseline
 (the estimate's ``base`` term), measured in the same run.
@@ -44,6 +44,19 @@ def build_gguf() -> Path:
     return GGUF
 
 
+def peak_rss() -> int:
+    """This process's peak resident set (VmHWM: unlike getrusage's ru_maxrss it starts
+    afresh at exec, so the parent's size at fork does not count)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def child(ctx: int, kv: str, threads: int) -> None:
     """Runs in the child: load, evaluate, print one JSON line with RSS figures."""
     import numpy as np
@@ -53,8 +66,7 @@ def child(ctx: int, kv: str, threads: int) -> None:
     if ctx == 0:  # baseline: the process with the libraries, no model
         import llama_cpp  # noqa: F401
 
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        print(json.dumps({"peak_rss": peak}))
+        print(json.dumps({"peak_rss": peak_rss()}))
         return
     from llama_cpp import Llama
 
@@ -70,8 +82,7 @@ def child(ctx: int, kv: str, threads: int) -> None:
     for n, _tok in enumerate(llm.generate(prompt, temp=0.7, top_p=0.95, top_k=0, reset=True)):
         if n >= 15:
             break
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_rss": peak}), flush=True)
+    print(json.dumps({"peak_rss": peak_rss()}), flush=True)
     llm.close()
 
 

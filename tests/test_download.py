@@ -27,11 +27,12 @@ KW = {"naming": "causal", "linear_k_heads": 2, "linear_v_heads": 4, "shards": 2}
 @pytest.fixture(scope="module")
 def hub(tiny_checkpoint) -> Iterator[FakeHub]:
     h = FakeHub()
-    h.add_repo(REPO, tiny_checkpoint(**KW, seed=5), tags=["step-0200"])
-    # main moves on: a new commit whose weights differ (K=V=4 heads, like a later step)
-    h.add_repo(
-        REPO, tiny_checkpoint(naming="causal", linear_k_heads=4, linear_v_heads=4, shards=2, seed=6)
-    )
+    # step-0200: an older commit with other shapes (K=V=4 heads; the same checkpoint as
+    # test_convert_cli's revision test, so a full run builds it once)
+    h.add_repo(REPO, tiny_checkpoint(naming="causal", linear_k_heads=4, linear_v_heads=4,
+                                     dtype="float16", seed=3), branch="old", tags=["step-0200"])
+    # main: the current commit, sharded (K=2, V=4 heads)
+    h.add_repo(REPO, tiny_checkpoint(**KW, seed=5))
     with h:
         yield h
 
@@ -107,7 +108,7 @@ def test_convert_repo_downloads_verifies_converts_and_reuses_the_cache(hub, env)
     assert proc.returncode == 0, proc.stderr
     out = Path(env["TMAX_MODELS_DIR"]) / "tiny-tmax-Q8_0.gguf"
     assert proc.stdout.strip() == f"wrote {out}"
-    assert _gguf_field(out, "qwen35.ssm.group_count") == 4  # main: K=V=4
+    assert _gguf_field(out, "qwen35.ssm.group_count") == 2  # main: K=2, V=4
     for name in (SHARD1, SHARD2, "tokenizer.json", "config.json"):
         assert len(hub.body_requests(name)) == 1, name
     commit = hub.commit_of(REPO, "main")
@@ -136,7 +137,7 @@ def test_revision_tag_downloads_that_commit_and_names_the_output_after_it(hub, e
     assert proc.returncode == 0, proc.stderr
     out = Path(env["TMAX_MODELS_DIR"]) / "tiny-tmax-step-0200-F16.gguf"
     assert proc.stdout.strip() == f"wrote {out}"
-    assert _gguf_field(out, "qwen35.ssm.group_count") == 2  # step-0200: K=2, V=4
+    assert _gguf_field(out, "qwen35.ssm.group_count") == 4  # step-0200: K=V=4
     ref = Path(env["HF_HUB_CACHE"]) / "models--tmax-test--tiny-tmax" / "refs" / "step-0200"
     assert ref.read_text() == hub.commit_of(REPO, "step-0200")
     # Offline, the tag still resolves from the cache's refs.

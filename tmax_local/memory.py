@@ -333,3 +333,31 @@ def recommend(m: ModelFacts, available: int) -> QuantAdvice | None:
                 if e.total <= room:
                     return QuantAdvice(q, ctx, kv, mq.weights_bytes, e.total)
     return None
+
+
+def available_ram() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def plan_load(
+    path: str | Path,
+    *,
+    n_ctx: int | None = None,
+    type_k: str | None = None,
+    type_v: str | None = None,
+    flash_attn: bool = True,
+    available: int | None = None,
+) -> Choice:
+    """`choose` for the GGUF at ``path`` and this machine's available RAM: what `run` and
+    the app load a model with when ``--ctx`` / ``--cache-type-*`` are left to them."""
+    facts = ModelFacts.from_gguf(path)
+    return choose(
+        facts,
+        available_ram() if available is None else available,
+        n_ctx=n_ctx,
+        type_k=type_k,
+        type_v=type_v,
+        flash_attn=flash_attn,
+    )
