@@ -106,7 +106,7 @@ def test_model_load_reports_a_percentage(gguf):
     from tmax_local.agent.engine import EngineOptions, LlamaEngine
 
     seen: list[float] = []
-    eng = LlamaEngine(gguf, EngineOptions(n_ctx=512, threads=2), on_load_progress=seen.append)
+    eng = LlamaEngine(gguf, EngineOptions(ctx=512, threads=2), on_load_progress=seen.append)
     try:
         assert seen and seen[-1] == pytest.approx(1.0)
         assert seen == sorted(seen) and len(set(seen)) > 2
@@ -114,5 +114,5 @@ def test_model_load_reports_a_percentage(gguf):
         eng.close()
     # the patch is gone afterwards: another load does not call the old callback
     n = len(seen)
-    LlamaEngine(gguf, EngineOptions(n_ctx=512, threads=2)).close()
+    LlamaEngine(gguf, EngineOptions(ctx=512, threads=2)).close()
     assert len(seen) == n

@@ -237,14 +237,58 @@ def _convert(source: str, quant: str, revision: str | None, progress: bool) -> P
     )
 
 
+def fit_to_memory(
+    path: Path, options: EngineOptions, *, available: int | None = None
+) -> tuple[EngineOptions, str | None]:
+    """The options a GGUF is loaded with on this machine, and a warning when it will not fit.
+
+    The same computation as `tmax-local doctor` (`tmax_local.memory.choose`): the default
+    context (``harness.CONTEXT_TOKENS``, 64k) and KV type mean "up to": they are lowered to
+    the largest context (then a q8_0 KV cache) that fits the free RAM. A context or KV type
+    the user set is kept. Either way, a configuration that still does not fit comes with a
+    warning to show before loading. Not applied when layers are offloaded to a GPU (the RAM
+    estimate would not hold there).
+    """
+    from dataclasses import replace
+
+    from tmax_local import memory
+    from tmax_local.agent import harness
+    from tmax_local.agent.engine import default_gpu_layers
+
+    gpu_layers = default_gpu_layers() if options.gpu_layers is None else options.gpu_layers
+    if gpu_layers != 0:
+        return options, None
+    try:
+        facts = memory.ModelFacts.from_gguf(path)
+    except memory.ModelFileError:
+        return options, None  # llama.cpp reports an unreadable file itself
+    auto_ctx = options.ctx == harness.CONTEXT_TOKENS
+    auto_kv = options.cache_type_k is None and options.cache_type_v is None
+    choice = memory.choose(
+        facts,
+        memory.available_ram() if available is None else available,
+        n_ctx=None if auto_ctx else options.ctx,
+        type_k=None if auto_kv else (options.cache_type_k or "f16"),
+        type_v=None if auto_kv else (options.cache_type_v or "f16"),
+        flash_attn=options.flash_attn is not False,
+    )
+    if auto_kv and choice.type_k != "f16":
+        options = replace(options, cache_type_k=choice.type_k, cache_type_v=choice.type_v)
+    if auto_ctx:
+        options = replace(options, ctx=choice.n_ctx)
+    return options, choice.warning
+
+
 def load_backend(
     resolved: ResolvedModel,
     options: EngineOptions | None = None,
     *,
     on_progress: Callable[[float], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> ModelBackend:
-    """Instantiate the backend: ``ScriptedModel`` or ``LlamaEngine`` (``on_progress`` gets
-    the load fraction 0.0 … 1.0 from llama.cpp)."""
+    """Instantiate the backend: ``ScriptedModel`` or ``LlamaEngine``. A GGUF's context and
+    KV type are fitted to the free RAM first (`fit_to_memory`; ``on_warning`` hears when it
+    will not fit); ``on_progress`` gets the load fraction 0.0 … 1.0 from llama.cpp."""
     from tmax_local.agent.engine import EngineOptions, LlamaEngine
 
     options = options or EngineOptions()
@@ -252,4 +296,7 @@ def load_backend(
         from tmax_local.agent.scripted import ScriptedModel
 
         return ScriptedModel.from_file(resolved.path, context_limit=options.ctx)
+    options, warning = fit_to_memory(resolved.path, options)
+    if warning and on_warning is not None:
+        on_warning(warning)
     return LlamaEngine(resolved.path, options, name=resolved.name, on_load_progress=on_progress)
