@@ -79,12 +79,16 @@ def test_defaults_take_the_largest_context_that_fits(gguf):
 
     ref = tmax_2b_reference()
     room_for_8k = memory.estimate(ref, 8192).total
-    small = memory.choose(ref, int(room_for_8k * 1.25))
-    assert small.fits and small.n_ctx == 8192
-    # asked for 64k: the KV type drops to q8_0 only if that is what fits
-    mid = memory.estimate(ref, 65536, "q8_0", "q8_0").total
-    c = memory.choose(ref, int(mid / 0.88))
-    assert c.fits and (c.n_ctx, c.type_k) in ((65536, "q8_0"), (65536, "f16"))
+    available = int(room_for_8k * 1.25)
+    small = memory.choose(ref, available)
+    assert small.fits and small.estimate.total <= memory.budget(available)
+    # the first option in preference order (context first, f16 before q8_0) that fits
+    order = [(c, kv) for c in memory.CONTEXT_STEPS for kv in ("f16", "q8_0")]
+    pos = order.index((small.n_ctx, small.type_k))
+    assert all(
+        memory.estimate(ref, c, kv, kv).total > memory.budget(available) for c, kv in order[:pos]
+    )
+    assert small.n_ctx < 65536
     none = memory.choose(ref, 2**30)
     assert not none.fits and "needs about" in (none.warning or "") and "--ctx" in none.warning
     pinned = memory.choose(ref, 64 * 2**30, n_ctx=4096, type_k="q8_0", type_v="q8_0")

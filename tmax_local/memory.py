@@ -323,17 +323,26 @@ def scaled(m: ModelFacts, quant: str) -> ModelFacts:
 
 
 def recommend(m: ModelFacts, available: int) -> QuantAdvice | None:
-    """The best quant, context and KV type of this model family for ``available`` RAM:
-    64k context first (TMax was trained on 64k rollouts), then the best quant that fits
-    it, then smaller contexts. None when not even the smallest fits."""
+    """The best quant, context and KV type of this model family for ``available`` RAM.
+
+    Long context first (TMax was trained on 64k rollouts): 64k or 32k with the best quant
+    down to Q4_K_M; then shorter contexts with those quants; Q3_K_M only as a last resort.
+    Within each, an f16 KV cache before q8_0. None when not even the smallest fits."""
     room = budget(available)
-    for ctx in CONTEXT_STEPS:
-        for q in ADVISED_QUANTS:
-            mq = scaled(m, q)
-            for kv in ("f16", "q8_0"):
-                e = estimate(mq, ctx, kv, kv)
-                if e.total <= room:
-                    return QuantAdvice(q, ctx, kv, mq.weights_bytes, e.total)
+    good = ADVISED_QUANTS[:-1]
+    tiers = (
+        (CONTEXT_STEPS[:2], good),
+        (CONTEXT_STEPS[2:], good),
+        (CONTEXT_STEPS, ADVISED_QUANTS[-1:]),
+    )
+    for contexts, quants in tiers:
+        for ctx in contexts:
+            for q in quants:
+                mq = scaled(m, q)
+                for kv in ("f16", "q8_0"):
+                    e = estimate(mq, ctx, kv, kv)
+                    if e.total <= room:
+                        return QuantAdvice(q, ctx, kv, mq.weights_bytes, e.total)
     return None
 
 
