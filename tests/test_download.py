@@ -448,7 +448,7 @@ def test_app_f5_downloads_converts_and_runs_with_progress_in_the_status_bar(hub,
         env, TERM="xterm-256color", PYTHONPATH=os.pathsep.join(p for p in sys.path if p)
     )
     argv = [*tmax_argv(), "--model", REPO, "--quant", "Q8_0", "--grammar", str(grammar),
-            "--cwd", str(work), "--ctx", "2048"]  # fmt: skip
+            "--cwd", str(work), "--ctx", "8192"]  # fmt: skip
     tmux = TmuxSession(argv, app_env, work, size=(140, 30))
     seen: list[str] = []
     try:
