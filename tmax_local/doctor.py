@@ -418,9 +418,18 @@ def _rules(cwd: Path) -> Callable[[], str]:
 
 def _sandbox() -> dict[str, Any]:
     hook = HEALTH_HOOKS.get("sandbox")
-    if hook is None:
-        return {"ok": None, "detail": "no sandbox in this version (approval only)"}
-    return hook()
+    if hook is not None:
+        return hook()
+    from tmax_local.shell import sandbox
+
+    return _check_dict(sandbox.health)
+
+
+def _check_dict(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return dict(fn())
+    except Exception as err:
+        return {"ok": False, "detail": f"{type(err).__name__}: {err}"}
 
 
 def health_section(cwd: Path) -> dict[str, dict[str, Any]]:
