@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -30,9 +31,15 @@ from tmax_local.convert.writer import nbytes_for, write_gguf
 from tmax_local.errors import ConversionError, Interrupted
 
 
-def default_output(model_name: str, quant: str) -> Path:
+def default_output(model_name: str, quant: str, revision: str | None = None) -> Path:
+    """``models/<model>-<QUANT>.gguf``, or ``models/<model>-<revision>-<QUANT>.gguf`` for a
+    named revision (so a checkpoint of a branch/tag never overwrites or stands in for
+    another revision's conversion)."""
     from tmax_local.paths import models_dir
 
+    if revision:
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", revision).strip("._") or "rev"
+        return models_dir() / f"{model_name}-{safe}-{quant}.gguf"
     return models_dir() / f"{model_name}-{quant}.gguf"
 
 
@@ -207,7 +214,7 @@ def _convert(
         plan = plan_tensors(ckpt, hp, reorder_v_heads=False)
     vocab = load_vocab(ckpt, hp.vocab_size)
     name = _model_name(source, ckpt)
-    out = Path(output).expanduser() if output else default_output(name, q.name)
+    out = Path(output).expanduser() if output else default_output(name, q.name, revision)
     if out.exists() and out.is_dir():
         raise ConversionError(f"output {out} is a directory")
     if out.exists() and not overwrite:

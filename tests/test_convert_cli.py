@@ -100,7 +100,7 @@ def test_repo_id_and_revision_from_hf_cache(tiny_checkpoint, tmp_path):
 
     proc = _run("tmax-test/tiny-tmax", "--revision", "step-0200", "--quant", "F16", env=env)
     assert proc.returncode == 0, proc.stderr
-    out = tmp_path / "m" / "tiny-tmax-F16.gguf"
+    out = tmp_path / "m" / "tiny-tmax-step-0200-F16.gguf"  # named after the revision
     assert _read(out).get_field("qwen35.ssm.time_step_rank").contents() == 4  # step-0200: K=V=4
     assert _read(out).get_field("qwen35.ssm.group_count").contents() == 4
 

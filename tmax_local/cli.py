@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check": ("tmax_local.convert.check_cli", "Measure a quantization's quality vs a reference."),
     "checkpoints": ("tmax_local.undo.cli_checkpoints", "List a session's checkpoints (undo)."),
     "restore": ("tmax_local.undo.cli_restore", "Put the project back to before a step (undo)."),
+    "doctor": ("tmax_local.doctor", "Check this machine: llama.cpp build, RAM, models, health."),
 }
 
 # Module providing the default action (the TUI) when no subcommand is given.

@@ -214,6 +214,23 @@ def _suggestion_notes(request: ApprovalRequest) -> tuple[str, ...]:
     )
 
 
+class LoadPercent:
+    """Model loading as ``loading model… 42%`` on one terminal line (nothing when ``out`` is
+    not a terminal)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.shown = -1
+
+    def __call__(self, fraction: float) -> None:
+        pct = int(fraction * 100)
+        if pct == self.shown or not self.out.isatty():
+            return
+        self.shown = pct
+        self.out.write(f"\rloading model… {pct}%" + ("\n" if pct >= 100 else ""))
+        self.out.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     from tmax_local.agent.cli_trust import rules_for_run
     from tmax_local.agent.loop import Agent
@@ -230,7 +247,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--cwd {cwd} is not a directory")
     opts = session.model
     config = opts.harness_config()
-    model = load_backend(opts.resolve(), opts.engine_options())
+    model = load_backend(
+        opts.resolve(),
+        opts.engine_options(),
+        on_progress=LoadPercent(sys.stderr),
+        on_warning=lambda text: print(f"tmax-local: warning: {text}", file=sys.stderr),
+    )
     stdin_for_answers = sys.stdin
     if args.task == "-" and session.approve == "ask":
         try:

@@ -97,6 +97,45 @@ def _cache_type(name: str | None) -> int | None:
         ) from None
 
 
+_LOAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def load_progress(callback: Callable[[float], None] | None) -> Any:
+    """Report model loading (0.0 … 1.0) through llama.cpp's own progress callback.
+
+    llama-cpp-python's ``Llama`` takes no progress callback, but it builds its model
+    parameters from ``llama_model_default_params()`` inside ``__init__``: for the duration
+    of one load, that function returns parameters whose ``progress_callback`` calls
+    ``callback`` (loads are serialised by a lock, so nothing else sees the change).
+    """
+    if callback is None:
+        yield
+        return
+    from llama_cpp import llama_cpp as lib  # the module `Llama.__init__` calls it through
+
+    original = lib.llama_model_default_params
+
+    def report(progress: float, _user: Any) -> bool:
+        with contextlib.suppress(Exception):  # never let a UI error abort the load
+            callback(float(progress))
+        return True
+
+    c_report = lib.llama_progress_callback(report)
+
+    def params_with_progress() -> Any:
+        params = original()
+        params.progress_callback = c_report
+        return params
+
+    with _LOAD_LOCK:
+        lib.llama_model_default_params = params_with_progress
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
+
+
 class LlamaEngine:
     """``ModelBackend`` on llama.cpp. ``stream`` holds the conversation's token ids."""
 
@@ -107,12 +146,13 @@ class LlamaEngine:
         *,
         name: str | None = None,
         llama: Any | None = None,
+        on_load_progress: Callable[[float], None] | None = None,
     ):
         self.model_path = Path(model_path)
         self.options = options
         self.name = name or self.model_path.name
         if llama is None:
-            llama = self._load()
+            llama = self._load(on_load_progress)
         self.llm = llama
         self.context_limit = int(self.llm.n_ctx())
         self.stream: list[int] = []
@@ -124,7 +164,7 @@ class LlamaEngine:
             self._grammar = LlamaGrammar.from_string(options.grammar, verbose=False)
         self._im_end = self._single_token(harness.IM_END)
 
-    def _load(self) -> Any:
+    def _load(self, on_progress: Callable[[float], None] | None = None) -> Any:
         if not self.model_path.is_file():
             raise ModelNotFound(f"model file not found: {self.model_path}")
         from llama_cpp import Llama
@@ -148,7 +188,8 @@ class LlamaEngine:
         if o.seed is not None:
             kwargs["seed"] = o.seed
         try:
-            return Llama(**kwargs)
+            with load_progress(on_progress):
+                return Llama(**kwargs)
         except ValueError as err:  # llama-cpp-python reports load failures as ValueError
             raise TmaxError(f"llama.cpp could not load {self.model_path}: {err}") from None
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from tmax_local.convert.quants import DEFAULT_QUANT
-from tmax_local.errors import HubUnreachable, ModelNotFound, TmaxError
+from tmax_local.errors import HubUnreachable, ModelNotFound
 
 if TYPE_CHECKING:
     from tmax_local.agent.engine import EngineOptions
@@ -149,8 +150,8 @@ def resolve_model(
     from tmax_local.convert import default_output
 
     name = model.rstrip("/").split("/")[-1]
-    converted = default_output(name, quant)
-    if converted.is_file() and revision is None:
+    converted = default_output(name, quant, revision)
+    if converted.is_file():
         return ResolvedModel("gguf", converted, model)
     return _from_hub(model, quant, revision, progress)
 
@@ -171,7 +172,9 @@ def _repo_spec(spec: str | None) -> str | None:
     return spec if looks_like_repo_id(spec) else None
 
 
-def converted_path(spec: str | None, quant: str = DEFAULT_QUANT) -> Path | None:
+def converted_path(
+    spec: str | None, quant: str = DEFAULT_QUANT, revision: str | None = None
+) -> Path | None:
     """Where `resolve_model` looks for the converted GGUF of repo id ``spec`` (None when
     ``spec`` is not a repo id)."""
     from tmax_local.convert import default_output
@@ -179,57 +182,51 @@ def converted_path(spec: str | None, quant: str = DEFAULT_QUANT) -> Path | None:
     repo = _repo_spec(spec)
     if repo is None:
         return None
-    return default_output(repo.rstrip("/").split("/")[-1], quant.upper())
+    return default_output(repo.rstrip("/").split("/")[-1], quant.upper(), revision)
 
 
-def needs_fetch(spec: str | None, quant: str = DEFAULT_QUANT) -> bool:
+def needs_fetch(
+    spec: str | None, quant: str = DEFAULT_QUANT, revision: str | None = None
+) -> bool:
     """True when `resolve_model` would download or convert ``spec`` (a repo id not
     converted yet)."""
-    path = converted_path(spec, quant)
+    path = converted_path(spec, quant, revision)
     return path is not None and not path.is_file()
 
 
-def check_local(spec: str | None, quant: str = DEFAULT_QUANT) -> None:
+def check_local(
+    spec: str | None, quant: str = DEFAULT_QUANT, revision: str | None = None
+) -> None:
     """Raise `ModelNeedsFetch` when resolving ``spec`` would download or convert it."""
-    if needs_fetch(spec, quant):
+    if needs_fetch(spec, quant, revision):
         raise ModelNeedsFetch(
             f"{spec or DEFAULT_MODEL} is not converted yet (looked for "
-            f"{converted_path(spec, quant)})."
+            f"{converted_path(spec, quant, revision)})."
         )
 
 
 def _from_hub(repo: str, quant: str, revision: str | None, progress: bool) -> ResolvedModel:
-    try:
-        from huggingface_hub import HfApi, hf_hub_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-    except ImportError as err:  # pragma: no cover - a runtime dependency
-        raise TmaxError(f"huggingface-hub is not installed ({err})") from None
+    from tmax_local import download
 
-    files: list[str] | None = None
-    if hub_reachable():
-        try:
-            info = HfApi().model_info(repo, revision=revision)
-            files = [s.rfilename for s in (info.siblings or [])]
-        except (HfHubHTTPError, OSError, ValueError):
-            files = None  # unknown here: the converter's download reports why below
-    else:
+    online = hub_reachable()
+    if not online:
         _go_offline()
-    if files is not None and any(f.lower().endswith(".gguf") for f in files):
-        wanted = _pick_gguf_file(files, quant)
-        if wanted is None:
-            have = ", ".join(sorted(Path(f).name for f in files if f.lower().endswith(".gguf")))
-            raise ModelNotFound(f"{repo} has no GGUF file for {quant} (it has: {have})")
-        try:
-            local = hf_hub_download(repo, wanted, revision=revision)
-        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
-            raise ModelNotFound(f"download of {repo}/{wanted} failed: {err}") from None
-        return ResolvedModel("gguf", Path(local), repo)
     try:
+        files = download.remote_files(repo, revision) if online else None
+        if files is None:  # offline: what the cache holds tells a GGUF repo apart
+            files = download.cached_files(repo, revision)
+        if any(f.lower().endswith(".gguf") for f in files):
+            wanted = _pick_gguf_file(files, quant)
+            if wanted is None:
+                have = ", ".join(sorted(Path(f).name for f in files if f.lower().endswith(".gguf")))
+                raise ModelNotFound(f"{repo} has no GGUF file for {quant} (it has: {have})")
+            folder = download.fetch(
+                repo, revision=revision, patterns=[wanted], progress=progress, online=online
+            )
+            return ResolvedModel("gguf", folder / wanted, repo)
         return ResolvedModel("gguf", _convert(repo, quant, revision, progress), repo)
     except HubUnreachable:
-        if files is None:
-            raise ModelNotFound(_offline_hint(repo, quant)) from None
-        raise
+        raise ModelNotFound(_offline_hint(repo, quant)) from None
 
 
 def _convert(source: str, quant: str, revision: str | None, progress: bool) -> Path:
@@ -240,8 +237,58 @@ def _convert(source: str, quant: str, revision: str | None, progress: bool) -> P
     )
 
 
-def load_backend(resolved: ResolvedModel, options: EngineOptions | None = None) -> ModelBackend:
-    """Instantiate the backend: ``ScriptedModel`` or ``LlamaEngine``."""
+def fit_to_memory(
+    path: Path, options: EngineOptions, *, available: int | None = None
+) -> tuple[EngineOptions, str | None]:
+    """The options a GGUF is loaded with on this machine, and a warning when it will not fit.
+
+    The same computation as `tmax-local doctor` (`tmax_local.memory.choose`): the default
+    context (``harness.CONTEXT_TOKENS``, 64k) and KV type mean "up to": they are lowered to
+    the largest context (then a q8_0 KV cache) that fits the free RAM. A context or KV type
+    the user set is kept. Either way, a configuration that still does not fit comes with a
+    warning to show before loading. Not applied when layers are offloaded to a GPU (the RAM
+    estimate would not hold there).
+    """
+    from dataclasses import replace
+
+    from tmax_local import memory
+    from tmax_local.agent import harness
+    from tmax_local.agent.engine import default_gpu_layers
+
+    gpu_layers = default_gpu_layers() if options.gpu_layers is None else options.gpu_layers
+    if gpu_layers != 0:
+        return options, None
+    try:
+        facts = memory.ModelFacts.from_gguf(path)
+    except memory.ModelFileError:
+        return options, None  # llama.cpp reports an unreadable file itself
+    auto_ctx = options.ctx == harness.CONTEXT_TOKENS
+    auto_kv = options.cache_type_k is None and options.cache_type_v is None
+    choice = memory.choose(
+        facts,
+        memory.available_ram() if available is None else available,
+        n_ctx=None if auto_ctx else options.ctx,
+        type_k=None if auto_kv else (options.cache_type_k or "f16"),
+        type_v=None if auto_kv else (options.cache_type_v or "f16"),
+        flash_attn=options.flash_attn is not False,
+    )
+    if auto_kv and choice.type_k != "f16":
+        options = replace(options, cache_type_k=choice.type_k, cache_type_v=choice.type_v)
+    if auto_ctx:
+        options = replace(options, ctx=choice.n_ctx)
+    return options, choice.warning
+
+
+def load_backend(
+    resolved: ResolvedModel,
+    options: EngineOptions | None = None,
+    *,
+    on_progress: Callable[[float], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> ModelBackend:
+    """Instantiate the backend: ``ScriptedModel`` or ``LlamaEngine``. A GGUF's context and
+    KV type are fitted to the free RAM first (`fit_to_memory`; ``on_warning`` hears when it
+    will not fit); ``on_progress`` gets the load fraction 0.0 … 1.0 from llama.cpp."""
     from tmax_local.agent.engine import EngineOptions, LlamaEngine
 
     options = options or EngineOptions()
@@ -249,4 +296,7 @@ def load_backend(resolved: ResolvedModel, options: EngineOptions | None = None) 
         from tmax_local.agent.scripted import ScriptedModel
 
         return ScriptedModel.from_file(resolved.path, context_limit=options.ctx)
-    return LlamaEngine(resolved.path, options, name=resolved.name)
+    options, warning = fit_to_memory(resolved.path, options)
+    if warning and on_warning is not None:
+        on_warning(warning)
+    return LlamaEngine(resolved.path, options, name=resolved.name, on_load_progress=on_progress)

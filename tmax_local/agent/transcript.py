@@ -10,15 +10,19 @@ objects are turned into plain dicts) or one of the agent's own bookkeeping recor
 - ``Reply`` {step, text, finish}: the model's raw reply (``finish == "stop"`` means its
   ``<|im_end|>`` followed it in the stream).
 
-Every record is flushed at once, so a crash loses nothing. ``load_records`` reads a file back
-(tolerating a torn last line) and ``stream_text`` rebuilds the conversation text from it,
-which is how a session is resumed.
+Every record is one ``write`` of a whole line, flushed at once, so a crash (even ``kill -9``)
+loses nothing written so far; at worst the last line is torn. ``load_records`` reads a file
+back (skipping a torn last line), a writer reopening the file for a resumed session cuts a
+torn tail off first (so the next record starts on its own line), and ``stream_text``
+rebuilds the conversation text from it, which is how a session is resumed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import time
 import uuid
 from pathlib import Path
@@ -40,6 +44,8 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # NaN/inf are not JSON
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if hasattr(value, "value") and hasattr(value, "name"):  # enums
@@ -57,6 +63,7 @@ class TranscriptWriter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        drop_torn_tail(self.path)
         self._fh: IO[str] | None = self.path.open("a", encoding="utf-8")
 
     @classmethod
@@ -67,7 +74,7 @@ class TranscriptWriter:
         if self._fh is None:
             return
         record = {"kind": kind, "t": round(time.time(), 3), **to_jsonable(fields)}
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
         self._fh.flush()
 
     def event(self, ev: AgentEvent) -> None:
@@ -80,16 +87,47 @@ class TranscriptWriter:
             self._fh = None
 
 
+def drop_torn_tail(path: Path) -> int:
+    """Cut an unfinished last line (left by a crash mid-write) off a JSON-lines file, so that
+    appending continues on a line of its own. Returns the bytes removed."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    with os.fdopen(fd, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            f.seek(start)
+            block = f.read(end - start)
+            nl = block.rfind(b"\n")
+            if nl != -1:
+                keep = start + nl + 1
+                break
+            end = start
+        else:
+            keep = 0
+        if keep < size:
+            f.truncate(keep)
+        return size - keep
+
+
 def load_records(path: str | Path) -> list[dict[str, Any]]:
     """All complete records of a transcript (a torn last line, from a crash, is skipped)."""
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    # Bytes, decoded per line: a line torn inside a multi-byte character must not make the
+    # whole file unreadable.
+    for raw in Path(path).read_bytes().split(b"\n"):
+        line = raw.decode("utf-8", "replace")
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict) and "kind" in record:
+            records.append(record)
     return records
 
 
@@ -193,3 +231,49 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "AgentFinished":
             out["finished"] = {"reason": r["reason"], "message": r["message"], "steps": r["steps"]}
     return out
+
+
+INTERRUPTED_OBSERVATION = (
+    "(the session was interrupted before this command finished; it may have run partly "
+    "or not at all)\n\n(exit_code=130)"
+)
+
+
+def resume_input(records: list[dict[str, Any]], instruction: str) -> tuple[str, str, int]:
+    """What `Agent.resume` needs to continue a saved session with the user's
+    ``instruction``: (conversation so far, what to append next, steps done).
+
+    A session that died (``kill -9``, power loss) may end anywhere: mid-reply (the reply is
+    lost and that step is generated again), after a tool call whose command never reported
+    back (the model is told the command was interrupted, as a tool response, so its format
+    stays the one it was trained on), or cleanly between turns.
+    """
+    conversation, pending = stream_text(records)
+    replies = [r for r in records if r.get("kind") == "Reply"]
+    steps_done = max((int(r.get("step") or 0) for r in replies), default=0)
+    if pending is not None:
+        gp = harness.GENERATION_PROMPT
+        body = pending.removesuffix(gp)
+        return conversation, body + harness.user_turn(instruction) + gp, steps_done
+    last = replies[-1] if replies else {}
+    closed = last.get("finish") == "stop"
+    step = int(last.get("step") or 0)
+    proposed = any(r.get("kind") == "ToolCallProposed" and r.get("step") == step for r in records)
+    outcome = next(
+        (
+            r
+            for r in reversed(records)
+            if r.get("kind") in ("CommandExecuted", "CommandRejected") and r.get("step") == step
+        ),
+        None,
+    )
+    if proposed:
+        # The command's result (or, when it never came back, the interruption) goes back as
+        # the tool response the model waits for, then the user's instruction.
+        observation = str(outcome["observation"]) if outcome else INTERRUPTED_OBSERVATION
+        turn = harness.tool_response_turn(
+            observation, model_closed_turn=closed, instruction=instruction
+        )
+    else:
+        turn = harness.user_message_turn(instruction, model_closed_turn=closed)
+    return conversation, turn, steps_done

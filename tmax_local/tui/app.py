@@ -263,6 +263,7 @@ class TmaxApp(App[int]):
     @work(thread=True, exclusive=True, group="model", exit_on_error=False)
     def load_model(self, fetch: bool = False) -> None:
         self.call_from_thread(self.status.update_info, loading="loading model…", state="idle")
+        self.session.on_warning = self.warn_from_thread
         try:
             info = self.session.load_model(
                 progress=lambda text: self.call_from_thread(self.status.update_info, loading=text),
@@ -272,6 +273,16 @@ class TmaxApp(App[int]):
             self.call_from_thread(self.show_model_error, err)
             return
         self.call_from_thread(self.model_loaded, info)
+
+    def warn_from_thread(self, text: str) -> None:
+        """A warning from the session (memory, recording rotated) as a notice; callable from
+        any thread."""
+        try:
+            self.call_from_thread(
+                self.notify, text, title="Warning", severity="warning", timeout=15
+            )
+        except RuntimeError:  # already on the app's thread
+            self.notify(text, title="Warning", severity="warning", timeout=15)
 
     def model_loaded(self, info: ModelInfo) -> None:
         self.status.update_info(

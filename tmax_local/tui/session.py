@@ -141,6 +141,13 @@ class Session:
         self.resumed_from: Path | None = None
         self.resumed_records: list[dict[str, Any]] = []
         self.checkpointer: SessionCheckpointer | None = None
+        # Told (from the loading thread) when the model will not fit in RAM, and when the
+        # terminal recording is rotated: the app shows these as notifications.
+        self.on_warning: Callable[[str], None] | None = None
+
+    def _warn(self, text: str) -> None:
+        if self.on_warning is not None:
+            self.on_warning(text)
 
     @property
     def model_ready(self) -> bool:
@@ -169,7 +176,11 @@ class Session:
         directory.mkdir(parents=True, exist_ok=True)
         self.cast_path = directory / f"{new_session_id()}.cast"
         self.recorder = AsciicastRecorder(
-            self.cast_path, cols=cols, rows=rows, title="tmax-local terminal"
+            self.cast_path,
+            cols=cols,
+            rows=rows,
+            title="tmax-local terminal",
+            on_rotate=self._warn,
         )
 
         def forward(event: ShellEvent) -> None:
@@ -252,21 +263,31 @@ class Session:
         A model that would have to be downloaded or converted first raises
         `resolve.ModelNeedsFetch` unless ``fetch`` is true: the app asks the user first.
         """
+        from tmax_local import download
+
         runtime = self.options.model
         if fetch:
-            # Download and conversion report through tqdm bars on stderr: read those bars
-            # and show them in the status bar (the app draws on the real terminal, which
-            # is not sys.stderr, so nothing else is affected).
+            # The download reports bytes, rate and ETA through `download.reporting`; the
+            # conversion's tqdm bars on stderr are read by `TqdmToStatus` (the app draws on
+            # the real terminal, which is not sys.stderr, so nothing else is affected).
             progress("downloading / converting…")
-            with contextlib.redirect_stderr(TqdmToStatus(progress)):
+            with (
+                contextlib.redirect_stderr(TqdmToStatus(progress)),
+                download.reporting(_DownloadStatus(progress)),
+            ):
                 resolved = runtime.resolve(progress=True)
         else:
-            check_local(runtime.model, runtime.quant)
+            check_local(runtime.model, runtime.quant, runtime.revision)
             progress("resolving model…")
             resolved = runtime.resolve(progress=False)
+        on_load = None
         if resolved.kind == "gguf":
-            progress(f"loading {resolved.path.name}…")
-        self.model = load_backend(resolved, self.engine_options())
+            name = resolved.path.name
+            progress(f"loading {name}…")
+            on_load = _LoadStatus(progress, name)
+        self.model = load_backend(
+            resolved, self.engine_options(), on_progress=on_load, on_warning=self._warn
+        )
         return describe_engine(self.model)
 
     def engine_options(self) -> EngineOptions:
@@ -363,19 +384,10 @@ class Session:
 
     def continue_resumed(self, instruction: str) -> None:
         """Continue the reopened session with a new instruction from the user."""
-        from tmax_local.agent.transcript import stream_text
+        from tmax_local.agent.transcript import resume_input
 
         records, self.resumed_records = self.resumed_records, []
-        conversation, pending = stream_text(records)
-        replies = [r for r in records if r.get("kind") == "Reply"]
-        steps_done = max((int(r.get("step") or 0) for r in replies), default=0)
-        if pending is None:
-            closed = bool(replies) and replies[-1].get("finish") == "stop"
-            pending = harness.user_message_turn(instruction, model_closed_turn=closed)
-        else:
-            gp = harness.GENERATION_PROMPT
-            body = pending.removesuffix(gp)
-            pending = body + harness.user_turn(instruction) + gp
+        conversation, pending, steps_done = resume_input(records, instruction)
         agent = self._new_agent(self.resumed_from)
         try:
             agent.resume(conversation, pending, steps_done)
@@ -435,6 +447,37 @@ class Session:
 def _close_transcript(agent: Agent) -> None:
     if agent.transcript is not None:
         agent.transcript.close()
+
+
+class _DownloadStatus:
+    """Download progress (`tmax_local.download.Progress`) as status-bar texts, at most
+    every 0.2 s: ``download 45% · 61.2 MB / 136.0 MB · 39.8 MB/s · ETA 0:01``."""
+
+    def __init__(self, report: Callable[[str], None], min_interval_s: float = 0.2) -> None:
+        self._report = report
+        self._min = min_interval_s
+        self._last = 0.0
+
+    def __call__(self, desc: str, p: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._min or p.done >= p.total:
+            self._last = now
+            self._report(f"download {p.fraction:.0%} · {p.text()}")
+
+
+class _LoadStatus:
+    """llama.cpp's load progress (0.0 … 1.0) as ``loading NAME… 42%`` (whole percents)."""
+
+    def __init__(self, report: Callable[[str], None], name: str) -> None:
+        self._report = report
+        self._name = name
+        self._shown = -1
+
+    def __call__(self, fraction: float) -> None:
+        pct = int(fraction * 100)
+        if pct != self._shown:
+            self._shown = pct
+            self._report(f"loading {self._name}… {pct}%")
 
 
 class TqdmToStatus(io.TextIOBase):
