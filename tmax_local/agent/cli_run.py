@@ -94,7 +94,9 @@ class TerminalView:
             self._newline()
             w(
                 f"   [{e.tokens_generated} tokens, {e.gen_tokens_per_s:.1f} tok/s, "
-                f"{e.tokens_evaluated} evaluated, context {e.context_used}/{e.context_limit}]\n"
+                f"{e.tokens_evaluated} evaluated"
+                + (f", {e.tokens_cached} cached" if e.tokens_cached is not None else "")
+                + f", context {e.context_used}/{e.context_limit}]\n"
             )
         elif isinstance(e, ev.FormatErrorRaised):
             w("   ! no valid bash call in the reply (format error sent back)\n")
