@@ -216,6 +216,45 @@ def test_openai_dialect_on_v1_completions(server):
     assert g2.tokens_cached is not None and g2.tokens_cached > 0
 
 
+def test_text_only_server_without_tokenize(model, tmp_path):
+    """llama-cpp-python's own server: text prompts only, no /tokenize, no context size.
+    The engine falls back to text and to the local Qwen 3.5 tokenizer, checked against the
+    server's own prompt-token count, and says so."""
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
+    import subprocess
+    import sys
+
+    from tmax_local.agent.http_client import Endpoint, HttpClient
+
+    port = free_port()
+    log = (tmp_path / "lcp.log").open("wb")
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
+           "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        http = HttpClient(Endpoint.parse(f"http://127.0.0.1:{port}"))
+        for _ in range(600):
+            try:
+                http.request("GET", "/v1/models")
+                break
+            except OSError:
+                time.sleep(0.1)
+        eng = RemoteEngine(RemoteOptions(f"http://127.0.0.1:{port}/v1", fallback_context=2048))
+        d = eng.describe()
+        assert (d["dialect"], d["prompt_mode"], d["tokenizer"]) == (
+            "openai", "text", "local Qwen 3.5"
+        )
+        assert "text prompts" in eng.header() and "assumed" in eng.header()
+        prompt = harness.render_prompt("Hi.")
+        g = eng.generate(prompt, on_text=lambda s: None, cancel=NEVER, max_tokens=8)
+        assert g.tokens_generated >= 1 and eng.text_stream.startswith(prompt)
+        assert eng.stream[: eng.count_tokens(prompt)] == eng.tokenize(prompt)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
 # --- faults ---------------------------------------------------------------------------
 
 

