@@ -36,6 +36,7 @@ def tiny_gguf() -> Path:
     if out.exists():
         return out
     from tmax_local.convert import convert_checkpoint
+
     from tmax_local.testing.checkpoints import make_tiny_checkpoint
 
     ckpt = make_tiny_checkpoint(CACHE / "remote-tiny-ckpt", hidden_size=256, num_layers=8)
@@ -99,8 +100,10 @@ def main() -> int:
     gguf = args.gguf or tiny_gguf()
     g = grammar(args.gen)
     binary = find_or_build()
-    print(f"model {gguf.name}; {args.turns} observation turns of {args.obs_chars} chars; "
-          f"{args.gen} tokens per reply; {args.threads} threads; llama-server {binary}")
+    print(
+        f"model {gguf.name}; {args.turns} observation turns of {args.obs_chars} chars; "
+        f"{args.gen} tokens per reply; {args.threads} threads; llama-server {binary}"
+    )
 
     local = LlamaEngine(
         gguf,
@@ -123,8 +126,10 @@ def main() -> int:
         rem = run_turns(remote, args.turns, args.obs_chars, args.gen)
         reports = remote.turn_log
 
-    print("\nturn  appended |  local: ttft_ms  gen  total_ms |  remote: ttft_ms  gen  total_ms"
-          "  evaluated  cached")
+    print(
+        "\nturn  appended |  local: ttft_ms  gen  total_ms |  remote: ttft_ms  gen  total_ms"
+        "  evaluated  cached"
+    )
     for a, b, r in zip(loc, rem, reports, strict=True):
         print(
             f"{a['turn']:>4}  {a['appended']:>8} | {a['ttft_ms']:>14.1f} {a['generated']:>4}"
@@ -134,11 +139,11 @@ def main() -> int:
     later = slice(1, None)  # observation turns (turn 0 is the prompt)
     med_local = statistics.median(x["total_ms"] for x in loc[later])
     med_remote = statistics.median(x["total_ms"] for x in rem[later])
-    print(f"\nmedian observation turn: local {med_local:.1f} ms, remote {med_remote:.1f} ms, "
-          f"ratio remote/local {med_remote / med_local:.2f}")
-    per_tok_client = [
-        b["gen_ms"] / (b["generated"] - 1) for b in rem[later] if b["generated"] > 1
-    ]
+    print(
+        f"\nmedian observation turn: local {med_local:.1f} ms, remote {med_remote:.1f} ms, "
+        f"ratio remote/local {med_remote / med_local:.2f}"
+    )
+    per_tok_client = [b["gen_ms"] / (b["generated"] - 1) for b in rem[later] if b["generated"] > 1]
     per_tok_server = [
         r.server_gen_ms / max(1, r.generated - 1)
         for r in reports[later]
@@ -146,8 +151,10 @@ def main() -> int:
     ]
     per_tok_local = [a["gen_ms"] / (a["generated"] - 1) for a in loc[later] if a["generated"] > 1]
     c, s, lo = (statistics.median(v) for v in (per_tok_client, per_tok_server, per_tok_local))
-    print(f"per generated token: local {lo:.2f} ms, server's own {s:.2f} ms, "
-          f"client-side through HTTP {c:.2f} ms")
+    print(
+        f"per generated token: local {lo:.2f} ms, server's own {s:.2f} ms, "
+        f"client-side through HTTP {c:.2f} ms"
+    )
     print(f"HTTP overhead per streamed token: {c - s:.2f} ms (client - server's own timing)")
     return 0
 

@@ -20,7 +20,6 @@ from tmax_local.agent import events as ev
 from tmax_local.agent import harness
 from tmax_local.agent.engine import ContextOverflow
 from tmax_local.agent.remote import (
-    ConnectionDropped,
     RemoteEngine,
     RemoteOptions,
     ServedModelNotFound,
@@ -242,7 +241,9 @@ def test_text_only_server_without_tokenize(model, tmp_path):
         eng = RemoteEngine(RemoteOptions(f"http://127.0.0.1:{port}/v1", fallback_context=2048))
         d = eng.describe()
         assert (d["dialect"], d["prompt_mode"], d["tokenizer"]) == (
-            "openai", "text", "local Qwen 3.5"
+            "openai",
+            "text",
+            "local Qwen 3.5",
         )
         assert "text prompts" in eng.header() and "assumed" in eng.header()
         prompt = harness.render_prompt("Hi.")

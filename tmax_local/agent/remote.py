@@ -113,6 +113,21 @@ class RemoteOptions:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0  # a long prefill may take minutes before the first token
 
+    @classmethod
+    def from_model_options(cls, opts: Any) -> RemoteOptions:
+        """From the shared model options (``agent.options.ModelOptions``): ``--model URL``,
+        ``--served-model``, ``--api-key-env``, the sampling flags, and ``--ctx`` as the
+        context size when the server does not report one."""
+        return cls(
+            url=str(opts.model),
+            served_model=getattr(opts, "served_model", None),
+            api_key_env=getattr(opts, "api_key_env", None),
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            seed=opts.seed,
+            fallback_context=opts.ctx,
+        )
+
     def api_key(self) -> str | None:
         if not self.api_key_env:
             return None
@@ -228,7 +243,8 @@ class RemoteEngine:
             self.dialect = self.options.dialect
         else:
             self.dialect = "llama.cpp" if entry.get("owned_by") == "llamacpp" else "openai"
-        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        meta = entry.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
         limit = entry.get("max_model_len") or meta.get("n_ctx")
         if isinstance(limit, int) and limit > 0:
             self.context_limit, self.context_reported = limit, True
@@ -354,7 +370,9 @@ class RemoteEngine:
         d = self.describe()
         bits = [f"server {d['server']}", f"model {d['served_model']}", d["dialect"]]
         bits.append(
-            "token-id prompts" if d["prompt_mode"] == "tokens" else "text prompts (server "
+            "token-id prompts"
+            if d["prompt_mode"] == "tokens"
+            else "text prompts (server "
             "does not take token ids: prefix caching depends on its re-tokenization)"
         )
         if self.tokenizer_source != "server":
@@ -392,8 +410,11 @@ class RemoteEngine:
         for attempt in (0, 1):
             try:
                 for piece, ids, done in self._stream_turn(
-                    prompt + reply_ids, prompt_text + "".join(parts), budget - len(reply_ids),
-                    cancel, stats,
+                    prompt + reply_ids,
+                    prompt_text + "".join(parts),
+                    budget - len(reply_ids),
+                    cancel,
+                    stats,
                 ):
                     if t_first is None and (piece or ids):
                         t_first = time.perf_counter()
@@ -585,9 +606,7 @@ class RemoteEngine:
 
     def _auth_error(self, err: HttpStatusError) -> RemoteError:
         env = self.options.api_key_env
-        hint = (
-            f"check the key in ${env}" if env else "pass the key with --api-key-env VARIABLE"
-        )
+        hint = f"check the key in ${env}" if env else "pass the key with --api-key-env VARIABLE"
         return ServerAuthError(
             f"the model server at {self.endpoint.display} refused the request "
             f"(HTTP {err.status}: {err.message}); {hint}"

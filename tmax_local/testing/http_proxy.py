@@ -19,7 +19,7 @@ import json
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 
 class ForwardingProxy:
@@ -50,11 +50,11 @@ class ForwardingProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> ForwardingProxy:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
 
@@ -74,17 +74,18 @@ class ForwardingProxy:
             body = None
         headers = {k: v for k, v in h.headers.items()}
         self.requests.append((method, h.path, headers, body))
-        if self.require_key is not None:
-            if h.headers.get("Authorization") != f"Bearer {self.require_key}":
-                data = json.dumps(
-                    {"error": {"code": 401, "message": "Invalid API Key", "type": "auth"}}
-                ).encode()
-                h.send_response(401)
-                h.send_header("Content-Type", "application/json")
-                h.send_header("Content-Length", str(len(data)))
-                h.end_headers()
-                h.wfile.write(data)
-                return
+        if self.require_key is not None and (
+            h.headers.get("Authorization") != f"Bearer {self.require_key}"
+        ):
+            data = json.dumps(
+                {"error": {"code": 401, "message": "Invalid API Key", "type": "auth"}}
+            ).encode()
+            h.send_response(401)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data)
+            return
         up = http.client.HTTPConnection(*self.upstream, timeout=600)
         fwd = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
         up.request(method, h.path, body=raw, headers=fwd)

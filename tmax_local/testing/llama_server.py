@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build_llama_server.sh"
@@ -83,11 +83,13 @@ class LlamaServer:
             args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    def wait_ready(self, timeout: float = 120.0) -> LlamaServer:
+    def wait_ready(self, timeout: float = 120.0) -> Self:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.proc.returncode}: {self.tail()}")
+                raise RuntimeError(
+                    f"llama-server exited with {self.proc.returncode}: {self.tail()}"
+                )
             with contextlib.suppress(OSError, http.client.HTTPException):
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/health")
@@ -119,8 +121,8 @@ class LlamaServer:
         if self._log is not subprocess.DEVNULL:
             self._log.close()
 
-    def __enter__(self) -> LlamaServer:
+    def __enter__(self) -> Self:
         return self.wait_ready()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
