@@ -7,8 +7,8 @@ Same GGUF, same context, threads, flash attention and sampling on both sides:
   ``scripts/build_llama_server.sh``), token-id prompts, streamed replies.
 
 Each side runs the same conversation: the harness prompt, then ``--turns`` observation turns
-of ~``--obs-chars`` characters, ``--gen`` new tokens per turn (``ignore_eos``-like: a grammar
-forces exactly that many single-letter tokens so both sides sample the same count). Prints per
+of ~``--obs-chars`` characters, about ``--gen`` new tokens per turn (a grammar forces letter /
+newline pairs, then the end of the turn, on both sides). Prints per
 turn: tokens appended, time to first token, generated tokens, total turn time; then the ratio
 remote/local of the median turn and the HTTP overhead per streamed token: the client's
 measured time per generated token minus the server's own (``timings.predicted_ms``).
@@ -44,9 +44,9 @@ def tiny_gguf() -> Path:
 
 
 def grammar(n: int) -> str:
-    # Exactly n tokens: each single ASCII letter that follows a newline is its own token in
-    # Qwen's BPE when separated by newlines ("a\n" pairs do not merge across the newline
-    # in the pre-tokenizer), so n letter+newline pairs give ~2n tokens; we ask for n/2.
+    # About n tokens: n/2 "letter, newline" pairs (two tokens each when tokenized canonically;
+    # a sampler may take multi-character tokens, so the real count is printed per turn).
+    # The same grammar runs on both sides, so both sample the same kind of reply.
     return f'root ::= ([a-z] "\\n"){{{max(1, n // 2)}}}'
 
 

@@ -27,6 +27,10 @@ if [ -n "${TMAX_LLAMA_SERVER_CACHED_ONLY:-}" ]; then
 fi
 
 mkdir -p "$ROOT"
+# One build at a time (parallel test runs wait for it, then use its result).
+exec 9>"$ROOT/.build.lock"
+flock 9
+if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
 WORK=$(mktemp -d "$ROOT/build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 echo "building llama-server from llama-cpp-python $VERSION sources (minutes)..." >&2
