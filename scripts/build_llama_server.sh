@@ -6,6 +6,7 @@
 #   TMAX_LLAMA_SERVER_CACHE=DIR   cache root (default: ${XDG_CACHE_HOME:-~/.cache}/tmax-local/llama-server)
 #   LLAMA_CPP_PYTHON_VERSION=X    sdist version (default: the installed llama-cpp-python's)
 #   JOBS=N                        parallel compile jobs (default 2)
+#   NICE_LEVEL=N                  niceness of the compile (default 10: others keep the CPU)
 #   TMAX_LLAMA_SERVER_CACHED_ONLY=1  only print a cached binary (exit 3 when there is none)
 #
 # The binary is cached per version; a second run prints the cached path at once.
@@ -45,7 +46,7 @@ cmake -S "$SRC" -B "$WORK/build" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON \
     -DGGML_NATIVE=ON >&2
-nice cmake --build "$WORK/build" --target llama-server -j "${JOBS:-2}" >&2
+nice -n "${NICE_LEVEL:-10}" cmake --build "$WORK/build" --target llama-server -j "${JOBS:-2}" >&2
 mkdir -p "$DEST.tmp"
 cp "$WORK/build/bin/llama-server" "$DEST.tmp/llama-server"
 rm -rf "$DEST" && mv "$DEST.tmp" "$DEST"
