@@ -215,10 +215,9 @@ def test_openai_dialect_on_v1_completions(server):
     assert g2.tokens_cached is not None and g2.tokens_cached > 0
 
 
-def test_text_only_server_without_tokenize(model, tmp_path):
-    """llama-cpp-python's own server: text prompts only, no /tokenize, no context size.
-    The engine falls back to text and to the local Qwen 3.5 tokenizer, checked against the
-    server's own prompt-token count, and says so."""
+@pytest.fixture(scope="module")
+def text_server(model, tmp_path_factory):
+    """llama-cpp-python's own server (``llama_cpp.server``) on the tiny model."""
     pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] not installed")
     import subprocess
     import sys
@@ -226,34 +225,79 @@ def test_text_only_server_without_tokenize(model, tmp_path):
     from tmax_local.agent.http_client import Endpoint, HttpClient
 
     port = free_port()
-    log = (tmp_path / "lcp.log").open("wb")
+    log = (tmp_path_factory.mktemp("lcp") / "lcp.log").open("wb")
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
            "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    http = HttpClient(Endpoint.parse(f"http://127.0.0.1:{port}"))
     try:
-        http = HttpClient(Endpoint.parse(f"http://127.0.0.1:{port}"))
-        for _ in range(600):
+        for _ in range(1200):
             try:
                 http.request("GET", "/v1/models")
                 break
             except OSError:
                 time.sleep(0.1)
-        eng = RemoteEngine(RemoteOptions(f"http://127.0.0.1:{port}/v1", fallback_context=2048))
-        d = eng.describe()
-        assert (d["dialect"], d["prompt_mode"], d["tokenizer"]) == (
-            "openai",
-            "text",
-            "local Qwen 3.5",
-        )
-        assert "text prompts" in eng.header() and "assumed" in eng.header()
-        prompt = harness.render_prompt("Hi.")
-        g = eng.generate(prompt, on_text=lambda s: None, cancel=NEVER, max_tokens=8)
-        assert g.tokens_generated >= 1 and eng.text_stream.startswith(prompt)
-        assert eng.stream[: eng.count_tokens(prompt)] == eng.tokenize(prompt)
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+def test_text_only_server_without_tokenize(text_server):
+    """llama-cpp-python's server: text prompts only, no /tokenize, no context size.
+    The engine falls back to text and to the local Qwen 3.5 tokenizer, checked against the
+    server's own prompt-token count, and says so."""
+    eng = RemoteEngine(RemoteOptions(text_server, fallback_context=2048))
+    d = eng.describe()
+    assert (d["dialect"], d["prompt_mode"], d["tokenizer"]) == ("openai", "text", "local Qwen 3.5")
+    assert "text prompts" in eng.header() and "assumed" in eng.header()
+    prompt = harness.render_prompt("Hi.")
+    g = eng.generate(prompt, on_text=lambda s: None, cancel=NEVER, max_tokens=8)
+    assert g.tokens_generated >= 1 and eng.text_stream.startswith(prompt)
+    assert eng.stream[: eng.count_tokens(prompt)] == eng.tokenize(prompt)
+
+
+def test_cli_run_against_a_server(text_server, tmp_path):
+    """`tmax-local run --model URL` as a user runs it: header names the server, the run
+    goes through it, the transcript is written locally."""
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TMAX_DATA_DIR=str(tmp_path / "data"))
+    out = subprocess.run(
+        [sys.executable, "-m", "tmax_local", "run", "Say hi.", "--model", text_server,
+         "--approve", "never-run", "--max-steps", "1", "--max-new-tokens", "8",
+         "--json", str(tmp_path / "run.json"), "--cwd", str(tmp_path)],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert out.returncode == 1, out.stderr  # the step limit, not an error
+    assert f"server {text_server.removesuffix('/v1')}" in out.stdout
+    assert "text prompts" in out.stdout and "Traceback" not in out.stderr
+    data = json.loads((tmp_path / "run.json").read_text())
+    assert data["finished"]["reason"] == "step_limit" and len(data["steps"]) == 1
+    assert data["steps"][0]["stats"]["tokens_generated"] >= 1
+
+
+def test_cli_missing_key_variable_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TMAX_NO_SUCH_KEY"}
+    out = subprocess.run(
+        [sys.executable, "-m", "tmax_local", "run", "x", "--model", "http://127.0.0.1:9/v1",
+         "--api-key-env", "TMAX_NO_SUCH_KEY"],  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "TMAX_NO_SUCH_KEY" in out.stderr and "not set" in out.stderr
 
 
 # --- faults ---------------------------------------------------------------------------

@@ -181,6 +181,7 @@ class PromptApprover:
 def run(args: argparse.Namespace) -> int:
     from tmax_local.agent.cli_trust import rules_for_run
     from tmax_local.agent.loop import Agent
+    from tmax_local.agent.remote import RemoteEngine
     from tmax_local.agent.resolve import load_backend
     from tmax_local.agent.transcript import TranscriptWriter, load_records, summarize
     from tmax_local.approval import Gate, rules_path
@@ -195,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
     opts = session.model
     config = opts.harness_config()
     model = load_backend(opts.resolve(), opts.engine_options())
+    if isinstance(model, RemoteEngine):
+        print(f"── {model.header()}", flush=True)
     stdin_for_answers = sys.stdin
     if args.task == "-" and session.approve == "ask":
         try:

@@ -41,14 +41,11 @@ from typing import Any, Literal
 
 from tmax_local.agent import harness
 from tmax_local.agent.engine import ContextOverflow
-from tmax_local.agent.harness import HarnessConfig
 from tmax_local.agent.http_client import Endpoint, HttpClient, HttpStatusError, StreamDropped
 from tmax_local.agent.protocols import Generation, GenerationFinish
 from tmax_local.errors import ConfigError, ModelNotFound, TmaxError
 
-_HARNESS = HarnessConfig()
-
-# Qwen 3.5's special tokens and their ids (HARNESS.md §3): the connect check.
+# Qwen 3.5's special tokens and their ids (tokenizer.json of Qwen3.5): the connect check.
 QWEN35_SPECIAL_IDS: dict[str, int] = {
     "<|endoftext|>": 248044,
     "<|im_start|>": 248045,
@@ -103,12 +100,12 @@ class RemoteOptions:
     url: str
     served_model: str | None = None  # required when the server hosts several models
     api_key_env: str | None = None  # name of the environment variable holding the key
-    temperature: float = _HARNESS.temperature
-    top_p: float = _HARNESS.top_p
+    temperature: float = harness.TEMPERATURE
+    top_p: float = harness.TOP_P
     seed: int | None = None
     prompt_mode: Literal["auto", "tokens", "text"] = "auto"
     dialect: Literal["auto", "llama.cpp", "openai"] = "auto"
-    fallback_context: int = 65536  # when the server does not say its context size
+    fallback_context: int = harness.CONTEXT_TOKENS  # when the server does not say its size
     extra_body: dict[str, Any] = field(default_factory=dict)  # added to every request
     connect_timeout: float = 10.0
     read_timeout: float = 600.0  # a long prefill may take minutes before the first token

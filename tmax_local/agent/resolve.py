@@ -30,6 +30,7 @@ from tmax_local.errors import HubUnreachable, ModelNotFound, TmaxError
 if TYPE_CHECKING:
     from tmax_local.agent.engine import EngineOptions
     from tmax_local.agent.protocols import ModelBackend
+    from tmax_local.agent.remote import RemoteOptions
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -49,9 +50,10 @@ DEFAULT_MODEL = "allenai/tmax-2b"
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    kind: str  # "gguf" | "script"
+    kind: str  # "gguf" | "script" | "remote"
     path: Path
-    name: str  # for display: the repo id or file name
+    name: str  # for display: the repo id, file name or server URL
+    remote: RemoteOptions | None = None  # kind "remote": how to reach the model server
 
 
 def _offline_hint(model: str, quant: str) -> str:
@@ -241,10 +243,15 @@ def _convert(source: str, quant: str, revision: str | None, progress: bool) -> P
 
 
 def load_backend(resolved: ResolvedModel, options: EngineOptions | None = None) -> ModelBackend:
-    """Instantiate the backend: ``ScriptedModel`` or ``LlamaEngine``."""
+    """Instantiate the backend: ``ScriptedModel``, ``LlamaEngine`` or ``RemoteEngine``
+    (connects and checks the server)."""
     from tmax_local.agent.engine import EngineOptions, LlamaEngine
 
     options = options or EngineOptions()
+    if resolved.kind == "remote" and resolved.remote is not None:
+        from tmax_local.agent.remote import RemoteEngine
+
+        return RemoteEngine(resolved.remote)
     if resolved.kind == "script":
         from tmax_local.agent.scripted import ScriptedModel
 

@@ -56,6 +56,15 @@ class ModelInfo:
 
 def describe_engine(engine: ModelBackend) -> ModelInfo:
     """Model, quant and backend of a loaded model, for the status bar."""
+    from tmax_local.agent.remote import RemoteEngine
+
+    if isinstance(engine, RemoteEngine):
+        mode = "" if engine.prompt_mode == "tokens" else " · text prompts"
+        return ModelInfo(
+            name=engine.served_model,
+            backend=f"remote {engine.endpoint.host}:{engine.endpoint.port}{mode}",
+            context_limit=engine.context_limit,
+        )
     llm = getattr(engine, "llm", None)
     if llm is None:  # scripted model
         return ModelInfo(
