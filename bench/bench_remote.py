@@ -36,7 +36,6 @@ def tiny_gguf() -> Path:
     if out.exists():
         return out
     from tmax_local.convert import convert_checkpoint
-
     from tmax_local.testing.checkpoints import make_tiny_checkpoint
 
     ckpt = make_tiny_checkpoint(CACHE / "remote-tiny-ckpt", hidden_size=256, num_layers=8)

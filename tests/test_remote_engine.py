@@ -226,8 +226,21 @@ def text_server(model, tmp_path_factory):
 
     port = free_port()
     log = (tmp_path_factory.mktemp("lcp") / "lcp.log").open("wb")
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host",
-           "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        "2",
+    ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     http = HttpClient(Endpoint.parse(f"http://127.0.0.1:{port}"))
     try:
@@ -267,9 +280,25 @@ def test_cli_run_against_a_server(text_server, tmp_path):
 
     env = dict(os.environ, TMAX_DATA_DIR=str(tmp_path / "data"))
     out = subprocess.run(
-        [sys.executable, "-m", "tmax_local", "run", "Say hi.", "--model", text_server,
-         "--approve", "never-run", "--max-steps", "1", "--max-new-tokens", "8",
-         "--json", str(tmp_path / "run.json"), "--cwd", str(tmp_path)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tmax_local",
+            "run",
+            "Say hi.",
+            "--model",
+            text_server,
+            "--approve",
+            "never-run",
+            "--max-steps",
+            "1",
+            "--max-new-tokens",
+            "8",
+            "--json",
+            str(tmp_path / "run.json"),
+            "--cwd",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -289,8 +318,17 @@ def test_cli_missing_key_variable_is_one_line(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "TMAX_NO_SUCH_KEY"}
     out = subprocess.run(
-        [sys.executable, "-m", "tmax_local", "run", "x", "--model", "http://127.0.0.1:9/v1",
-         "--api-key-env", "TMAX_NO_SUCH_KEY"],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tmax_local",
+            "run",
+            "x",
+            "--model",
+            "http://127.0.0.1:9/v1",
+            "--api-key-env",
+            "TMAX_NO_SUCH_KEY",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -329,12 +367,12 @@ def test_wrong_or_missing_key_is_refused_and_never_shown(server, monkeypatch):
         assert proxy.requests[-1][2]["Authorization"] == f"Bearer {secret}"
         assert secret not in repr(eng.describe()) + eng.header() + eng.name
     monkeypatch.delenv("TMAX_TEST_KEY")
-    with pytest.raises(ConfigError, match="TMAX_TEST_KEY.*not set"):
+    with pytest.raises(ConfigError, match=r"TMAX_TEST_KEY.*not set"):
         _engine(server.url, api_key_env="TMAX_TEST_KEY")
 
 
 def test_unknown_served_model(server):
-    with pytest.raises(ServedModelNotFound, match="does not serve 'tmax-99b'.*--served-model"):
+    with pytest.raises(ServedModelNotFound, match=r"does not serve 'tmax-99b'.*--served-model"):
         _engine(server.url, served_model="tmax-99b")
 
 

@@ -113,9 +113,7 @@ def _add_fields(cls: type, parser: Any) -> None:
 
 
 def _from_args(cls: type, args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if _ARG in f.metadata
-    }
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if _ARG in f.metadata}
 
 
 @dataclass(frozen=True)
@@ -140,9 +138,7 @@ class ModelOptions:
         "(the key itself is never taken from the command line, nor logged)",
         metavar="VAR",
     )
-    quant: str = option(
-        DEFAULT_QUANT, "quantization to convert/download (default: %(default)s)"
-    )
+    quant: str = option(DEFAULT_QUANT, "quantization to convert/download (default: %(default)s)")
     revision: str | None = option(None, "HF branch/tag/commit of --model")
     gpu_layers: int | None = option(
         None,
