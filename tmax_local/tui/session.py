@@ -85,7 +85,7 @@ def describe_engine(engine: ModelBackend) -> ModelInfo:
 
 
 def offloaded_layers(requested: int, metadata: dict[str, str]) -> str:
-    """ "9/24 layers": how many of the model's blocks ``requested`` GPU layers put on the GPU
+    """"9/24 layers": how many of the model's blocks ``requested`` GPU layers put on the GPU
     (negative: all). Compared as numbers: "9" sorts after "24" as text."""
     total_text = next((v for k, v in metadata.items() if k.endswith(".block_count")), None)
     try:
