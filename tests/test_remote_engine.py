@@ -461,3 +461,23 @@ def test_url_and_options_parsing(monkeypatch):
     o = RemoteOptions("http://x")
     assert (o.temperature, o.top_p) == (0.7, 0.95)
     assert os.environ.get("TMAX_NOPE") is None
+
+
+def test_status_bar_names_the_server_and_cached_tokens():
+    from tmax_local.tui.session import describe_engine
+    from tmax_local.tui.status import StatusBar, StatusInfo
+
+    eng = RemoteEngine(RemoteOptions("http://gpu-box:8000/v1"), connect=False)
+    eng.served_model, eng.context_limit = "tmax-9b", 65536
+    info = describe_engine(eng)
+    assert (info.name, info.backend, info.context_limit) == (
+        "tmax-9b",
+        "remote gpu-box:8000",
+        65536,
+    )
+    eng.prompt_mode = "text"
+    assert describe_engine(eng).backend == "remote gpu-box:8000 · text prompts"
+    bar = StatusBar(ram_probe=lambda: "")
+    bar.info = StatusInfo(model=info.name, backend=info.backend, gen_tok_s=41.5, cached=20480)
+    text = bar.render().plain
+    assert "tmax-9b │ remote gpu-box:8000 │ 41.5 tok/s │ cached 20k" in text
