@@ -207,6 +207,7 @@ class RemoteEngine:
         self._local_tok: _LocalTokenizer | None = None
         self._last_tokenized: tuple[str, list[int]] | None = None
         self._owned_by = ""
+        self.ids_lost_turns = 0  # turns whose sampled ids had to be re-tokenized
         if connect:
             self.connect()
 
@@ -443,7 +444,14 @@ class RemoteEngine:
                 ) from None
 
         text = "".join(parts)
-        if self.prompt_mode == "text" or not self.returns_ids:
+        decoded = stats.get("decoded")
+        if isinstance(decoded, int) and decoded != len(reply_ids) and not retried:
+            # llama-server holds back a token whose text ends mid UTF-8 character and then
+            # streams only the next token's id: some sampled ids never arrived. Re-tokenize
+            # the reply (correct text; the server may then re-read this turn once).
+            reply_ids = []
+            self.ids_lost_turns += 1
+        if self.prompt_mode == "text" or not self.returns_ids or (text and not reply_ids):
             reply_ids = self.tokenize(text) if text else []
         if reply_ids and reply_ids[-1] in _END_IDS:
             reply_ids = reply_ids[:-1]
@@ -516,6 +524,7 @@ class RemoteEngine:
                     t = ev.get("timings") or {}
                     stats["cached"] = t.get("cache_n", ev.get("tokens_cached"))
                     stats["evaluated"] = t.get("prompt_n")
+                    stats["decoded"] = ev.get("tokens_predicted")
                     stats["prompt_ms"] = t.get("prompt_ms")
                     stats["gen_ms"] = t.get("predicted_ms")
                     done = "stop" if ev.get("stop_type") in ("eos", "word") else "length"
