@@ -481,3 +481,13 @@ def test_status_bar_names_the_server_and_cached_tokens():
     bar.info = StatusInfo(model=info.name, backend=info.backend, gen_tok_s=41.5, cached=20480)
     text = bar.render().plain
     assert "tmax-9b │ remote gpu-box:8000 │ 41.5 tok/s │ cached 20k" in text
+
+
+def test_key_still_readable_after_the_app_withholds_it(monkeypatch):
+    """The app removes secret-looking variables from its environment before loading the
+    model (tui.launch → protect_process); the key stays readable by the engine."""
+    from tmax_local.shell import secrets
+
+    monkeypatch.setitem(secrets._kept, "TMAX_TEST_SRV_KEY", "sk-kept")
+    monkeypatch.delenv("TMAX_TEST_SRV_KEY", raising=False)
+    assert RemoteOptions("http://x", api_key_env="TMAX_TEST_SRV_KEY").api_key() == "sk-kept"

@@ -128,7 +128,11 @@ class RemoteOptions:
     def api_key(self) -> str | None:
         if not self.api_key_env:
             return None
-        key = os.environ.get(self.api_key_env)
+        from tmax_local.shell.secrets import withheld_value
+
+        # The app withholds secret-looking variables from its own environment (so the shell
+        # cannot read them back); their values stay available to this process.
+        key = os.environ.get(self.api_key_env) or withheld_value(self.api_key_env)
         if not key:
             raise ConfigError(
                 f"--api-key-env {self.api_key_env}: that environment variable is not set"
