@@ -100,7 +100,9 @@ class TerminalView:
             self._newline()
             w(
                 f"   [{e.tokens_generated} tokens, {e.gen_tokens_per_s:.1f} tok/s, "
-                f"{e.tokens_evaluated} evaluated, context {e.context_used}/{e.context_limit}]\n"
+                f"{e.tokens_evaluated} evaluated"
+                + (f", {e.tokens_cached} cached" if e.tokens_cached is not None else "")
+                + f", context {e.context_used}/{e.context_limit}]\n"
             )
         elif isinstance(e, ev.FormatErrorRaised):
             w("   ! no valid bash call in the reply (format error sent back)\n")
@@ -234,6 +236,7 @@ class LoadPercent:
 def run(args: argparse.Namespace) -> int:
     from tmax_local.agent.cli_trust import rules_for_run
     from tmax_local.agent.loop import Agent
+    from tmax_local.agent.remote import RemoteEngine
     from tmax_local.agent.resolve import load_backend
     from tmax_local.agent.transcript import TranscriptWriter, load_records, summarize
     from tmax_local.approval import Gate, rules_path
@@ -253,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
         on_progress=LoadPercent(sys.stderr),
         on_warning=lambda text: print(f"tmax-local: warning: {text}", file=sys.stderr),
     )
+    if isinstance(model, RemoteEngine):
+        print(f"── {model.header()}", flush=True)
     stdin_for_answers = sys.stdin
     if args.task == "-" and session.approve == "ask":
         try:

@@ -189,6 +189,7 @@ class TurnStats(AgentEvent):
     context_used: int
     context_limit: int
     finish: str = "stop"  # "stop" (end of turn), "length" (max new tokens), "cancelled"
+    tokens_cached: int | None = None  # prompt tokens a model server reused from its cache
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,7 @@ class Agent:
                 gen.context_used,
                 self.model.context_limit,
                 gen.finish,
+                gen.tokens_cached,
             )
         )
         if gen.finish == "cancelled" or self._cancel.is_set():

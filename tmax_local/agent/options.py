@@ -125,9 +125,7 @@ def _add_fields(cls: type, parser: Any) -> None:
 
 
 def _from_args(cls: type, args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if _ARG in f.metadata
-    }
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if _ARG in f.metadata}
 
 
 @dataclass(frozen=True)
@@ -136,14 +134,23 @@ class ModelOptions:
 
     model: str | None = option(
         None,
-        "GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo) or script:PATH "
+        "GGUF file, checkpoint dir, HF repo id (checkpoint or GGUF repo), "
+        "http(s)://HOST:PORT[/v1] (a model server: vLLM, llama-server…; the shell and the "
+        "approvals stay here) or script:PATH "
         "(a scripted model for demos and tests: a JSON list of raw model outputs); "
         f"default {DEFAULT_MODEL}",
         aliases=("-m",),
     )
-    quant: str = option(
-        DEFAULT_QUANT, "quantization to convert/download (default: %(default)s)"
+    served_model: str | None = option(
+        None, "with --model URL: which model of the server (needed when it serves several)"
     )
+    api_key_env: str | None = option(
+        None,
+        "with --model URL: the environment variable that holds the server's API key "
+        "(the key itself is never taken from the command line, nor logged)",
+        metavar="VAR",
+    )
+    quant: str = option(DEFAULT_QUANT, "quantization to convert/download (default: %(default)s)")
     revision: str | None = option(None, "HF branch/tag/commit of --model")
     gpu_layers: int | None = option(
         None,
@@ -202,9 +209,14 @@ class ModelOptions:
         )
 
     def resolve(self, *, progress: bool = True) -> ResolvedModel:
-        """`resolve_model` for these options (may download/convert; see that function)."""
+        """`resolve_model` for these options (may download/convert; see that function).
+        A model server URL resolves to a ``remote`` model carrying its connection options."""
+        from tmax_local.agent.remote import RemoteOptions, is_remote_model
         from tmax_local.agent.resolve import resolve_model
 
+        if is_remote_model(self.model):
+            remote = RemoteOptions.from_model_options(self)
+            return ResolvedModel("remote", Path(), str(self.model), remote=remote)
         return resolve_model(self.model, self.quant, revision=self.revision, progress=progress)
 
 

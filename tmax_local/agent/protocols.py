@@ -58,6 +58,8 @@ class Generation:
     generation_seconds: float  # time spent sampling
     time_to_first_token_s: float
     context_used: int  # tokens in the stream after this turn
+    # Prompt tokens a server took from its prefix cache this turn (None: local, or unreported).
+    tokens_cached: int | None = None
 
 
 @runtime_checkable

@@ -31,6 +31,7 @@ from tmax_local.errors import HubUnreachable, ModelNotFound
 if TYPE_CHECKING:
     from tmax_local.agent.engine import EngineOptions
     from tmax_local.agent.protocols import ModelBackend
+    from tmax_local.agent.remote import RemoteOptions
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -50,9 +51,10 @@ DEFAULT_MODEL = "allenai/tmax-2b"
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    kind: str  # "gguf" | "script"
+    kind: str  # "gguf" | "script" | "remote"
     path: Path
-    name: str  # for display: the repo id or file name
+    name: str  # for display: the repo id, file name or server URL
+    remote: RemoteOptions | None = None  # kind "remote": how to reach the model server
 
 
 def _offline_hint(model: str, quant: str) -> str:
@@ -286,12 +288,17 @@ def load_backend(
     on_progress: Callable[[float], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> ModelBackend:
-    """Instantiate the backend: ``ScriptedModel`` or ``LlamaEngine``. A GGUF's context and
+    """Instantiate the backend: ``ScriptedModel``, ``LlamaEngine`` or ``RemoteEngine``
+    (connects and checks the server). A GGUF's context and
     KV type are fitted to the free RAM first (`fit_to_memory`; ``on_warning`` hears when it
     will not fit); ``on_progress`` gets the load fraction 0.0 … 1.0 from llama.cpp."""
     from tmax_local.agent.engine import EngineOptions, LlamaEngine
 
     options = options or EngineOptions()
+    if resolved.kind == "remote" and resolved.remote is not None:
+        from tmax_local.agent.remote import RemoteEngine
+
+        return RemoteEngine(resolved.remote)
     if resolved.kind == "script":
         from tmax_local.agent.scripted import ScriptedModel
 

@@ -405,7 +405,7 @@ class TmaxApp(App[int]):
             case ev.ReasoningDelta(step=step, text=text):
                 pane.append(step, text)
             case ev.TurnStats():
-                status.update_info(gen_tok_s=event.gen_tokens_per_s)
+                status.update_info(gen_tok_s=event.gen_tokens_per_s, cached=event.tokens_cached)
                 self.note_context(event.context_used, event.context_limit)
             case ev.ToolCallProposed(step=step, command=command, ignored=ignored):
                 self.pending_ignored = list(ignored)

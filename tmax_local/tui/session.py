@@ -58,6 +58,15 @@ class ModelInfo:
 
 def describe_engine(engine: ModelBackend) -> ModelInfo:
     """Model, quant and backend of a loaded model, for the status bar."""
+    from tmax_local.agent.remote import RemoteEngine
+
+    if isinstance(engine, RemoteEngine):
+        mode = "" if engine.prompt_mode == "tokens" else " · text prompts"
+        return ModelInfo(
+            name=engine.served_model,
+            backend=f"remote {engine.endpoint.host}:{engine.endpoint.port}{mode}",
+            context_limit=engine.context_limit,
+        )
     llm = getattr(engine, "llm", None)
     if llm is None:  # scripted model
         return ModelInfo(
@@ -78,7 +87,7 @@ def describe_engine(engine: ModelBackend) -> ModelInfo:
 
 
 def offloaded_layers(requested: int, metadata: dict[str, str]) -> str:
-    """ "9/24 layers": how many of the model's blocks ``requested`` GPU layers put on the GPU
+    """"9/24 layers": how many of the model's blocks ``requested`` GPU layers put on the GPU
     (negative: all). Compared as numbers: "9" sorts after "24" as text."""
     total_text = next((v for k, v in metadata.items() if k.endswith(".block_count")), None)
     try:

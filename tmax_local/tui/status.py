@@ -31,6 +31,7 @@ class StatusInfo:
     layers_offloaded: str = ""
     loading: str = ""  # e.g. "loading 40%"; empty once loaded
     gen_tok_s: float | None = None
+    cached: int | None = None  # prompt tokens a model server took from its cache last turn
     context_used: int = 0
     ctx: int = harness.CONTEXT_TOKENS
     ram: str = ""
@@ -94,6 +95,8 @@ class StatusBar(Widget):
             t.append(f" │ {i.loading}", style="italic")
         if i.gen_tok_s is not None:
             t.append(f" │ {i.gen_tok_s:.1f} tok/s")
+        if i.cached is not None:
+            t.append(f" │ cached {_k(i.cached)}")
         pct = round(100 * i.context_fraction)
         ctx = f" │ ctx {_k(i.context_used)}/{_k(i.ctx)} {pct}%"
         t.append(ctx, style="bold reverse" if i.context_warning else "")
