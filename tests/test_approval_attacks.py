@@ -652,6 +652,31 @@ CASES: list[Case] = [
         ),
         extra={"cd": "sub"},
     ),
+    # the config reader must split lines as git does: `x\\` ends in an escaped backslash
+    # (no continuation); only a newline ends a line (not \f, \r, \x85…); a backslash
+    # inside a comment continues nothing
+    Case(
+        "nested_repo_config_escaped_backslash_hides_next_line",
+        ("echo hi",),
+        "git diff",
+        fires=True,
+        prepare=repo(
+            config='[user]\n\tname = x\\\\\n[diff] external = "touch {M}; true"',
+            modify=True,
+        ),
+        extra={"cd": "sub"},
+    ),
+    Case(
+        "nested_repo_config_form_feed_hides_next_line",
+        ("echo hi",),
+        "git diff",
+        fires=True,
+        prepare=repo(
+            config='[user]\n\tname = x ;\x0cemail = y\\\n[diff] external = "touch {M}; true"',
+            modify=True,
+        ),
+        extra={"cd": "sub"},
+    ),
     Case(
         "nested_repo_include",
         ("echo hi",),

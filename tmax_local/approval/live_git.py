@@ -108,7 +108,12 @@ def _config_files(gitdir: Path) -> list[Path]:
 
 
 def _keys(cfg: Path, problems: list[str]) -> list[str]:
-    """Every ``section[.subsection].key`` set in ``cfg``, lower-cased, subsection as ``*``."""
+    """Every ``section[.subsection].key`` set in ``cfg``, lower-cased, subsection as ``*``.
+
+    Lines are split as git splits them: only ``\\n`` ends a line (``\\r\\n`` counts as one),
+    and a value continues on the next line only when it ends in a backslash that is not
+    itself escaped or inside a ``#``/``;`` comment (quotes do not stop a continuation).
+    """
     try:
         text = cfg.read_text(encoding="utf-8", errors="replace")
     except OSError as err:
@@ -117,11 +122,13 @@ def _keys(cfg: Path, problems: list[str]) -> list[str]:
     keys: list[str] = []
     section: str | None = None
     continued = False
-    for raw in text.splitlines():
-        line = raw.strip()
+    quoted = False
+    for raw in text.split("\n"):
+        raw = raw.removesuffix("\r")
         if continued:
-            continued = line.endswith("\\")
+            continued, quoted = _value_continues(raw, quoted)
             continue
+        line = raw.strip(" \t")
         if not line or line[0] in "#;":
             continue
         if line.startswith("["):
@@ -135,7 +142,7 @@ def _keys(cfg: Path, problems: list[str]) -> list[str]:
                 head, _, tail = name.partition(".")
                 name, sub = head, tail
             section = f"{name}.*" if sub is not None else name
-            line = rest.strip()
+            line = rest.strip(" \t")
             if not line or line[0] in "#;":
                 continue
         m = _KEY.match(line)
@@ -143,5 +150,24 @@ def _keys(cfg: Path, problems: list[str]) -> list[str]:
             problems.append(f"cannot read the line {line!r} in {cfg}")
             continue
         keys.append(f"{section}.{m.group(1).lower()}")
-        continued = line.endswith("\\")
+        continued, quoted = _value_continues(line[m.end() :], False)
     return keys
+
+
+def _value_continues(value: str, quoted: bool) -> tuple[bool, bool]:
+    """Scan one line of a value as git does: (does it continue on the next line, and is a
+    double-quoted string still open there)."""
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            if i + 1 == len(value):
+                return True, quoted
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c in "#;" and not quoted:
+            return False, False
+        i += 1
+    return False, False
