@@ -127,6 +127,15 @@ def both(*preps):
     return prep
 
 
+def fake_git_dir(where: str):
+    """An empty ``.git`` directory (not a repository) at ``where``."""
+
+    def prep(work: Path, marker: Path, outside: Path) -> None:
+        (work / where / ".git").mkdir(parents=True)
+
+    return prep
+
+
 def run_sh(body: str = "cat /dev/null", shebang: str = "#!/bin/bash"):
     def prep(work: Path, marker: Path, outside: Path) -> None:
         p = work / "run.sh"
@@ -676,6 +685,19 @@ CASES: list[Case] = [
             modify=True,
         ),
         extra={"cd": "sub"},
+    ),
+    # git passes over a `.git` directory that is not a repository (no HEAD/objects/refs)
+    # and uses the one above it: the gate must read the config git will use
+    Case(
+        "nested_repo_under_a_fake_git_dir",
+        ("echo hi",),
+        "git diff",
+        fires=True,
+        prepare=both(
+            repo(config='[diff]\n\texternal = "touch {M}; true"', modify=True),
+            fake_git_dir("sub/inner"),
+        ),
+        extra={"cd": "sub/inner"},
     ),
     Case(
         "nested_repo_include",

@@ -67,31 +67,53 @@ def git_reasons(part: Part, cwd: str) -> list[str]:
         if not a.startswith("-"):
             break
         i += 1
-    gitdir = _find_gitdir(start)
-    if gitdir is None:
-        return []
     out: list[str] = []
-    for cfg in _config_files(gitdir):
-        for key in _keys(cfg, out):
-            if not (_INERT.match(key) or key in _OVERRIDDEN or _PAGER_KEY.match(key)):
-                out.append(f"the repository's config ({cfg}) sets {key}, which git may run")
+    for gitdir in _find_gitdirs(start):
+        for cfg in _config_files(gitdir):
+            for key in _keys(cfg, out):
+                if not (_INERT.match(key) or key in _OVERRIDDEN or _PAGER_KEY.match(key)):
+                    out.append(f"the repository's config ({cfg}) sets {key}, which git may run")
     return list(dict.fromkeys(out))
 
 
-def _find_gitdir(start: Path) -> Path | None:
+def _find_gitdirs(start: Path) -> list[Path]:
+    """The repository directories git may use from ``start``: the first ``.git`` found
+    upwards, and, while what was found does not look like a repository (git passes over
+    such a ``.git`` and goes on upwards), the ones above it too."""
     d = Path(os.path.abspath(start))
+    found: list[Path] = []
     for here in (d, *d.parents):
         dotgit = here / ".git"
         if dotgit.is_dir():
-            return dotgit
-        if dotgit.is_file():
+            gitdir = dotgit
+        elif dotgit.is_file():
             try:
                 text = dotgit.read_text(encoding="utf-8", errors="replace")
             except OSError:
-                return None
+                continue
             m = re.match(r"gitdir:\s*(.+)", text)
-            return (here / m.group(1).strip()) if m else None
-    return None
+            if m is None:
+                continue
+            gitdir = here / m.group(1).strip()
+        else:
+            continue
+        found.append(gitdir)
+        if _looks_like_repository(gitdir):
+            break
+    return found
+
+
+def _looks_like_repository(gitdir: Path) -> bool:
+    """git's own test, roughly: a HEAD file and ``objects``/``refs`` (here or in the
+    common directory of a linked worktree)."""
+    if not (gitdir / "HEAD").is_file():
+        return False
+    common = gitdir
+    try:
+        common = gitdir / (gitdir / "commondir").read_text(encoding="utf-8").strip()
+    except OSError:
+        pass
+    return (common / "objects").is_dir() and (common / "refs").is_dir()
 
 
 def _config_files(gitdir: Path) -> list[Path]:
