@@ -127,6 +127,27 @@ def both(*preps):
     return prep
 
 
+def embedded_submodule(config: str):
+    """A repository ``sub/`` holding the repository ``sub/inner`` as a gitlink (no
+    ``.gitmodules``); ``inner``'s own config gets ``config`` and a file of it changes."""
+
+    def prep(work: Path, marker: Path, outside: Path) -> None:
+        inner = work / "sub" / "inner"
+        inner.mkdir(parents=True)
+        _git(inner, "init", "-q", ".")
+        (inner / "a.txt").write_text("one\n")
+        _git(inner, "add", "-A")
+        _git(inner, "commit", "-q", "-m", "first")
+        _git(work / "sub", "init", "-q", ".")
+        _git(work / "sub", "add", "inner")
+        _git(work / "sub", "commit", "-q", "-m", "outer")
+        with open(inner / ".git" / "config", "a") as fh:
+            fh.write(config.replace("{M}", str(marker)) + "\n")
+        (inner / "a.txt").write_text("two\n")
+
+    return prep
+
+
 def fake_git_dir(where: str):
     """An empty ``.git`` directory (not a repository) at ``where``."""
 
@@ -698,6 +719,16 @@ CASES: list[Case] = [
             fake_git_dir("sub/inner"),
         ),
         extra={"cd": "sub/inner"},
+    ),
+    # a repository embedded as a submodule (a gitlink) has its own config, which
+    # `git diff --submodule=diff` (and git status) use inside it
+    Case(
+        "nested_repo_embedded_submodule_config",
+        ("echo hi",),
+        "git diff --submodule=diff",
+        fires=True,
+        prepare=embedded_submodule('[diff]\n\texternal = "touch {M}; true"'),
+        extra={"cd": "sub"},
     ),
     Case(
         "nested_repo_include",

@@ -68,7 +68,10 @@ def git_reasons(part: Part, cwd: str) -> list[str]:
             break
         i += 1
     out: list[str] = []
-    for gitdir in _find_gitdirs(start):
+    gitdirs = _find_gitdirs(start)
+    for top, gitdir in list(gitdirs):
+        gitdirs += _gitlink_gitdirs(top, gitdir, out)
+    for _, gitdir in gitdirs:
         for cfg in _config_files(gitdir):
             for key in _keys(cfg, out):
                 if not (_INERT.match(key) or key in _OVERRIDDEN or _PAGER_KEY.match(key)):
@@ -76,12 +79,13 @@ def git_reasons(part: Part, cwd: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _find_gitdirs(start: Path) -> list[Path]:
+def _find_gitdirs(start: Path) -> list[tuple[Path, Path]]:
     """The repository directories git may use from ``start``: the first ``.git`` found
     upwards, and, while what was found does not look like a repository (git passes over
-    such a ``.git`` and goes on upwards), the ones above it too."""
+    such a ``.git`` and goes on upwards), the ones above it too. Each comes with its
+    working tree's top directory."""
     d = Path(os.path.abspath(start))
-    found: list[Path] = []
+    found: list[tuple[Path, Path]] = []
     for here in (d, *d.parents):
         dotgit = here / ".git"
         if dotgit.is_dir():
@@ -97,10 +101,68 @@ def _find_gitdirs(start: Path) -> list[Path]:
             gitdir = here / m.group(1).strip()
         else:
             continue
-        found.append(gitdir)
+        found.append((here, gitdir))
         if _looks_like_repository(gitdir):
             break
     return found
+
+
+def _gitlink_gitdirs(top: Path, gitdir: Path, problems: list[str]) -> list[tuple[Path, Path]]:
+    """The repositories embedded in ``top`` as submodules (gitlinks in the index): git
+    runs inside them (``git diff --submodule=diff``, ``git status``) with their own config."""
+    out: list[tuple[Path, Path]] = []
+    for path in _index_gitlinks(gitdir / "index", problems):
+        for _, inner in _find_gitdirs(top / path)[:1]:
+            if inner != gitdir:
+                out.append((top / path, inner))
+    return out
+
+
+def _index_gitlinks(index: Path, problems: list[str]) -> list[str]:
+    """Paths of the gitlink entries (mode 160000) in a git index file (versions 2–4)."""
+    try:
+        data = index.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        problems.append(f"cannot read the repository's index {index}: {err}")
+        return []
+    if len(data) < 12 or data[:4] != b"DIRC":
+        problems.append(f"cannot read the repository's index {index}")
+        return []
+    version, count = int.from_bytes(data[4:8], "big"), int.from_bytes(data[8:12], "big")
+    if version not in (2, 3, 4):
+        problems.append(f"cannot read the repository's index {index} (version {version})")
+        return []
+    pos, prev, links = 12, b"", []
+    try:
+        for _ in range(count):
+            start = pos
+            mode = int.from_bytes(data[pos + 24 : pos + 28], "big")
+            flags = int.from_bytes(data[pos + 60 : pos + 62], "big")
+            pos += 62 + (2 if version >= 3 and flags & 0x4000 else 0)
+            if version == 4:  # the path: drop N bytes of the previous one, add a suffix
+                drop = 0
+                byte = data[pos]
+                drop = byte & 0x7F
+                while byte & 0x80:
+                    pos += 1
+                    byte = data[pos]
+                    drop = ((drop + 1) << 7) | (byte & 0x7F)
+                pos += 1
+                end = data.index(b"\0", pos)
+                path = prev[: len(prev) - drop] + data[pos:end]
+                pos = end + 1
+            else:
+                end = data.index(b"\0", pos)
+                path = data[pos:end]
+                pos = start + ((end - start) // 8 + 1) * 8
+            prev = path
+            if mode >> 12 == 0o16:  # 0160000: a gitlink
+                links.append(os.fsdecode(path))
+    except (IndexError, ValueError):
+        problems.append(f"cannot read the repository's index {index}")
+    return links
 
 
 def _looks_like_repository(gitdir: Path) -> bool:
