@@ -127,6 +127,36 @@ def both(*preps):
     return prep
 
 
+def embedded_submodule(config: str):
+    """A repository ``sub/`` holding the repository ``sub/inner`` as a gitlink (no
+    ``.gitmodules``); ``inner``'s own config gets ``config`` and a file of it changes."""
+
+    def prep(work: Path, marker: Path, outside: Path) -> None:
+        inner = work / "sub" / "inner"
+        inner.mkdir(parents=True)
+        _git(inner, "init", "-q", ".")
+        (inner / "a.txt").write_text("one\n")
+        _git(inner, "add", "-A")
+        _git(inner, "commit", "-q", "-m", "first")
+        _git(work / "sub", "init", "-q", ".")
+        _git(work / "sub", "add", "inner")
+        _git(work / "sub", "commit", "-q", "-m", "outer")
+        with open(inner / ".git" / "config", "a") as fh:
+            fh.write(config.replace("{M}", str(marker)) + "\n")
+        (inner / "a.txt").write_text("two\n")
+
+    return prep
+
+
+def fake_git_dir(where: str):
+    """An empty ``.git`` directory (not a repository) at ``where``."""
+
+    def prep(work: Path, marker: Path, outside: Path) -> None:
+        (work / where / ".git").mkdir(parents=True)
+
+    return prep
+
+
 def run_sh(body: str = "cat /dev/null", shebang: str = "#!/bin/bash"):
     def prep(work: Path, marker: Path, outside: Path) -> None:
         p = work / "run.sh"
@@ -650,6 +680,54 @@ CASES: list[Case] = [
             attributes="*.txt filter=evil",
             modify=True,
         ),
+        extra={"cd": "sub"},
+    ),
+    # the config reader must split lines as git does: `x\\` ends in an escaped backslash
+    # (no continuation); only a newline ends a line (not \f, \r, \x85…); a backslash
+    # inside a comment continues nothing
+    Case(
+        "nested_repo_config_escaped_backslash_hides_next_line",
+        ("echo hi",),
+        "git diff",
+        fires=True,
+        prepare=repo(
+            config='[user]\n\tname = x\\\\\n[diff] external = "touch {M}; true"',
+            modify=True,
+        ),
+        extra={"cd": "sub"},
+    ),
+    Case(
+        "nested_repo_config_form_feed_hides_next_line",
+        ("echo hi",),
+        "git diff",
+        fires=True,
+        prepare=repo(
+            config='[user]\n\tname = x ;\x0cemail = y\\\n[diff] external = "touch {M}; true"',
+            modify=True,
+        ),
+        extra={"cd": "sub"},
+    ),
+    # git passes over a `.git` directory that is not a repository (no HEAD/objects/refs)
+    # and uses the one above it: the gate must read the config git will use
+    Case(
+        "nested_repo_under_a_fake_git_dir",
+        ("echo hi",),
+        "git diff",
+        fires=True,
+        prepare=both(
+            repo(config='[diff]\n\texternal = "touch {M}; true"', modify=True),
+            fake_git_dir("sub/inner"),
+        ),
+        extra={"cd": "sub/inner"},
+    ),
+    # a repository embedded as a submodule (a gitlink) has its own config, which
+    # `git diff --submodule=diff` (and git status) use inside it
+    Case(
+        "nested_repo_embedded_submodule_config",
+        ("echo hi",),
+        "git diff --submodule=diff",
+        fires=True,
+        prepare=embedded_submodule('[diff]\n\texternal = "touch {M}; true"'),
         extra={"cd": "sub"},
     ),
     Case(
