@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+
+def _ordinary_path() -> None:
+    """Run the suite with the user's ordinary ``PATH``, not an activated virtual environment's.
+
+    `scripts/test.sh` activates ``.venv``, which puts ``.venv/bin`` first on ``PATH``; CI may
+    clone the project under ``/tmp``. The approval gate rightly distrusts a ``PATH`` entry under
+    a world-writable tree (the model could plant ``ls`` there), so every rule-covered command
+    in the shells the tests start would be asked and the controls would fail. The tests call
+    their tools by absolute path (``sys.executable``, its ``tmax-local`` sibling), so they do
+    not need that entry.
+    """
+    venv_bin = os.path.dirname(sys.executable)
+    if os.environ.get("VIRTUAL_ENV") or sys.prefix != sys.base_prefix:
+        entries = os.environ.get("PATH", "").split(os.pathsep)
+        os.environ["PATH"] = os.pathsep.join(e for e in entries if e != venv_bin)
+        os.environ.pop("VIRTUAL_ENV", None)
+
+
+_ordinary_path()
 
 
 @pytest.fixture(scope="session")
