@@ -306,6 +306,29 @@ def test_workspace_controls_succeed(world: World) -> None:
 
 
 @needs_landlock
+def test_home_inside_a_crowded_directory(world: World) -> None:
+    """A home whose parent holds thousands of entries (a busy /tmp, /home on a shared
+    server) is granted entry by entry: far more rules than fit on a command line."""
+    crowd = world.root / "crowd"
+    home = crowd / "home-of-the-user"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text(SECRET + "\n")
+    for i in range(4000):
+        (crowd / f"neighbour-{i:05d}-with-a-rather-long-name").mkdir()
+    world.home = home
+    policy = sb.SandboxPolicy("workspace", project=world.project, tmpdir=world.root, home=home)
+    assert len(policy.landlock_json()) > 256 * 1024  # over MAX_ARG_STRLEN (128 KiB)
+    sh = make_shell(world, "workspace")
+    try:
+        assert sh.run("echo inside > in.txt && cat in.txt").output == "inside\n"
+        r = sh.run(f"cat {home}/.ssh/id_rsa; ls {crowd} | wc -l; echo pwned > ~/marker")
+        assert SECRET not in r.output and "4001" in r.output, r.output
+        assert r.exit_code != 0 and not (home / "marker").exists()
+    finally:
+        sh.close()
+
+
+@needs_landlock
 def test_read_only_mode(world: World) -> None:
     sh = make_shell(world, "read-only")
     try:
@@ -462,8 +485,25 @@ def test_rules_leave_credentials_out(tmp_path: Path) -> None:
 
 
 def test_off_policy_still_uses_the_launcher(tmp_path: Path) -> None:
-    argv = sb.launcher_argv(None, ["bash", "-i"])
-    assert argv[-3:] == ["--", "bash", "-i"] and "{}" in argv
+    with sb.launch(None, ["bash", "-i"]) as launch:
+        assert launch.argv[-3:] == ["--", "bash", "-i"] and "{}" in launch.argv
+        assert launch.pass_fds == ()
+
+
+@needs_landlock
+def test_policy_descriptor_is_not_left_to_the_program(tmp_path: Path) -> None:
+    """The policy's descriptor is read and closed by the launcher: the confined program
+    never holds it, and the agent closes its copy once the program is started."""
+    policy = sb.SandboxPolicy("workspace", project=tmp_path, tmpdir=tmp_path, home=tmp_path)
+    probe = ["sh", "-c", "for f in /proc/$$/fd/*; do readlink $f; done; echo done"]
+    with sb.launch(policy, probe) as launch:
+        (fd,) = launch.pass_fds
+        assert f"fd:{fd}" in launch.argv and len(" ".join(launch.argv)) < 4096
+        r = subprocess.run(launch.argv, pass_fds=launch.pass_fds, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.endswith("done\n"), r.stderr
+    assert "tmax-sandbox-policy" not in r.stdout
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 def test_unavailable_sandbox_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
@@ -546,7 +586,8 @@ def test_seatbelt_profile_text(tmp_path: Path) -> None:
 def test_launcher_argv_on_macos_uses_sandbox_exec(tmp_path: Path, monkeypatch) -> None:
     policy = sb.SandboxPolicy("workspace", project=tmp_path, tmpdir=tmp_path, home=tmp_path)
     monkeypatch.setattr(sb.sys, "platform", "darwin")
-    argv = sb.launcher_argv(policy, ["bash", "-i"])
+    with sb.launch(policy, ["bash", "-i"]) as launch:
+        argv = launch.argv
     cut = argv.index("--")
     assert argv[cut - 1] == "{}"  # no Landlock; signals still reset by the launcher
     assert argv[cut + 1 : cut + 3] == ["/usr/bin/sandbox-exec", "-p"]

@@ -833,15 +833,18 @@ class PtyShell:
             raise TmaxError(f"cannot start the shell: {cwd} is not a directory")
         # Through the launcher: default signal dispositions, an empty signal
         # mask and, when asked for, the sandbox (kept by every restart).
-        argv = sandbox.launcher_argv(
-            self.sandbox, [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
-        )
+        command = [bash_path, "--rcfile", rcfile, "--noprofile", "--noediting", "-i"]
         try:
-            # bash changes into `cwd` itself (rc file): ptyprocess's own chdir runs
-            # in the forked child outside its error handling.
-            proc = ptyprocess.PtyProcess.spawn(
-                argv, env=self.env, dimensions=(self.rows, self.cols), echo=False
-            )
+            with sandbox.launch(self.sandbox, command) as launch:
+                # bash changes into `cwd` itself (rc file): ptyprocess's own chdir runs
+                # in the forked child outside its error handling.
+                proc = ptyprocess.PtyProcess.spawn(
+                    launch.argv,
+                    env=self.env,
+                    dimensions=(self.rows, self.cols),
+                    echo=False,
+                    pass_fds=launch.pass_fds,
+                )
         except OSError as err:
             raise TmaxError(f"could not start bash in {cwd}: {err}") from err
         bash = _Bash(proc=proc, cmdline=None)

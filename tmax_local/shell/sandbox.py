@@ -51,13 +51,16 @@ same rules (untested on a Mac; see the README).
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import fcntl
 import functools
 import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from tmax_local.errors import ConfigError, TmaxError
@@ -319,15 +322,61 @@ def _grant_excluding(root: str, rights: int, excluded: Sequence[str]) -> list[tu
     return rules
 
 
-def launcher_argv(policy: SandboxPolicy | None, argv: Sequence[str]) -> list[str]:
-    """The command line that starts ``argv`` with clean signals and the sandbox applied."""
+@dataclass(frozen=True)
+class Launch:
+    """How to start a program through the launcher: its argv, and the file
+    descriptors the spawn must keep open for it."""
+
+    argv: list[str]
+    pass_fds: tuple[int, ...] = ()
+
+
+@contextlib.contextmanager
+def launch(policy: SandboxPolicy | None, argv: Sequence[str]) -> Iterator[Launch]:
+    """The launcher command that starts ``argv`` with clean signals and the sandbox applied.
+
+    The Landlock policy travels in an anonymous file whose descriptor the
+    launcher inherits, never on the command line: a home or project inside a
+    crowded directory is granted entry by entry, and those rules can exceed
+    what one argument may hold (128 KiB on Linux).  The descriptor is closed
+    here when the block ends; spawn the program inside it.
+    """
     launcher = [sys.executable, "-I", "-S", sandbox_exec.__file__]
     if policy is None or not policy.confined:
-        return [*launcher, "{}", "--", *argv]
+        yield Launch([*launcher, "{}", "--", *argv])
+        return
     if sys.platform == "darwin":
         profile = seatbelt_profile(policy)
-        return [*launcher, "{}", "--", "/usr/bin/sandbox-exec", "-p", profile, *argv]
-    return [*launcher, policy.landlock_json(), "--", *argv]
+        yield Launch([*launcher, "{}", "--", "/usr/bin/sandbox-exec", "-p", profile, *argv])
+        return
+    fd = _policy_file(policy.landlock_json().encode())
+    try:
+        os.set_inheritable(fd, True)
+        yield Launch([*launcher, f"{sandbox_exec.FD_PREFIX}{fd}", "--", *argv], (fd,))
+    finally:
+        os.close(fd)
+
+
+def _policy_file(data: bytes) -> int:
+    """A read-only-to-everyone-else descriptor holding ``data``, positioned at its start."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("tmax-sandbox-policy", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    else:
+        with tempfile.TemporaryFile() as tmp:  # unlinked at once: nothing else can open it
+            fd = os.dup(tmp.fileno())
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        if hasattr(fcntl, "F_ADD_SEALS"):
+            seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+            with contextlib.suppress(OSError):  # a temporary file cannot be sealed
+                fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def require_support(policy: SandboxPolicy) -> SandboxSupport:

@@ -1,6 +1,8 @@
 """Launcher for the agent's shell: clean signal state, optional Landlock, then exec.
 
-Run as ``python -I -S sandbox_exec.py POLICY_JSON -- PROGRAM ARGS...``.  It uses
+Run as ``python -I -S sandbox_exec.py POLICY -- PROGRAM ARGS...``, where POLICY
+is the policy's JSON text or ``fd:N``, an inherited descriptor to read it from
+(then closed, so PROGRAM never sees it).  It uses
 the standard library only (it is started by path, without ``site``, so it
 costs one small interpreter start per shell start, nothing per command).
 
@@ -274,14 +276,28 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
+FD_PREFIX = "fd:"
+
+
+def read_policy(arg: str) -> dict:
+    """The policy from its JSON text, or from ``fd:N`` (read to its end, then closed)."""
+    if arg.startswith(FD_PREFIX):
+        with os.fdopen(int(arg[len(FD_PREFIX) :]), "rb") as source:
+            arg = source.read().decode("utf-8")
+    policy = json.loads(arg)
+    if not isinstance(policy, dict):
+        raise ValueError("the policy is not a JSON object")
+    return policy
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        sys.stderr.write("usage: sandbox_exec.py POLICY_JSON -- PROGRAM [ARGS...]\n")
+        sys.stderr.write("usage: sandbox_exec.py POLICY_JSON|fd:N -- PROGRAM [ARGS...]\n")
         return 2
     try:
-        policy = json.loads(argv[0])
-    except ValueError:
-        sys.stderr.write("tmax-local sandbox: the policy is not valid JSON\n")
+        policy = read_policy(argv[0])
+    except (ValueError, OSError) as err:
+        sys.stderr.write(f"tmax-local sandbox: cannot read the policy ({err})\n")
         return 126
     program = argv[2:]
     try:
