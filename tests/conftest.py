@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import isolated_env
 
 
 def _ordinary_path() -> None:
@@ -66,3 +67,10 @@ def tiny_gguf(
         return cache[key]
 
     return make
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a `tmax-local` subprocess with its own directories under
+    ``tmp_path`` (`cli_support.isolated_env`). Modules that need more override it."""
+    return isolated_env(tmp_path)
