@@ -32,11 +32,11 @@ async def wait_until(pilot, predicate, what: str, timeout: float = 30.0) -> None
         await pilot.pause(0.02)
 
 
-async def start(pilot, task: str) -> TmaxApp:
-    """Wait for the model and the shell, then submit ``task``."""
+async def start(pilot, task: str, timeout: float = 30.0) -> TmaxApp:
+    """Wait for the model and the shell (``timeout`` s each), then submit ``task``."""
     app: TmaxApp = pilot.app
-    await wait_until(pilot, lambda: app.session.model_ready, "model loaded")
-    await wait_until(pilot, lambda: app.session.shell is not None, "shell started")
+    await wait_until(pilot, lambda: app.session.model_ready, "model loaded", timeout)
+    await wait_until(pilot, lambda: app.session.shell is not None, "shell started", timeout)
     app.query_one("#task").value = task
     await pilot.press("enter")
     return app
