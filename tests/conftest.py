@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import isolated_env
 
 
 def _ordinary_path() -> None:
@@ -66,3 +67,18 @@ def tiny_gguf(
         return cache[key]
 
     return make
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a `tmax-local` subprocess with its own directories under
+    ``tmp_path`` (`cli_support.isolated_env`). Modules that need more override it."""
+    return isolated_env(tmp_path)
+
+
+@pytest.fixture
+def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Transcripts, recordings and saved rules go under tmp_path, never the user's dirs
+    (for an app run in this process; use it with ``pytest.mark.usefixtures``)."""
+    monkeypatch.setenv("TMAX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TMAX_CONFIG_DIR", str(tmp_path / "config"))

@@ -3,42 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+import cli_support
 
 from tmax_local.agent.parser import bash_reply
 
 SUBMIT = bash_reply("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
 
 
-@pytest.fixture
-def env(tmp_path):
-    e = dict(os.environ)
-    e.update(
-        TMAX_DATA_DIR=str(tmp_path / "data"),
-        TMAX_CONFIG_DIR=str(tmp_path / "cfg"),
-        TMAX_MODELS_DIR=str(tmp_path / "models"),
-        HF_HOME=str(tmp_path / "hf"),
-        HF_HUB_OFFLINE="1",
-    )
-    return e
-
-
 def run_cli(args, env, cwd, stdin=""):
-    return subprocess.run(
-        [sys.executable, "-m", "tmax_local", "run", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+    """`tmax-local run ARGS`."""
+    return cli_support.run_cli(["run", *args], env, cwd, stdin, timeout=120)
 
 
 def write_script(path: Path, replies: list[str]) -> Path:

@@ -7,17 +7,11 @@ import threading
 
 import numpy as np
 import pytest
+from engine_support import CALL_GRAMMAR, run_agent
 
 from tmax_local.agent import harness
 from tmax_local.agent.engine import EngineOptions, LlamaEngine
 from tmax_local.agent.parser import parse_reply
-
-# Forces a well-formed bash call out of a random model (llama.cpp allows only an
-# end-of-generation token once the grammar is complete).
-CALL_GRAMMAR = r"""
-root ::= [a-z]{0,6} "\n\n<tool_call>\n<function=bash>\n<parameter=command>\n" cmd "\n</parameter>\n</function>\n</tool_call>"
-cmd ::= "echo " [a-z]{1,6}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -117,22 +111,11 @@ def test_max_tokens_and_cancel(tiny_gguf):
 def test_end_to_end_real_model_real_loop(tiny_gguf, tmp_path):
     """Real llama.cpp (grammar-constrained), real loop, real PtyShell, real approval policy."""
     from tmax_local.agent import events as ev
-    from tmax_local.agent.harness import HarnessConfig
-    from tmax_local.agent.loop import Agent
-    from tmax_local.agent.transcript import TranscriptWriter, load_records, stream_text
-    from tmax_local.approval import Gate
-    from tmax_local.shell import PtyShell
+    from tmax_local.agent.transcript import load_records, stream_text
 
     eng = _engine(tiny_gguf, grammar=CALL_GRAMMAR)
     seen: list = []
-    tw = TranscriptWriter(tmp_path / "t.jsonl")
-    with PtyShell(tmp_path, timeout=30) as shell:
-        agent = Agent(
-            eng, shell, Gate("auto", cwd=tmp_path), config=HarnessConfig(max_steps=2), transcript=tw
-        )
-        agent.subscribe(seen.append)
-        done = agent.run("Say a word.")
-    tw.close()
+    done = run_agent(eng, tmp_path, "Say a word.", seen.append, max_steps=2)
     assert done.reason == "step_limit" and done.steps == 2
     ran = [e for e in seen if isinstance(e, ev.CommandExecuted)]
     assert len(ran) == 2

@@ -4,29 +4,13 @@ user trusts the file's exact contents (issue 9 §4). The CLI as a user runs it."
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+from cli_support import run_cli
 
 from tmax_local.agent.parser import bash_reply
 
 SUBMIT = bash_reply("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    e = dict(os.environ)
-    e.update(
-        TMAX_DATA_DIR=str(tmp_path / "data"),
-        TMAX_CONFIG_DIR=str(tmp_path / "cfg"),
-        TMAX_MODELS_DIR=str(tmp_path / "models"),
-        HF_HOME=str(tmp_path / "hf"),
-        HF_HUB_OFFLINE="1",
-    )
-    return e
 
 
 def run(tmp_path: Path, env: dict[str, str], rules: list[str], *flags: str, answers: str = ""):
@@ -36,17 +20,8 @@ def run(tmp_path: Path, env: dict[str, str], rules: list[str], *flags: str, answ
     (work / ".tmax-local.toml").write_text(f"[approval]\nallow = [{quoted}]\n")
     script = tmp_path / "s.json"
     script.write_text(json.dumps([bash_reply("touch MARK"), SUBMIT]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tmax_local", "run", "Touch", "--model", f"script:{script}", *flags],
-        input=answers,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=work,
-        timeout=120,
-        check=False,
-    )
-    return proc, work
+    args = ["run", "Touch", "--model", f"script:{script}", *flags]
+    return run_cli(args, env, work, answers, timeout=120), work
 
 
 def test_untrusted_project_rules_are_ignored_with_a_notice(tmp_path, env):
@@ -79,15 +54,6 @@ def test_always_allow_says_why_it_offers_only_the_exact_command(tmp_path, env):
     (work / "f").write_text("x\n")
     script = tmp_path / "s2.json"
     script.write_text(json.dumps([bash_reply("sed -n 1p f"), SUBMIT]))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tmax_local", "run", "Print", "--model", f"script:{script}"],
-        input="l\n",
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=work,
-        timeout=120,
-        check=False,
-    )
+    proc = run_cli(["run", "Print", "--model", f"script:{script}"], env, work, "l\n", timeout=120)
     assert "a[l]ways allow `sed -n 1p f`" in proc.stdout
     assert "sed can run code given in its arguments" in proc.stdout

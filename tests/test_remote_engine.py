@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from engine_support import CALL_GRAMMAR, run_agent
 
 from tmax_local.agent import events as ev
 from tmax_local.agent import harness
@@ -33,11 +34,6 @@ from tmax_local.testing.llama_server import BuildFailed, LlamaServer, find_or_bu
 # Building llama-server the first time takes minutes (cached afterwards).
 pytestmark = pytest.mark.timeout(3600)
 
-# Forces a well-formed bash call out of a random model.
-CALL_GRAMMAR = r"""
-root ::= [a-z]{0,6} "\n\n<tool_call>\n<function=bash>\n<parameter=command>\n" cmd "\n</parameter>\n</function>\n</tool_call>"
-cmd ::= "echo " [a-z]{1,6}
-"""
 GRAMMAR = {"grammar": CALL_GRAMMAR}
 NEVER = threading.Event()
 
@@ -119,22 +115,11 @@ def test_turns_send_only_new_tokens_prefix_cache(server):
 
 def test_agent_run_end_to_end_through_server(server, tmp_path):
     """Real loop, real PTY shell, approvals local; the transcript holds every event."""
-    from tmax_local.agent.harness import HarnessConfig
-    from tmax_local.agent.loop import Agent
-    from tmax_local.agent.transcript import TranscriptWriter, load_records, stream_text
-    from tmax_local.approval import Gate
-    from tmax_local.shell import PtyShell
+    from tmax_local.agent.transcript import load_records, stream_text
 
     eng = _engine(server.url)
     seen: list = []
-    tw = TranscriptWriter(tmp_path / "t.jsonl")
-    with PtyShell(tmp_path, timeout=30) as shell:
-        agent = Agent(
-            eng, shell, Gate("auto", cwd=tmp_path), config=HarnessConfig(max_steps=3), transcript=tw
-        )
-        agent.subscribe(seen.append)
-        done = agent.run("Say a word.")
-    tw.close()
+    done = run_agent(eng, tmp_path, "Say a word.", seen.append, max_steps=3)
     assert done.reason == "step_limit" and done.steps == 3
     ran = [e for e in seen if isinstance(e, ev.CommandExecuted)]
     assert len(ran) == 3
@@ -413,15 +398,10 @@ def test_context_longer_than_the_server_allows(server):
 
 def test_server_killed_mid_reply(server_bin, model, tmp_path):
     """A crash mid-reply: one retry, then a clear error; stream and transcript intact."""
-    from tmax_local.agent.harness import HarnessConfig
-    from tmax_local.agent.loop import Agent
-    from tmax_local.agent.transcript import TranscriptWriter, load_records, stream_text
-    from tmax_local.approval import Gate
-    from tmax_local.shell import PtyShell
+    from tmax_local.agent.transcript import load_records, stream_text
 
     with LlamaServer(server_bin, model, ctx=4096, log=tmp_path / "s.log") as srv:
         eng = RemoteEngine(RemoteOptions(srv.url, seed=3))  # no grammar: long replies
-        tw = TranscriptWriter(tmp_path / "t.jsonl")
         seen: list = []
 
         def on_event(e):
@@ -429,17 +409,7 @@ def test_server_killed_mid_reply(server_bin, model, tmp_path):
             if isinstance(e, ev.ReasoningDelta) and len(seen) > 5:
                 srv.kill()
 
-        with PtyShell(tmp_path, timeout=30) as shell:
-            agent = Agent(
-                eng,
-                shell,
-                Gate("auto", cwd=tmp_path),
-                config=HarnessConfig(max_steps=2, max_new_tokens=3000),
-                transcript=tw,
-            )
-            agent.subscribe(on_event)
-            done = agent.run("Say a word.")
-        tw.close()
+        done = run_agent(eng, tmp_path, "Say a word.", on_event, max_steps=2, max_new_tokens=3000)
     assert done.reason == "error"
     assert "lost the connection" in done.message and "no longer answers" in done.message
     assert eng.stream == [] and eng.turn_log == []  # the failed turn left no trace

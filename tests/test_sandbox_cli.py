@@ -4,12 +4,12 @@ every question answered "approve" (a wrong approval is what the sandbox is for).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_support import isolated_env, run_cli
 
 from tmax_local.agent.parser import bash_reply
 from tmax_local.shell import sandbox as sb
@@ -62,31 +62,14 @@ def _run(
         commands = ESCAPES + CONTROLS + ["echo still-alive"]
     replies = [bash_reply(c) for c in commands] + [SUBMIT]
     script.write_text(json.dumps(replies))
-    env = dict(os.environ)
-    env.update(
-        HOME=str(home),
-        TMAX_DATA_DIR=str(tmp_path / "data"),
-        TMAX_CONFIG_DIR=str(tmp_path / "cfg"),
-        TMAX_MODELS_DIR=str(tmp_path / "models"),
-        HF_HUB_OFFLINE="1",
-    )
-    argv = [sys.executable, "-m", "tmax_local", "run", "escape", "--model", f"script:{script}"]
-    argv += ["--approve", approve, "--max-steps", str(len(replies) + 1)]
+    env = isolated_env(tmp_path, HOME=str(home))
+    args = ["run", "escape", "--model", f"script:{script}"]
+    args += ["--approve", approve, "--max-steps", str(len(replies) + 1)]
     if sandbox is not None:
-        argv += ["--sandbox", sandbox]
-    argv += extra or []
-    argv += ["--json", str(tmp_path / "run.json")]
-    proc = subprocess.run(
-        argv,
-        input=answers,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=project,
-        timeout=300,
-        check=False,
-    )
-    return proc, tmp_path
+        args += ["--sandbox", sandbox]
+    args += extra or []
+    args += ["--json", str(tmp_path / "run.json")]
+    return run_cli(args, env, project, answers, timeout=300), tmp_path
 
 
 def _markers(root: Path) -> list[str]:

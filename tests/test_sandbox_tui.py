@@ -8,34 +8,24 @@ import json
 import os
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from pilot_support import call, fixed_app, start, wait_until
 
 from tmax_local.agent.options import ModelOptions, SessionOptions
 from tmax_local.shell import CommandFinished
 from tmax_local.shell import sandbox as sb
-from tmax_local.tui.app import TmaxApp, TuiOptions, make_app
+from tmax_local.tui.app import TmaxApp, TuiOptions
 
-pytestmark = pytest.mark.skipif(sb.detect().mechanism != "landlock", reason="needs Landlock")
+pytestmark = [
+    pytest.mark.skipif(sb.detect().mechanism != "landlock", reason="needs Landlock"),
+    pytest.mark.usefixtures("private_dirs"),
+]
 SIZE = (120, 30)
 
 
-def call(command: str) -> str:
-    return (
-        f"Let me do that.\n<tool_call>\n<function=bash>\n<parameter=command>\n{command}\n"
-        "</parameter>\n</function>\n</tool_call>"
-    )
-
-
 SUBMIT = call("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TMAX_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("TMAX_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def app_for(tmp_path: Path, replies: list[str], **session: object) -> TmaxApp:
@@ -45,27 +35,7 @@ def app_for(tmp_path: Path, replies: list[str], **session: object) -> TmaxApp:
     script.write_text(json.dumps(replies))
     model = ModelOptions(model=f"script:{script}")
     opts = TuiOptions(session=SessionOptions(model=model, cwd=work, **session))  # type: ignore[arg-type]
-    app = make_app(opts)
-    app.deterministic = True
-    app.ram_probe = lambda: "1 GiB"
-    return app
-
-
-async def wait_until(pilot, predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await pilot.pause(0.02)
-
-
-async def start(pilot, task: str) -> TmaxApp:
-    app: TmaxApp = pilot.app
-    await wait_until(pilot, lambda: app.session.model_ready, "model loaded")
-    await wait_until(pilot, lambda: app.session.shell is not None, "shell started")
-    app.query_one("#task").value = task
-    await pilot.press("enter")
-    return app
+    return fixed_app(opts)
 
 
 async def test_u_runs_one_command_unsandboxed(tmp_path: Path) -> None:

@@ -7,13 +7,10 @@ tests that depend on them must pass that way too."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
+
+from shell_support import rerun_shell_tests
 
 from tmax_local.shell import PtyShell, procs
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_backend_is_chosen_at_run_time(monkeypatch, tmp_path) -> None:
@@ -35,35 +32,7 @@ def test_shell_tests_pass_without_proc(tmp_path) -> None:
         "input or read_ or password or getpass or cat_reads or cd_persists or exec_bash"
         " or kill_9_self or restart or interrupt or sudo or sleep"
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "tests/test_shell.py",
-        "tests/test_shell_adversarial.py",
-        "-k",
-        selection,
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
-        "--basetemp",
-        str(tmp_path / "inner"),
-    ]
-    env = {**os.environ, "TMAX_PROCS": "portable"}
-    proc = subprocess.run(
-        argv,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
-    tail = proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert proc.returncode == 0, tail
-    assert " passed" in proc.stdout, tail
+    rerun_shell_tests(tmp_path, selection, env={**os.environ, "TMAX_PROCS": "portable"})
 
 
 # Constructs that need bash 4 or later (macOS ships 3.2).

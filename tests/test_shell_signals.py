@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from shell_support import rerun_shell_tests
 
 from tmax_local.shell import PtyShell
 
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 
@@ -75,25 +72,5 @@ def test_interrupt_tests_pass_when_launched_in_the_background(tmp_path) -> None:
     """As `tmax-local run ... &` from a script would be: SIGINT/SIGQUIT ignored and,
     for good measure, blocked.  The interrupt and timeout tests must still pass."""
     selection = "interrupt or default_timeout or sleep_past_timeout or endless_through_pipeline"
-    argv = [
-        sys.executable,
-        "-c",
-        _LAUNCH_IGNORING,
-        "tests/test_shell.py",
-        "tests/test_shell_adversarial.py",
-        "-k",
-        selection,
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
-        "--basetemp",
-        str(tmp_path / "inner"),
-    ]
-    proc = subprocess.run(
-        argv, cwd=REPO, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL
-    )
-    tail = proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert proc.returncode == 0, tail
-    assert " passed" in proc.stdout and "failed" not in proc.stdout, tail
+    proc = rerun_shell_tests(tmp_path, selection, launcher=["-c", _LAUNCH_IGNORING])
+    assert "failed" not in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]

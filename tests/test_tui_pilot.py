@@ -6,28 +6,22 @@ Every test waits on a condition (a widget state, a file, an event), never on a s
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pilot_support import call, fixed_app, start, wait_until
 
 from tmax_local.agent import events as ev
 from tmax_local.agent.options import ModelOptions, SessionOptions
 from tmax_local.agent.resolve import ModelNeedsFetch
 from tmax_local.agent.transcript import load_records
 from tmax_local.approval.policy import Mode
-from tmax_local.tui.app import TmaxApp, TuiOptions, make_app
+from tmax_local.tui.app import TmaxApp, TuiOptions
 from tmax_local.tui.screens import EditCommandScreen, ReasonScreen, RuleScreen
 
+pytestmark = pytest.mark.usefixtures("private_dirs")
 SIZE = (100, 30)
-
-
-def call(command: str, prose: str = "Let me do that.") -> str:
-    return (
-        f"{prose}\n<tool_call>\n<function=bash>\n<parameter=command>\n{command}\n"
-        "</parameter>\n</function>\n</tool_call>"
-    )
 
 
 SUBMIT = call("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT", "The task is done.")
@@ -38,13 +32,6 @@ def workdir(tmp_path: Path) -> Path:
     d = tmp_path / "work"
     d.mkdir()
     return d
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Transcripts, recordings and saved rules go under tmp_path, never the user's dirs."""
-    monkeypatch.setenv("TMAX_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("TMAX_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def options(
@@ -63,31 +50,6 @@ def options(
     if ctx is not None:
         model = replace(model, ctx=ctx)
     return TuiOptions(session=SessionOptions(model=model, approve=approve, cwd=workdir), **kw)
-
-
-def fixed_app(opts: TuiOptions) -> TmaxApp:
-    """The app of `make_app`, with no animation and a fixed RAM figure."""
-    app = make_app(opts)
-    app.deterministic = True
-    app.ram_probe = lambda: "1 GiB"
-    return app
-
-
-async def wait_until(pilot, predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await pilot.pause(0.02)
-
-
-async def start(pilot, task: str) -> TmaxApp:
-    app: TmaxApp = pilot.app
-    await wait_until(pilot, lambda: app.session.model_ready, "model loaded")
-    await wait_until(pilot, lambda: app.session.shell is not None, "shell started")
-    app.query_one("#task").value = task
-    await pilot.press("enter")
-    return app
 
 
 async def wait_approval(pilot, app: TmaxApp) -> None:
@@ -314,6 +276,7 @@ async def test_missing_model_offers_download_and_reports_failure_cleanly(
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.last_error is not None, "model error")
         assert isinstance(app.last_error, ModelNeedsFetch)
+
         def notes() -> str:
             return " ".join(str(n.render()) for n in app.reasoning.query(".note"))
 

@@ -9,11 +9,11 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_support import TMAX, isolated_env, run_cli
 from undo_support import copy_tree, differences, tree_state
 
 from tmax_local.agent.parser import bash_reply
@@ -25,20 +25,12 @@ SUBMIT = bash_reply("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
 
 @pytest.fixture
 def env(tmp_path):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    e.update(
-        TMAX_DATA_DIR=str(tmp_path / "data"),
-        TMAX_CONFIG_DIR=str(tmp_path / "cfg"),
-        TMAX_MODELS_DIR=str(tmp_path / "models"),
-        HF_HOME=str(tmp_path / "hf"),
-        HF_HUB_OFFLINE="1",
-    )
-    return e
+    return isolated_env(tmp_path, drop_git=True)
 
 
 def start(args, env, cwd, stdin=""):
     p = subprocess.Popen(
-        [sys.executable, "-m", "tmax_local", *args],
+        [*TMAX, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -51,19 +43,6 @@ def start(args, env, cwd, stdin=""):
     p.stdin.write(stdin)
     p.stdin.close()
     return p
-
-
-def cli(args, env, cwd, stdin=""):
-    return subprocess.run(
-        [sys.executable, "-m", "tmax_local", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=180,
-        check=False,
-    )
 
 
 def kill_when(p: subprocess.Popen, ready, delay: float, timeout: float = 60) -> bool:
@@ -111,10 +90,10 @@ def test_killed_during_snapshot(tmp_path, env):
         assert differences(tree_state(work), tree_state(before)) == []
     assert killed_mid >= 1  # the kills did land in the middle of a snapshot
     # The next run works, and its checkpoint restores the project.
-    done = cli(args, env, work, "a\n")
+    done = run_cli(args, env, work, "a\n")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (work / "new.txt").exists()
-    r = cli(["restore", "1", "--yes"], env, work)
+    r = run_cli(["restore", "1", "--yes"], env, work)
     assert r.returncode == 0, r.stdout + r.stderr
     assert differences(tree_state(work), tree_state(before)) == []
     assert not list((store_dir(tmp_path) / "tmp").glob(".part-*"))
@@ -136,7 +115,9 @@ def test_killed_during_restore(tmp_path, env):
             ]
         )
     )
-    done = cli(["run", "t", "--model", f"script:{script}", "--approve", "auto"], env, work, "a\n")
+    done = run_cli(
+        ["run", "t", "--model", f"script:{script}", "--approve", "auto"], env, work, "a\n"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     s1 = tree_state(work)
     journal = store_dir(tmp_path) / "restore.json"
@@ -152,13 +133,13 @@ def test_killed_during_restore(tmp_path, env):
     store = Store.find(work, base=tmp_path / "data" / "checkpoints")
     assert store.fsck() == []
     # Listing is read-only and works; the next restore finishes the interrupted one first.
-    assert cli(["checkpoints"], env, work).returncode == 0
-    r = cli(["restore", "1", "--yes"], env, work)
+    assert run_cli(["checkpoints"], env, work).returncode == 0
+    r = run_cli(["restore", "1", "--yes"], env, work)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "nothing to change" in r.stdout
     assert differences(tree_state(work), s0) == []
     assert leftover_temp_files(work) == [] and not journal.exists()
     # The interrupted restore was undoable all along: u1 is the state before it.
-    r = cli(["restore", "u1", "--yes"], env, work)
+    r = run_cli(["restore", "u1", "--yes"], env, work)
     assert r.returncode == 0, r.stdout + r.stderr
     assert differences(tree_state(work), s1) == []

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from cli_support import isolated_env, run_cli
 from undo_support import differences, tree_state
 
 from tmax_local.agent.parser import bash_reply
@@ -20,32 +20,14 @@ SUBMIT = bash_reply("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
 
 @pytest.fixture
 def env(tmp_path):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    e.update(
-        TMAX_DATA_DIR=str(tmp_path / "data"),
-        TMAX_CONFIG_DIR=str(tmp_path / "cfg"),
-        TMAX_MODELS_DIR=str(tmp_path / "models"),
-        HF_HOME=str(tmp_path / "hf"),
-        HF_HUB_OFFLINE="1",
+    return isolated_env(
+        tmp_path,
+        drop_git=True,
         GIT_AUTHOR_NAME="t",
         GIT_AUTHOR_EMAIL="t@x",
         GIT_COMMITTER_NAME="t",
         GIT_COMMITTER_EMAIL="t@x",
         GIT_CONFIG_GLOBAL=os.devnull,
-    )
-    return e
-
-
-def cli(args, env, cwd, stdin="", timeout=180):
-    return subprocess.run(
-        [sys.executable, "-m", "tmax_local", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
     )
 
 
@@ -90,7 +72,7 @@ def test_scripted_session_restores_every_step_exactly(tmp_path, env):
     script = tmp_path / "s.json"
     script.write_text(json.dumps(replies))
     out = tmp_path / "t.json"
-    p = cli(
+    p = run_cli(
         ["run", "Do things", "--model", f"script:{script}", "--json", str(out)],
         env,
         work,
@@ -106,7 +88,7 @@ def test_scripted_session_restores_every_step_exactly(tmp_path, env):
     ids = [s.get("checkpoint") for s in data["steps"]]
     assert all(ids[:5]) and len(set(ids[:5])) == 5
 
-    listing = cli(["checkpoints"], env, work)
+    listing = run_cli(["checkpoints"], env, work)
     assert listing.returncode == 0, listing.stderr
     assert session in listing.stdout
     for n, cp in enumerate(ids[:5], 1):
@@ -118,9 +100,9 @@ def test_scripted_session_restores_every_step_exactly(tmp_path, env):
         return {k: v for k, v in state.items() if not k.endswith(".log")}
 
     for n in (3, 5, 1, 4, 2):
-        dry = cli(["restore", str(n), "--dry-run"], env, work)
+        dry = run_cli(["restore", str(n), "--dry-run"], env, work)
         assert dry.returncode == 0 and "restore " in dry.stdout, dry.stderr
-        r = cli(["restore", session, str(n), "--yes"], env, work)
+        r = run_cli(["restore", session, str(n), "--yes"], env, work)
         assert r.returncode == 0, r.stdout + r.stderr
         expected = tree_state(copies / f"before-{n}")
         assert differences(comparable(tree_state(work)), comparable(expected)) == [], n
@@ -131,12 +113,12 @@ def test_scripted_session_restores_every_step_exactly(tmp_path, env):
 
     # Every restore is undoable: u5 is the state just before the 5th restore, i.e. after
     # the 4th restore (to before step 4); u1 is the state when the session ended.
-    r = cli(["restore", "u1", "--yes"], env, work)
+    r = run_cli(["restore", "u1", "--yes"], env, work)
     assert r.returncode == 0, r.stdout + r.stderr
     assert differences(comparable(tree_state(work)), comparable(final)) == []
     assert git(work, env, "stash", "list").count("stash@") == 1
     assert git(work, env, "rev-parse", "--abbrev-ref", "HEAD").strip() == "feature"
-    listing = cli(["checkpoints", "--files"], env, work)
+    listing = run_cli(["checkpoints", "--files"], env, work)
     assert "u6" in listing.stdout and "before restoring to u1" in listing.stdout
 
 
@@ -145,22 +127,24 @@ def test_no_checkpoints_flag_and_confirmation(tmp_path, env):
     work.mkdir()
     script = tmp_path / "s.json"
     script.write_text(json.dumps([bash_reply("echo one > a.txt"), SUBMIT]))
-    p = cli(["run", "x", "--model", f"script:{script}", "--no-checkpoints"], env, work, "a\n" * 3)
+    p = run_cli(
+        ["run", "x", "--model", f"script:{script}", "--no-checkpoints"], env, work, "a\n" * 3
+    )
     assert p.returncode == 0, p.stderr
-    r = cli(["checkpoints"], env, work)
+    r = run_cli(["checkpoints"], env, work)
     assert r.returncode == 1 and "no checkpoints recorded" in r.stderr
     assert "Traceback" not in r.stderr
 
     (work / "a.txt").unlink()
-    p = cli(["run", "x", "--model", f"script:{script}"], env, work, "a\n" * 3)
+    p = run_cli(["run", "x", "--model", f"script:{script}"], env, work, "a\n" * 3)
     assert p.returncode == 0 and "tmax-local restore" in p.stdout
     assert (work / "a.txt").read_text() == "one\n"
     (work / "a.txt").write_text("mine\n")
-    r = cli(["restore", "1"], env, work, "n\n")  # asked, answered no
+    r = run_cli(["restore", "1"], env, work, "n\n")  # asked, answered no
     assert r.returncode == 1 and "restore? [y/N]" in r.stdout and "not restored" in r.stderr
     assert (work / "a.txt").read_text() == "mine\n"
-    r = cli(["restore", "1"], env, work, "y\n")
+    r = run_cli(["restore", "1"], env, work, "y\n")
     assert r.returncode == 0 and "- a.txt" in r.stdout
     assert not (work / "a.txt").exists()
-    r = cli(["restore", "7", "--yes"], env, work)
+    r = run_cli(["restore", "7", "--yes"], env, work)
     assert r.returncode == 1 and "has no checkpoint '7'" in r.stderr

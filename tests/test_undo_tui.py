@@ -4,60 +4,38 @@ reads in its next turn that the files were restored."""
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 from pathlib import Path
 
+import pilot_support
 import pytest
 
 from tmax_local.agent import events as ev
 from tmax_local.agent.options import ModelOptions, SessionOptions
-from tmax_local.tui.app import TmaxApp, TuiOptions, make_app
+from tmax_local.tui.app import TmaxApp, TuiOptions
 from tmax_local.tui.reasoning import StepView
 from tmax_local.tui.undo import UndoScreen
 
+pytestmark = pytest.mark.usefixtures("private_dirs")
 SIZE = (100, 30)
 
 
 def call(command: str) -> str:
-    return (
-        "Next.\n<tool_call>\n<function=bash>\n<parameter=command>\n"
-        f"{command}\n</parameter>\n</function>\n</tool_call>"
-    )
+    return pilot_support.call(command, "Next.")
 
 
 SUBMIT = call("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
-
-
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TMAX_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("TMAX_CONFIG_DIR", str(tmp_path / "config"))
 
 
 def app_for(tmp_path: Path, work: Path, replies: list[str]) -> TmaxApp:
     script = tmp_path / "script.json"
     script.write_text(json.dumps(replies))
     opts = SessionOptions(model=ModelOptions(model=f"script:{script}"), approve="ask", cwd=work)
-    app = make_app(TuiOptions(session=opts))
-    app.deterministic = True
-    app.ram_probe = lambda: "1 GiB"
-    return app
+    return pilot_support.fixed_app(TuiOptions(session=opts))
 
 
-async def wait_until(pilot, predicate, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await pilot.pause(0.02)
-
-
-async def start(pilot, app: TmaxApp, task: str) -> None:
-    await wait_until(pilot, lambda: app.session.model_ready, "model loaded")
-    await wait_until(pilot, lambda: app.session.shell is not None, "shell started")
-    app.query_one("#task").value = task
-    await pilot.press("enter")
+wait_until = functools.partial(pilot_support.wait_until, timeout=60.0)
 
 
 def ran(app: TmaxApp, step: int) -> bool:
@@ -98,7 +76,7 @@ async def test_undo_a_finished_step_asks_then_restores(tmp_path):
     ]
     app = app_for(tmp_path, work, replies)
     async with app.run_test(size=SIZE) as pilot:
-        await start(pilot, app, "make files")
+        await pilot_support.start(pilot, "make files", timeout=60.0)
         await approve(pilot, app, 1)
         await approve(pilot, app, 2)
         await wait_until(pilot, lambda: app.finished is not None, "finished")
@@ -128,7 +106,7 @@ async def test_running_agent_is_told_files_were_restored(tmp_path):
     replies = [call("echo one > a.txt"), call("echo two > b.txt"), call("ls"), SUBMIT]
     app = app_for(tmp_path, work, replies)
     async with app.run_test(size=SIZE) as pilot:
-        await start(pilot, app, "make files")
+        await pilot_support.start(pilot, "make files", timeout=60.0)
         await approve(pilot, app, 1)
         await approve(pilot, app, 2)
         # Step 3 waits for approval: undo step 2 meanwhile.
