@@ -258,17 +258,23 @@ class RemoteEngine:
         probe = "".join(QWEN35_SPECIAL_IDS)
         expected = list(QWEN35_SPECIAL_IDS.values())
         try:
-            got = self._server_tokens(probe)
+            got: list[int] | None = self._server_tokens(probe)
         except HttpStatusError as err:
             if err.status in (401, 403):
                 raise self._auth_error(err) from None
             if err.status not in (400, 404, 405, 422, 501):
                 raise RemoteError(self._describe(err, "tokenize")) from None
+            got = None
+        except (KeyError, TypeError, ValueError):
+            got = None  # a /tokenize of another shape: not one we can use
+        except OSError as err:
+            raise self._unreachable(err) from None
+        if not got:
+            # No usable endpoint; an empty answer to a non-empty text means the server
+            # read none of our fields (it is not a tokenizer we can ask).
             self.tokenizer_source = "local Qwen 3.5"
             self._local_tok = _LocalTokenizer()
             got = self._local_tok.encode(probe)
-        except OSError as err:
-            raise self._unreachable(err) from None
         if got != expected:
             raise TokenizerMismatch(
                 f"the tokenizer of {self.served_model!r} is not TMax's Qwen 3.5 vocabulary "
@@ -323,8 +329,14 @@ class RemoteEngine:
     def _server_tokens(self, text: str) -> list[int]:
         if self.dialect == "llama.cpp":
             body: dict[str, Any] = {"content": text, "add_special": False, "parse_special": True}
-        else:
-            body = {"model": self.served_model, "prompt": text, "add_special_tokens": False}
+        else:  # vLLM's and SGLang's fields; llama-server's "content" too (extra fields are
+            # ignored by those servers), so a llama-server behind an OpenAI URL answers
+            body = {
+                "model": self.served_model,
+                "prompt": text,
+                "add_special_tokens": False,
+                "content": text,
+            }
         answer = self.http.request("POST", "/tokenize", body)
         return [int(t) for t in answer["tokens"]]
 
