@@ -364,3 +364,25 @@ async def test_quitting_while_the_agent_waits_closes_cleanly(tmp_path, workdir) 
     with pytest.raises(ShellClosed):  # the PTY shell was shut down
         shell.send_input(b"echo still there\n")
     assert not (workdir / "never.txt").exists()
+
+
+async def test_a_model_load_failing_while_the_app_closes_is_not_a_crash(tmp_path, workdir) -> None:
+    """Closing the app removes its widgets while a model load may still be failing (its
+    shell went away under it): that late error has nowhere to be shown and must not crash
+    the closing app (CI caught this under load)."""
+    from tmax_local.tui.status import StatusBar
+
+    app = fixed_app(options(tmp_path, workdir, [SUBMIT]))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.session.model_ready, "the model")
+        await app.query_one(StatusBar).remove()  # what closing the app does to its widgets
+
+        def failing_load() -> None:
+            raise RuntimeError("the session was closed under the load")
+
+        worker = app.run_worker(failing_load, group="model", thread=True, exit_on_error=False)
+        await wait_until(pilot, lambda: worker.is_finished, "the failed load")
+        for _ in range(5):  # let its state change reach the app
+            await pilot.pause(0.02)
+        assert app.is_running
+    # run_test re-raises any exception the app hit (NoMatches, before the fix): none did.

@@ -355,8 +355,11 @@ class TmaxApp(App[int]):
             # Not a TmaxError (those are shown by load_model): a bug or a llama.cpp failure.
             # Shown in the app, in one line, rather than lost or crashing the UI.
             err = event.worker.error
-            self.status.update_info(loading="no model", state="error")
-            self.reasoning.add_note(f"model loading failed: {err!r}", level="error")
+            try:
+                self.status.update_info(loading="no model", state="error")
+                self.reasoning.add_note(f"model loading failed: {err!r}", level="error")
+            except NoMatches:  # the load failed because the app is closing: nothing to show
+                return
         if event.worker.group == "agent" and event.state in (
             WorkerState.SUCCESS,
             WorkerState.ERROR,
