@@ -9,8 +9,10 @@ Prints, as medians over the commands:
 - the checkpoint alone, split into its scan (find + git's .gitignore answer) and the rest;
 
 for commands that change 1 file ("little changed", the target is an overhead under
-100 ms) and 100 files. Also the first, full snapshot (every file read, compressed and
-stored) and a restore of one step.
+100 ms) and 100 files, twice: with change detection by full scans (every path stat'ed) and
+by inotify (only reported paths stat'ed, the default on Linux), and the ratio of the two.
+Also the first, full snapshot (every file read, compressed and stored) and a restore of
+one step.
 
     python bench/bench_checkpoints.py                  # 10,000 files, 200 MB, 25 commands
     python bench/bench_checkpoints.py --files 2000 --mb 40 --commands 10   # quicker
@@ -91,7 +93,6 @@ def main() -> None:
         f"{time.perf_counter() - t0:.1f} s ({tmp}); load average {os.getloadavg()[0]:.1f} "
         f"on {os.cpu_count()} CPUs"
     )
-    ck = SessionCheckpointer(project, base=tmp / "store")
     rng = random.Random(1)
     small = [r for r in rels if r.endswith(".txt")]
 
@@ -99,67 +100,75 @@ def main() -> None:
         picks = rng.sample(small, n_changed)
         return " && ".join(f"echo {k} >> {p}" for p in picks)
 
+    overheads: dict[tuple[str, int], float] = {}
     with PtyShell(project) as shell:
         shell.run("true", 10)
-        t, c0 = time.perf_counter(), cpu_s()
-        first = ck.before_command("bench", 0, "first")
-        full_s, full_cpu = time.perf_counter() - t, cpu_s() - c0
-        print(
-            f"first snapshot (reads and stores everything): {full_s:.2f} s "
-            f"({size / 2**20 / full_s:.0f} MB/s; CPU {full_cpu:.2f} s), "
-            f"{len(first.not_covered)} not covered"
-        )
-        time.sleep(0.1)
-        ck.before_command("bench", 0, "settle")  # files read within the racy window
-        for n_changed in (1, 100):
-            base, withck, snap, scans, cpu = [], [], [], [], []
-            for k in range(args.commands):
-                cmd = command(n_changed, k)
-                t = time.perf_counter()
-                shell.run(cmd, 60)
-                base.append(time.perf_counter() - t)
+        for label, watch in (("full scan", False), ("inotify", True)):
+            print(f"\n=== checkpoints with {label} change detection ===")
+            ck = SessionCheckpointer(project, base=tmp / f"store-{watch}", watch=watch)
+            t, c0 = time.perf_counter(), cpu_s()
+            first = ck.before_command("bench", 0, "first")
+            full_s, full_cpu = time.perf_counter() - t, cpu_s() - c0
+            print(
+                f"first snapshot (reads and stores everything): {full_s:.2f} s "
+                f"({size / 2**20 / full_s:.0f} MB/s; CPU {full_cpu:.2f} s), "
+                f"{len(first.not_covered)} not covered"
+            )
             time.sleep(0.1)
-            ck.before_command("bench", 0, "settle")
-            for k in range(args.commands):
-                cmd = command(n_changed, k)
-                c0 = cpu_s()
-                t = time.perf_counter()
-                ck.before_command("bench", k + 1, cmd)
-                t1 = time.perf_counter()
-                cpu.append(cpu_s() - c0)
-                shell.run(cmd, 60)
-                t2 = time.perf_counter()
-                withck.append(t2 - t)
-                snap.append(t1 - t)
-                t = time.perf_counter()
-                scan(
-                    project,
-                    ignore_repo=ck.store.path / "ignore.git",
-                    skip=[],
-                    previous=ck.store._scan,
-                )
-                scans.append(time.perf_counter() - t)
-            b, w, s, sc = median_ms(base), median_ms(withck), median_ms(snap), median_ms(scans)
-            print(f"\ncommands changing {n_changed} file(s), median of {args.commands}:")
-            print(f"  baseline (no checkpoint)     {b:8.1f} ms")
-            print(f"  checkpoint + command         {w:8.1f} ms   ratio {w / b:5.2f}x")
-            print(f"  overhead per command         {w - b:8.1f} ms   (target < 100 ms)")
-            print(f"  checkpoint alone             {s:8.1f} ms   (a scan alone: {sc:.1f} ms)")
-            print(f"  checkpoint CPU time          {median_ms(cpu):8.1f} ms   (self + find/git)")
-        assert ensure_ignore_repo(ck.store.path / "ignore.git")
-        # Restore one step back (undo the last command).
-        store = ck.store
-        last = store.records("bench")[-1]["tree"]
-        shell.run(command(1, 999), 60)
-        t = time.perf_counter()
-        r = rs.restore(store, last)
-        print(
-            f"\nrestore one step (1 file back): {(time.perf_counter() - t) * 1000:.0f} ms "
-            f"(includes its own undo checkpoint and the check scan), "
-            f"{len(r.left_different)} left different"
-        )
-        du = sum(p.stat().st_size for p in (tmp / "store").rglob("*") if p.is_file())
-        print(f"store size: {du / 2**20:.0f} MB for {size / 2**20:.0f} MB of project")
+            ck.before_command("bench", 0, "settle")  # files read within the racy window
+            for n_changed in (1, 100):
+                base, withck, snap, scans, cpu = [], [], [], [], []
+                for k in range(args.commands):
+                    cmd = command(n_changed, k)
+                    t = time.perf_counter()
+                    shell.run(cmd, 60)
+                    base.append(time.perf_counter() - t)
+                time.sleep(0.1)
+                ck.before_command("bench", 0, "settle")
+                for k in range(args.commands):
+                    cmd = command(n_changed, k)
+                    c0 = cpu_s()
+                    t = time.perf_counter()
+                    ck.before_command("bench", k + 1, cmd)
+                    t1 = time.perf_counter()
+                    cpu.append(cpu_s() - c0)
+                    shell.run(cmd, 60)
+                    t2 = time.perf_counter()
+                    withck.append(t2 - t)
+                    snap.append(t1 - t)
+                    t = time.perf_counter()
+                    scan(project, ignore_repo=ck.store.path / "ignore.git", skip=[])
+                    scans.append(time.perf_counter() - t)
+                b, w, s, sc = median_ms(base), median_ms(withck), median_ms(snap), median_ms(scans)
+                overheads[(label, n_changed)] = w - b
+                print(f"\ncommands changing {n_changed} file(s), median of {args.commands}:")
+                print(f"  baseline (no checkpoint)     {b:8.1f} ms")
+                print(f"  checkpoint + command         {w:8.1f} ms   ratio {w / b:5.2f}x")
+                print(f"  overhead per command         {w - b:8.1f} ms   (target < 100 ms)")
+                print(f"  checkpoint alone             {s:8.1f} ms   (a full scan: {sc:.1f} ms)")
+                c = median_ms(cpu)
+                print(f"  checkpoint CPU time          {c:8.1f} ms   (self + find/git)")
+            assert ensure_ignore_repo(ck.store.path / "ignore.git")
+            # Restore one step back (undo the last command).
+            store = ck.store
+            last = store.records("bench")[-1]["tree"]
+            shell.run(command(1, 999), 60)
+            t = time.perf_counter()
+            r = rs.restore(store, last)
+            print(
+                f"\nrestore one step (1 file back): {(time.perf_counter() - t) * 1000:.0f} ms "
+                f"(includes its own undo checkpoint and the check scan), "
+                f"{len(r.left_different)} left different"
+            )
+            store.close()
+        du = sum(p.stat().st_size for p in (tmp / "store-True").rglob("*") if p.is_file())
+        print(f"\nstore size: {du / 2**20:.0f} MB for {size / 2**20:.0f} MB of project")
+        for n_changed in (1, 100):
+            full, fast = overheads[("full scan", n_changed)], overheads[("inotify", n_changed)]
+            print(
+                f"overhead, {n_changed} file(s) changed: inotify {fast:.1f} ms vs full scan "
+                f"{full:.1f} ms ({fast / full:.2f}x)"
+            )
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -28,20 +28,23 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tmax_local.undo.watch import TreeWatcher
 
 # Entry kinds.
 FILE, LINK, DIR = "f", "l", "d"
 _KINDS = frozenset((FILE, LINK, DIR))
 
 
-# One scanned path: (kind, mode, size, ctime, inode, symlink target), all text as find
-# prints them (mode in octal, ctime as seconds.fraction). Two scans of an unchanged path give
-# equal records, so a record is compared whole and parsed only when it changed. The ctime
-# (not the mtime) is kept: every write, chmod, rename or `touch -d` moves it, and no user
-# command can set it back.
-Record = tuple[str, str, str, str, str, str]
+# One scanned path: (kind, mode, size, ctime, inode, symlink target, link count), all
+# text as find prints them (mode in octal, ctime as seconds.fraction). Two scans of an
+# unchanged path give equal records, so a record is compared whole and parsed only when
+# it changed. The ctime (not the mtime) is kept: every write, chmod, rename or
+# `touch -d` moves it, and no user command can set it back.
+Record = tuple[str, str, str, str, str, str, str]
 
 
 def record_kind(rec: Record) -> str:
@@ -60,6 +63,11 @@ def record_target(rec: Record) -> str:
     return rec[5]
 
 
+def record_multilink(rec: Record) -> bool:
+    """A file with more than one hard link (it can change through a name we do not watch)."""
+    return rec[0] == FILE and rec[6] != "1"
+
+
 def record_ctime_ns(rec: Record) -> int:
     sec, _, frac = rec[3].partition(".")
     return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
@@ -73,6 +81,11 @@ class ScanResult:
     ignore_rules_applied: bool = True
     ignored: list[str] | None = None  # git's answer (directories end with "/")
     git_asked: bool = True  # False when the previous answer still held
+    special: list[tuple[str, str]] = field(default_factory=list)  # not covered, not ignored
+    full: bool = True  # every path was listed (False: only what the watcher reported)
+    since_full: int = 0  # scans since the last full one
+    multilink: set[str] = field(default_factory=set)  # files with other hard links
+    unsettled: set[str] = field(default_factory=set)  # watched only after they were listed
 
 
 def git_env() -> dict[str, str]:
@@ -150,8 +163,12 @@ def _find_pattern(path: str) -> str:
     return "".join(out)
 
 
-_FIND_FORMAT = r"%y\0%m\0%s\0%C@\0%i\0%P\0%l\0"
-_FIELDS = 7
+_FIND_FORMAT = r"%y\0%m\0%s\0%C@\0%i\0%P\0%l\0%n\0"
+_FIELDS = 8
+
+
+class WalkStopped(Exception):
+    """``on_dir`` refused a directory."""
 
 
 class TooManyPaths(Exception):
@@ -211,6 +228,7 @@ def walk_find(
                 parts[3:n:_FIELDS],
                 parts[4:n:_FIELDS],
                 parts[6:n:_FIELDS],
+                parts[7:n:_FIELDS],
                 strict=True,
             ),
             strict=True,
@@ -221,7 +239,7 @@ def walk_find(
         for kind, rel in zip(kinds, rels, strict=True):
             if kind not in _KINDS:
                 del records[rel]
-                special.append((rel, "not a regular file, directory or symlink"))
+                special.append((rel, SPECIAL))
     if returncode != 0:
         for line in stderr.decode(errors="replace").splitlines():
             special.append((line.removeprefix("find: "), "could not be read"))
@@ -232,16 +250,51 @@ def _ns_text(ns: int) -> str:
     return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}0"
 
 
+SPECIAL = "not a regular file, directory or symlink"
+
+
+def stat_record(st: os.stat_result, path: str) -> Record | None:
+    """The record of a path from its ``lstat`` (None: a socket, FIFO or device)."""
+    if stat.S_ISDIR(st.st_mode):
+        kind = DIR
+    elif stat.S_ISREG(st.st_mode):
+        kind = FILE
+    elif stat.S_ISLNK(st.st_mode):
+        kind = LINK
+    else:
+        return None
+    return (
+        kind,
+        f"{stat.S_IMODE(st.st_mode):o}",
+        str(st.st_size),
+        _ns_text(st.st_ctime_ns),
+        str(st.st_ino),
+        os.readlink(path) if kind == LINK else "",
+        str(st.st_nlink),
+    )
+
+
 def walk_python(
-    root: Path, prune: list[str], max_paths: int | None = None
+    root: Path,
+    prune: Iterable[str],
+    max_paths: int | None = None,
+    *,
+    start: str = "",
+    on_dir: Callable[[str], bool] | None = None,
 ) -> tuple[dict[str, Record], list[tuple[str, str]]]:
-    """The same listing as ``walk_find``, in Python (portable fallback)."""
+    """The same listing as ``walk_find``, in Python (portable fallback).
+
+    ``start``: list only beneath this directory (paths stay relative to ``root``).
+    ``on_dir(rel)`` is called before each directory is listed (``start`` included);
+    returning False stops the walk with ``WalkStopped``."""
     skip = {p.rstrip("/") for p in prune}
     records: dict[str, Record] = {}
     special: list[tuple[str, str]] = []
-    stack = [""]
+    stack = [start]
     while stack:
         rel_dir = stack.pop()
+        if on_dir is not None and not on_dir(rel_dir):
+            raise WalkStopped(rel_dir)
         try:
             it = os.scandir(os.path.join(root, rel_dir) if rel_dir else root)
         except OSError as err:
@@ -254,30 +307,18 @@ def walk_python(
                     continue
                 try:
                     st = e.stat(follow_symlinks=False)
-                    target = os.readlink(e.path) if stat.S_ISLNK(st.st_mode) else ""
+                    rec = stat_record(st, e.path)
                 except OSError as err:
                     special.append((rel, f"could not be read ({err.strerror})"))
                     continue
                 if max_paths is not None and len(records) >= max_paths:
                     raise TooManyPaths(f"more than {max_paths:,} paths")
-                if stat.S_ISDIR(st.st_mode):
-                    kind = DIR
-                    stack.append(rel)
-                elif stat.S_ISREG(st.st_mode):
-                    kind = FILE
-                elif stat.S_ISLNK(st.st_mode):
-                    kind = LINK
-                else:
-                    special.append((rel, "not a regular file, directory or symlink"))
+                if rec is None:
+                    special.append((rel, SPECIAL))
                     continue
-                records[rel] = (
-                    kind,
-                    f"{stat.S_IMODE(st.st_mode):o}",
-                    str(st.st_size),
-                    _ns_text(st.st_ctime_ns),
-                    str(st.st_ino),
-                    target,
-                )
+                if rec[0] == DIR:
+                    stack.append(rel)
+                records[rel] = rec
     return records, special
 
 
@@ -307,6 +348,11 @@ def _ignore_inputs_changed(records: dict[str, Record], previous: ScanResult) -> 
     )
 
 
+FULL_SCAN_EVERY = 25
+"""With a watcher, every this many scans is a full one anyway (what inotify cannot see:
+writes through a shared mapping after the file was closed)."""
+
+
 def scan(
     root: Path,
     *,
@@ -315,14 +361,30 @@ def scan(
     use_find: bool = True,
     previous: ScanResult | None = None,
     max_paths: int | None = None,
+    watcher: TreeWatcher | None = None,
 ) -> ScanResult:
     """Everything under ``root`` a checkpoint covers, and what it does not (see module doc).
 
     With ``previous`` (the last scan of the same root), git is asked about ignore rules only
     when a path is new or an ignore file changed; otherwise its last answer still holds.
+    With a ``watcher`` too, only the paths it reports (and files with several hard links)
+    are looked at again, unless it cannot tell (see :mod:`tmax_local.undo.watch`).
     Raises ``TooManyPaths`` (having stopped early) when there are more than ``max_paths``.
     """
     skip = list(skip or [])
+    if (
+        watcher is not None
+        and previous is not None
+        and previous.ignored is not None
+        and previous.since_full + 1 < FULL_SCAN_EVERY
+    ):
+        result = _scan_changes(root, ignore_repo, skip, previous, max_paths, watcher)
+        if result is not None:
+            return result
+    if watcher is not None:
+        watcher.changes()  # what happened before this listing is in it: drop those events
+        if previous is not None:  # watch the directories we know of before listing them
+            watcher.sync(r for r, rec in previous.records.items() if rec[0] == DIR)
     walker = walk_find if use_find else walk_python
 
     def walk(ignored: list[str] | None) -> tuple[dict[str, Record], list[tuple[str, str]]]:
@@ -336,7 +398,9 @@ def scan(
     if previous is not None and previous.ignored is not None:
         ignored: list[str] | None = previous.ignored
         records, special = walk(ignored)
-        git_asked = _ignore_inputs_changed(records, previous)
+        git_asked = _ignore_inputs_changed(records, previous) or any(
+            not os.path.lexists(os.path.join(root, p.rstrip("/"))) for p in ignored
+        )  # an ignored path went away
         if git_asked:
             fresh = ignored_paths(root, ignore_repo)
             if fresh != ignored:
@@ -346,11 +410,150 @@ def scan(
         git_asked = True
         ignored = ignored_paths(root, ignore_repo)
         records, special = walk(ignored)
-    result = ScanResult(
+    unsettled: set[str] = set()
+    if watcher is not None:
+        before = set(watcher.by_dir)
+        dirs = [r for r, rec in records.items() if rec[0] == DIR]
+        watcher.sync(dirs)
+        # Watched only now: what changed in them between the listing and the watch is
+        # unknown, so the next scan lists them again (a new root: a full scan).
+        unsettled = {"" if "" not in before else d for d in watcher.by_dir if d not in before}
+    return ScanResult(
         records=records,
         not_covered=[(p, "ignored by .gitignore") for p in ignored or []] + special,
         ignore_rules_applied=ignored is not None,
         ignored=ignored,
         git_asked=git_asked,
+        special=special,
+        multilink={r for r, rec in records.items() if record_multilink(rec)},
+        unsettled=unsettled,
     )
-    return result
+
+
+def _restat(root: Path, rel: str) -> Record | None:
+    path = os.path.join(root, rel)
+    try:
+        return stat_record(os.lstat(path), path)
+    except OSError:
+        return None
+
+
+def _scan_changes(
+    root: Path,
+    ignore_repo: Path | None,
+    skip: list[str],
+    previous: ScanResult,
+    max_paths: int | None,
+    watcher: TreeWatcher,
+) -> ScanResult | None:
+    """``previous`` updated with what the watcher reports; None if only a full scan can tell."""
+    if "" in previous.unsettled:
+        return None
+    got = watcher.changes()
+    if got is None:
+        return None
+    paths, new_dirs = got
+    new_dirs |= previous.unsettled
+    ignored = previous.ignored or []
+    ignored_files = {p for p in ignored if not p.endswith("/")}
+    pruned = tuple(p.rstrip("/") for p in ignored if p.endswith("/")) + tuple(skip)
+
+    def excluded(rel: str) -> bool:
+        return rel in ignored_files or any(rel == p or rel.startswith(p + "/") for p in pruned)
+
+    records = dict(previous.records)
+    special = {rel: why for rel, why in previous.special}
+    multilink = set(previous.multilink)
+
+    def note(rel: str, rec: Record) -> None:
+        records[rel] = rec
+        if not record_multilink(rec):
+            multilink.discard(rel)
+            return
+        if rel not in multilink:
+            # A new name for an inode: its other names changed (link count, ctime) with
+            # no event of their own, and may change through this one from now on.
+            ino = rec[4]
+            siblings = [r for r, x in records.items() if x[4] == ino and x[0] == FILE]
+            multilink.update(siblings)
+            for other in siblings:
+                fresh = _restat(root, other) if other != rel else None
+                if fresh is not None:
+                    records[other] = fresh
+
+    touched: list[str] = []
+    ignored_touched = False  # an ignored path came or went: git's list may differ
+    for rel in sorted(paths | new_dirs | multilink):
+        if excluded(rel):
+            ignored_touched = True
+            continue
+        special.pop(rel, None)
+        touched.append(rel)
+        path = os.path.join(root, rel)
+        try:
+            rec = stat_record(os.lstat(path), path)
+        except (FileNotFoundError, NotADirectoryError):
+            old = records.pop(rel, None)
+            multilink.discard(rel)
+            if old is not None and old[0] == DIR:
+                return None  # a subtree went away
+            continue
+        except OSError as err:
+            records.pop(rel, None)
+            special[rel] = f"could not be read ({err.strerror})"
+            continue
+        old = records.get(rel)
+        if rec is None:
+            records.pop(rel, None)
+            special[rel] = SPECIAL
+            if old is not None and old[0] == DIR:
+                return None
+            continue
+        if old is not None and old[0] == DIR and rec[0] != DIR:
+            return None
+        note(rel, rec)
+        if rec[0] == DIR and (old is None or rel in new_dirs):
+            # A new directory: watch it, then list it (so nothing made in it is missed).
+            try:
+                sub, sub_special = walk_python(
+                    root, pruned, max_paths, start=rel, on_dir=watcher.add
+                )
+            except WalkStopped:
+                return None
+            for key, sub_rec in sub.items():
+                if key not in ignored_files:
+                    note(key, sub_rec)
+                    touched.append(key)
+            special.update(sub_special)
+    if max_paths is not None and len(records) > max_paths:
+        raise TooManyPaths(f"more than {max_paths:,} paths")
+    rules_touched = any(_is_ignore_file(rel) for rel in touched)
+    git_asked = (
+        ignored_touched or rules_touched or any(rel not in previous.records for rel in touched)
+    )
+    if git_asked:
+        fresh = ignored_paths(root, ignore_repo)
+        if fresh is None:
+            return None
+        if fresh != ignored:
+            dirs_now = {p for p in fresh if p.endswith("/")}
+            if rules_touched or dirs_now != {p for p in ignored if p.endswith("/")}:
+                return None  # other rules, or a directory newly (un)ignored: list it all
+            # only ignored files came or went: what is new among them is not covered
+            for name in fresh:
+                if not name.endswith("/"):
+                    records.pop(name, None)
+                    multilink.discard(name)
+            ignored = fresh
+    special_list = sorted(special.items())
+    return ScanResult(
+        records=records,
+        not_covered=[(p, "ignored by .gitignore") for p in ignored] + special_list,
+        ignore_rules_applied=True,
+        ignored=ignored,
+        git_asked=git_asked,
+        special=special_list,
+        full=False,
+        since_full=previous.since_full + 1,
+        multilink=multilink,
+    )

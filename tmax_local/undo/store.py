@@ -34,6 +34,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 import zlib
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tmax_local.errors import TmaxError
+from tmax_local.undo import watch
 from tmax_local.undo.scan import (
     DIR,
     FILE,
@@ -59,6 +61,7 @@ from tmax_local.undo.scan import (
     record_target,
     scan,
 )
+from tmax_local.undo.watch import TreeWatcher
 
 DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024
 # New content one checkpoint may copy in (the first one of a big project copies it all);
@@ -179,6 +182,7 @@ class Store:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         max_new_bytes: int = DEFAULT_MAX_NEW_BYTES,
         max_paths: int = DEFAULT_MAX_PATHS,
+        watch: bool = True,
     ):
         self.root = root
         self.path = path
@@ -190,6 +194,9 @@ class Store:
         self._last: Tree | None = None  # the latest tree this process recorded
         self._cache: dict[str, Record] = {}  # scan records known to match _last
         self._scan: ScanResult | None = None  # the last scan (its ignore answer is reused)
+        # inotify on the project's directories: a checkpoint stats only what changed
+        self._watch = watch and sys.platform.startswith("linux")
+        self._watcher: TreeWatcher | None = None
         self._index_saved = True
         self._unsaved = 0
         self._trees: dict[str, Tree] = {}  # recently read trees
@@ -426,6 +433,22 @@ class Store:
             self._unsaved = 0
 
     # --- snapshot ---------------------------------------------------------------------
+    def _tree_watcher(self) -> TreeWatcher | None:
+        if self._watcher is None and self._watch:
+            self._watch = False  # one try per store
+            if watch.usable(str(self.root)):
+                try:
+                    self._watcher = TreeWatcher(str(self.root))
+                except OSError:
+                    pass  # no inotify instance left (the user's limit): full scans
+        return self._watcher
+
+    def close(self) -> None:
+        """Release the watcher (the store stays usable, with full scans)."""
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+
     def _skip_paths(self) -> list[str]:
         try:
             rel = self.path.resolve().relative_to(self.root)
@@ -452,6 +475,7 @@ class Store:
                 use_find=self.use_find,
                 previous=self._scan,
                 max_paths=self.max_paths,
+                watcher=self._tree_watcher(),
             )
         except TooManyPaths:
             raise ProjectTooLarge(
