@@ -399,7 +399,7 @@ def scan(
         ignored: list[str] | None = previous.ignored
         records, special = walk(ignored)
         git_asked = _ignore_inputs_changed(records, previous) or any(
-            not os.path.lexists(os.path.join(root, p.rstrip("/"))) for p in ignored
+            not os.path.lexists(os.path.join(root, p.rstrip("/"))) for p in previous.ignored
         )  # an ignored path went away
         if git_asked:
             fresh = ignored_paths(root, ignore_repo)
