@@ -150,7 +150,16 @@ def ignored_paths(root: Path, ignore_repo: Path | None) -> list[str] | None:
     proc = subprocess.run(cmd, cwd=root, env=git_env(), capture_output=True, check=False)
     if proc.returncode != 0:
         return None
-    return [os.fsdecode(p) for p in proc.stdout.split(b"\0") if p]
+    listed = sorted(os.fsdecode(p) for p in proc.stdout.split(b"\0") if p)
+    # A directory git calls ignored only because everything in it is ignored comes with
+    # its entries listed after it: it is not pruned (a file made in it later is not
+    # ignored and must be seen), so only its entries count. One ignored by a rule of its
+    # own comes alone.
+    return [
+        p
+        for i, p in enumerate(listed)
+        if not (p.endswith("/") and i + 1 < len(listed) and listed[i + 1].startswith(p))
+    ]
 
 
 def _find_pattern(path: str) -> str:
