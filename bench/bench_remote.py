@@ -106,7 +106,7 @@ def main() -> int:
 
     local = LlamaEngine(
         gguf,
-        EngineOptions(n_ctx=args.ctx, threads=args.threads, seed=1, flash_attn=True, grammar=g),
+        EngineOptions(ctx=args.ctx, threads=args.threads, seed=1, flash_attn=True, grammar=g),
     )
     run_turns(local, 1, args.obs_chars, args.gen)  # warm-up
     local.reset()
