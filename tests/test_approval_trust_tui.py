@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pilot_support import wait_until
 from textual.app import App
 from textual.widgets import Label
 
@@ -51,16 +52,6 @@ async def test_the_dialog_lists_the_rules_and_defaults_to_no(tmp_path, keys, ans
 # --------------------------------------------------------------------------- in the app
 
 
-async def _wait(pilot, predicate, what: str, timeout: float = 30.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await pilot.pause(0.05)
-
-
 def _app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **session):
     import json
 
@@ -89,22 +80,24 @@ def _notes(app) -> str:
 async def test_the_app_asks_before_applying_project_rules(tmp_path, monkeypatch, trust):
     app, work = _app(tmp_path, monkeypatch)
     async with app.run_test(size=(100, 30)) as pilot:
-        await _wait(pilot, lambda: isinstance(app.screen, TrustScreen), "the trust dialog")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrustScreen), "the trust dialog")
         await pilot.press(*(["shift+tab", "enter"] if trust else ["escape"]))
-        await _wait(pilot, lambda: not isinstance(app.screen, TrustScreen), "the dialog closes")
+        await wait_until(
+            pilot, lambda: not isinstance(app.screen, TrustScreen), "the dialog closes"
+        )
         found = read_project_rules(work)
         assert found is not None and found.trusted is trust
         if trust:
-            await _wait(pilot, lambda: "'ls *' (project)" in _notes(app), "the active rules")
+            await wait_until(pilot, lambda: "'ls *' (project)" in _notes(app), "the active rules")
         else:
-            await _wait(pilot, lambda: "ignored" in _notes(app), "the notice")
+            await wait_until(pilot, lambda: "ignored" in _notes(app), "the notice")
         assert "'sh *' (project)" not in _notes(app)  # a project can never allow a shell
 
 
 async def test_trust_project_flag_trusts_without_asking(tmp_path, monkeypatch):
     app, work = _app(tmp_path, monkeypatch, trust_project=True)
     async with app.run_test(size=(100, 30)) as pilot:
-        await _wait(pilot, lambda: "'ls *' (project)" in _notes(app), "the active rules")
+        await wait_until(pilot, lambda: "'ls *' (project)" in _notes(app), "the active rules")
         assert not isinstance(app.screen, TrustScreen)
     found = read_project_rules(work)
     assert found is not None and found.trusted

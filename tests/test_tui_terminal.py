@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from pilot_support import wait_until
 from textual.app import App, ComposeResult
 
 from tmax_local.tui.terminal import TerminalPane, key_to_bytes
@@ -41,16 +42,6 @@ class PaneApp(App):
         yield TerminalPane(self.backend, id="term")
 
 
-async def wait_for(pilot, predicate, what: str, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
-
-
 async def test_colours_progress_and_wide_chars() -> None:
     app = PaneApp(Recorder())
     async with app.run_test(size=(50, 10)) as pilot:
@@ -80,7 +71,9 @@ async def test_alternate_screen_restores_main_screen() -> None:
         assert pane.screen_model.in_alt_screen
         assert "INSERT" in pane.text() and "vim notes" not in pane.text()
         pane.feed(b"\x1b[?1049l")
-        await wait_for(pilot, lambda: app.alt_events == [True, False], "alt-screen messages")
+        await wait_until(
+            pilot, lambda: app.alt_events == [True, False], "alt-screen messages", 10.0
+        )
         assert pane.text() == "$ vim notes"
 
 
@@ -97,7 +90,7 @@ async def test_bursts_from_a_thread_collapse_and_arrive_in_order() -> None:
         t = threading.Thread(target=flood)
         t.start()
         t.join()
-        await wait_for(pilot, lambda: str(n - 1) in pane.text(), "last line")
+        await wait_until(pilot, lambda: str(n - 1) in pane.text(), "last line", 10.0)
         assert pane.text().splitlines()[-1] == str(n - 1)
         assert pane.flushes < n  # bursts were collapsed into fewer repaints
 
@@ -107,9 +100,9 @@ async def test_resize_reaches_backend_and_takeover_forwards_keys() -> None:
     app = PaneApp(backend)
     async with app.run_test(size=(60, 12)) as pilot:
         pane = app.query_one(TerminalPane)
-        await wait_for(pilot, lambda: (12, 60) in backend.sizes, "initial size")
+        await wait_until(pilot, lambda: (12, 60) in backend.sizes, "initial size", 10.0)
         await pilot.resize_terminal(70, 15)
-        await wait_for(pilot, lambda: backend.sizes[-1] == (15, 70), "resize")
+        await wait_until(pilot, lambda: backend.sizes[-1] == (15, 70), "resize")
         assert (pane.screen_model.lines, pane.screen_model.columns) == (15, 70)
         await pilot.press("a")  # not taken over: nothing goes to the PTY
         assert backend.sent == []
