@@ -426,7 +426,8 @@ def scan(
         watcher.sync(dirs)
         # Watched only now: what changed in them between the listing and the watch is
         # unknown, so the next scan lists them again (a new root: a full scan).
-        unsettled = {"" if "" not in before else d for d in watcher.by_dir if d not in before}
+        new = set(watcher.by_dir) - before
+        unsettled = {""} if "" in new else new
     return ScanResult(
         records=records,
         not_covered=[(p, "ignored by .gitignore") for p in ignored or []] + special,

@@ -34,7 +34,6 @@ import fcntl
 import hashlib
 import json
 import os
-import sys
 import threading
 import time
 import zlib
@@ -195,7 +194,7 @@ class Store:
         self._cache: dict[str, Record] = {}  # scan records known to match _last
         self._scan: ScanResult | None = None  # the last scan (its ignore answer is reused)
         # inotify on the project's directories: a checkpoint stats only what changed
-        self._watch = watch and sys.platform.startswith("linux")
+        self._watch = watch  # watch.usable() decides per platform and filesystem
         self._watcher: TreeWatcher | None = None
         self._index_saved = True
         self._unsaved = 0
