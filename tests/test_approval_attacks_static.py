@@ -435,7 +435,7 @@ NETWORK_ATTACKS: dict[str, tuple[tuple[str, ...] | str, list[str]]] = {
     ),
     "dev-tcp-on-a-group": (("echo *",), ["{ echo hi; } < /dev/tcp/127.0.0.1/{PORT}"]),
     "dev-tcp-in-auto-mode": ("auto", ["cat < /dev/tcp/127.0.0.1/{PORT}"]),
-    "dev-tcp-after-a-literal-slash": (("cat *",), ['+h=127.0.0.1', 'cat < /dev/tcp/"$h"/{PORT}']),
+    "dev-tcp-after-a-literal-slash": (("cat *",), ["+h=127.0.0.1", 'cat < /dev/tcp/"$h"/{PORT}']),
 }
 
 
