@@ -186,6 +186,15 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
+# A python one-liner that replaces bytes in one of the shell's own snapshot files, in place
+# (the same inode), keeping the token at its end.
+_EDIT = (
+    "python3 -c 'import sys,os; p=os.path.join(sys.argv[1], sys.argv[2]); "
+    'd=open(p,"rb").read(); f=open(p,"r+b"); '
+    'f.write(d.replace(sys.argv[3].encode().decode("unicode_escape").encode(), '
+    'sys.argv[4].encode().decode("unicode_escape").encode())); f.truncate()\' '
+    '"$(dirname "$BASH_SOURCE")" {file} "{old}" "{new}"'
+)
 F = "touch {M}"  # the payload
 ARMED = "test -e {ARM} && touch {M}"
 
@@ -264,6 +273,41 @@ CASES: list[Case] = [
         (('ls() { touch {M}; }; d=$(dirname "$BASH_SOURCE"); cp "$d/state-baseline" "$d/state"'),),
         "ls",
         fires=True,
+    ),
+    # the snapshot files live where the shell can write: a forger must not be believed
+    Case(
+        "baseline_rewritten_to_match",
+        (
+            "export GIT_PAGER='touch {M}; cat'; "
+            + _EDIT.format(
+                file="state-baseline", old="GIT_PAGER\\0x\\0cat", new="GIT_PAGER\\0x\\0$GIT_PAGER"
+            ),
+        ),
+        "git log",
+        prepare=repo(),
+        extra={"cd": "sub"},
+    ),
+    Case(
+        "snapshot_rewritten_in_place_by_a_background_job",
+        (
+            "export GIT_PAGER='touch {M}; cat'; ( for i in $(seq 100); do sleep 0.05; "
+            + _EDIT.format(file="state", old="touch {M}; cat", new="cat")
+            + "; done ) >/dev/null 2>&1 &",
+        ),
+        "git log",
+        prepare=repo(),
+        extra={"cd": "sub"},
+    ),
+    Case(
+        "snapshot_replaced_by_a_background_job",
+        (
+            "export GIT_PAGER='touch {M}; cat'; d=$(dirname \"$BASH_SOURCE\"); "
+            "( for i in $(seq 100); do sleep 0.05; sed 's/touch [^;]*; cat/cat/' \"$d/state\" "
+            '>"$d/x" && mv -f "$d/x" "$d/state"; done ) >/dev/null 2>&1 &',
+        ),
+        "git log",
+        prepare=repo(),
+        extra={"cd": "sub"},
     ),
     # controls
     Case("control_function_in_subshell_only", ("( ls() { touch {M}; } )",), "ls", "run"),
@@ -583,6 +627,28 @@ CASES: list[Case] = [
     Case("debug_trap", ("trap '" + ARMED + "' DEBUG",), "ls", fires=True),
     Case("return_trap", ("trap '" + ARMED + "' RETURN",), "ls", fires=True),
     Case("err_trap", ("trap '" + ARMED + "' ERR",), "ls /nonexistent-xyz", fires=True),
+    # a DEBUG trap runs before every command of the epilogue too, and finds the traps
+    # file's name in $BASH_COMMAND: it edits its own line out of the listing just written
+    Case(
+        "debug_trap_forges_the_trap_list",
+        (
+            'trap \'case $BASH_COMMAND in *"trap -p >|"*) eval "g=${BASH_COMMAND#*>| }" ;; '
+            '*__tmax_done*) [ -n "$g" ] && sed -i "/ DEBUG\\$/c trap -- - DEBUG" "$g" ;; '
+            "esac; " + ARMED + "; :' DEBUG",
+        ),
+        "ls",
+        fires=True,
+    ),
+    Case(  # the same, writing the file in place (same inode) rather than replacing it
+        "debug_trap_forges_the_trap_list_in_place",
+        (
+            'trap \'case $BASH_COMMAND in *"trap -p >|"*) eval "g=${BASH_COMMAND#*>| }" ;; '
+            '*__tmax_done*) [ -n "$g" ] && t=$(sed "/ DEBUG\\$/c trap -- - DEBUG" "$g") && '
+            'printf "%s\\n" "$t" >| "$g" ;; esac; ' + ARMED + "; :' DEBUG",
+        ),
+        "ls",
+        fires=True,
+    ),
     Case("int_trap", ("trap 'touch {M}' INT",), "ls"),
     Case("signal_trap", ("trap 'touch {M}' USR1",), "ls"),
     Case(

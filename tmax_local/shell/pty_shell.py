@@ -61,7 +61,7 @@ import psutil
 import ptyprocess
 
 from tmax_local.errors import TmaxError
-from tmax_local.shell import procs, sandbox
+from tmax_local.shell import guard, procs, sandbox
 from tmax_local.shell.env import shell_environment
 from tmax_local.shell.events import (
     AltScreenChanged,
@@ -75,6 +75,8 @@ from tmax_local.shell.events import (
 )
 from tmax_local.shell.secrets import protect_process
 from tmax_local.shell.state import (
+    SNAPSHOT_OPENS,
+    TRAPS_OPENS,
     LiveState,
     ShellState,
     SnapshotError,
@@ -242,6 +244,10 @@ class PtyShell:
         self._alt_active = False
         self._closed = False
         self._workdir: str | None = None
+        # The snapshot files, watched for writes other than the epilogue's (guard.py);
+        # None where inotify is missing.  The start-up snapshot is read once, at start.
+        self._guard: guard.SnapshotFiles | None = None
+        self._baseline: ShellState | None = None
         # Live state (see tmax_local/shell/state.py): the token typed with the last
         # command, and how much user input there had been when it was typed.
         self._state_token: str | None = None
@@ -306,6 +312,8 @@ class PtyShell:
             bash = self._bash
         if bash is not None:
             self._kill_bash(bash)
+        if self._guard is not None:
+            self._guard.close()
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -437,10 +445,7 @@ class PtyShell:
             self._prepare_tty(bash)
             token = secrets.token_hex(8)
             self._state_token, self._state_input_count = token, self._input_count
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._state_file())
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._state_file() + "-traps")
+            self._arm_state_files()
             done = epilogue(
                 _quote(self._state_file()), _quote(self._state_file() + "-traps"), token
             )
@@ -532,7 +537,9 @@ class PtyShell:
                 self._quiet = False
         if not self._state_fresh():
             raise SnapshotError("the shell's state could not be read")
-        base = replace(self._read_state(self._baseline_file(), "baseline"), **self._outside)
+        if self._baseline is None:
+            raise SnapshotError("the shell's state at start could not be read")
+        base = replace(self._baseline, **self._outside)
         now = self._read_state(self._state_file(), self._state_token)
         bash = self._bash
         now = replace(
@@ -548,18 +555,43 @@ class PtyShell:
         if self._input_count != self._state_input_count:
             return False
         try:
-            data = Path(self._state_file()).read_bytes()
-        except OSError:
+            data = self._read_guarded(self._state_file())
+        except SnapshotError:
             return False
         return data.endswith(f"END\0{self._state_token}\0".encode())
 
-    @staticmethod
-    def _read_state(path: str, token: str | None) -> ShellState:
+    def _arm_state_files(self) -> None:
+        """Before a command: fresh, empty snapshot files (watched where inotify is there)."""
+        state = self._state_file()
+        if self._guard is None and guard.available():
+            with contextlib.suppress(OSError):  # no O_TMPFILE here, say: trust the token
+                self._guard = guard.SnapshotFiles(
+                    {state: SNAPSHOT_OPENS, f"{state}-traps": TRAPS_OPENS}
+                )
+        if self._guard is not None:
+            try:
+                self._guard.arm()
+                return
+            except OSError:
+                self._guard.close()
+                self._guard = None
+        for path in (state, f"{state}-traps"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _read_guarded(self, path: str) -> bytes:
         try:
-            data = Path(path).read_bytes()
-            traps = Path(path + "-traps").read_text(encoding="utf-8", errors="replace")
+            if self._guard is not None and self._guard.watches(path):
+                return self._guard.read(path)
+            return Path(path).read_bytes()
+        except guard.Tampered as err:
+            raise SnapshotError(f"the shell's state files were changed: {err}") from None
         except OSError as err:
             raise SnapshotError(f"the shell's state could not be read: {err}") from None
+
+    def _read_state(self, path: str, token: str | None) -> ShellState:
+        data = self._read_guarded(path)
+        traps = self._read_guarded(path + "-traps").decode("utf-8", errors="replace")
         return parse_snapshot(data, token=token, traps=traps)
 
     def _state_file(self) -> str:
@@ -881,6 +913,12 @@ class PtyShell:
         bash.cmdline = procs.cmdline(proc.pid)
         self.cwd = cwd
         self._outside["fds"] = open_fds(bash.pid)
+        # Read once, now, before any command has run: later the file is only the shell's
+        # to rewrite, and a rewritten baseline would hide every change made since.
+        try:
+            self._baseline = self._read_state(self._baseline_file(), "baseline")
+        except SnapshotError:
+            self._baseline = None
 
     @staticmethod
     def _alive(bash: _Bash) -> bool:

@@ -131,8 +131,8 @@ def snapshot_function() -> str:
     return f"""
 __tmax_snap() {{
     >|"$1" || return 1
-    case {guard} in *r*) return 1 ;; esac
-    case :$SHELLOPTS: in *:posix:*) ;; *) return 1 ;; esac
+    case {guard} in *r*) >|"$1"; return 1 ;; esac
+    case :$SHELLOPTS: in *:posix:*) ;; *) >|"$1"; return 1 ;; esac
     __tmax_wp= __tmax_fl=$- __tmax_ps=${{PATH+1}} __tmax_pv=${{PATH-}}
     case :$__tmax_o0: in *:posix:*) __tmax_wp=1 ;; esac
     # the hash table, kept for the record: setting PATH below flushes it
@@ -175,10 +175,19 @@ __tmax_snap() {{
             builtin printf 'END\\0%s\\0' "$2"
         }} >|"$1" 2>/dev/null
         case $__tmax_fl in *u*) builtin set -u ;; esac
+    else
+        >|"$1"
     fi
     if [[ -n $__tmax_ps ]]; then PATH=$__tmax_pv; else builtin unset PATH; fi
 }}
 """
+
+
+SNAPSHOT_OPENS = 2
+"""How often ``__tmax_snap`` opens its file, each time to write, whatever happens after the
+first open (a refused snapshot is written empty): `tmax_local.shell.guard` counts on it."""
+TRAPS_OPENS = 1
+"""How often the epilogue opens the traps file (``trap -p >|FILE``)."""
 
 
 def epilogue(state_file: str, traps_file: str, token: str) -> str:

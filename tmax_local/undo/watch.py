@@ -23,33 +23,30 @@ watcher is garbage-collected).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
-import struct
-import sys
-import weakref
 from collections.abc import Iterable
 
-IN_MODIFY = 0x2
-IN_ATTRIB = 0x4
-IN_CLOSE_WRITE = 0x8
-IN_MOVED_FROM = 0x40
-IN_MOVED_TO = 0x80
-IN_CREATE = 0x100
-IN_DELETE = 0x200
-IN_DELETE_SELF = 0x400
-IN_MOVE_SELF = 0x800
-IN_UNMOUNT = 0x2000
-IN_Q_OVERFLOW = 0x4000
-IN_IGNORED = 0x8000
-IN_ONLYDIR = 0x1000000
-IN_DONT_FOLLOW = 0x2000000
-IN_EXCL_UNLINK = 0x4000000
-IN_ISDIR = 0x40000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
+from tmax_local.inotify import (
+    IN_ATTRIB,
+    IN_CLOSE_WRITE,
+    IN_CREATE,
+    IN_DELETE,
+    IN_DELETE_SELF,
+    IN_DONT_FOLLOW,
+    IN_EXCL_UNLINK,
+    IN_IGNORED,
+    IN_ISDIR,
+    IN_MODIFY,
+    IN_MOVE_SELF,
+    IN_MOVED_FROM,
+    IN_MOVED_TO,
+    IN_ONLYDIR,
+    IN_Q_OVERFLOW,
+    IN_UNMOUNT,
+    Inotify,
+    available,
+)
 
 WATCH_MASK = (
     IN_MODIFY
@@ -65,36 +62,11 @@ WATCH_MASK = (
     | IN_DONT_FOLLOW
     | IN_EXCL_UNLINK
 )
-_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
 
 # Filesystems whose changes are all made by this kernel, so inotify hears of every one.
 LOCAL_FILESYSTEMS = frozenset(
     {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "overlay", "jfs", "bcachefs"}
 )
-
-
-class _Libc:
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self.init1 = libc.inotify_init1
-        self.init1.argtypes = [ctypes.c_int]
-        self.add_watch = libc.inotify_add_watch
-        self.add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        self.rm_watch = libc.inotify_rm_watch
-        self.rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
-
-
-_libc: _Libc | None = None
-
-
-def _lib() -> _Libc | None:
-    global _libc
-    if _libc is None and sys.platform.startswith("linux"):
-        try:
-            _libc = _Libc()
-        except (OSError, AttributeError):
-            return None
-    return _libc
 
 
 def _unescape(field: str) -> str:
@@ -138,7 +110,7 @@ def filesystems_under(root: str) -> set[str] | None:
 
 def usable(root: str) -> bool:
     """Whether a watcher can be trusted for ``root`` (Linux, local filesystems only)."""
-    if _lib() is None:
+    if not available():
         return False
     types = filesystems_under(root)
     return types is not None and types <= LOCAL_FILESYSTEMS
@@ -148,37 +120,29 @@ class TreeWatcher:
     """inotify watches on a project's directories (``sync``), and what changed (``changes``)."""
 
     def __init__(self, root: str):
-        lib = _lib()
-        if lib is None:
-            raise OSError(errno.ENOSYS, "inotify is not available")
         self.root = os.path.realpath(root)
-        self._lib = lib
-        fd = lib.init1(IN_NONBLOCK | IN_CLOEXEC)
-        if fd < 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
-        self.fd = fd
-        self._closer = weakref.finalize(self, os.close, fd)
+        self._inotify = Inotify()
+        self.fd = self._inotify.fd
         self.by_wd: dict[int, str] = {}  # watch descriptor -> directory (relative, "" = root)
         self.by_dir: dict[str, int] = {}
         self.broken = False  # a watch could not be added: changes() answers None
 
     def close(self) -> None:
-        self._closer()
+        self._inotify.close()
 
     @property
     def closed(self) -> bool:
-        return not self._closer.alive
+        return self._inotify.closed
 
     def add(self, rel: str) -> bool:
         """Watch directory ``rel``; False (and the watcher is broken) if the kernel refused."""
         if rel in self.by_dir:
             return True
         path = os.path.join(self.root, rel) if rel else self.root
-        wd = self._lib.add_watch(self.fd, os.fsencode(path), WATCH_MASK)
-        if wd < 0:
-            err = ctypes.get_errno()
-            if err in (errno.ENOENT, errno.ENOTDIR):
+        try:
+            wd = self._inotify.add_watch(path, WATCH_MASK)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENOTDIR):
                 return True  # gone already: its parent's event says so
             self.broken = True  # ENOSPC (the user's watch limit) and the like
             return False
@@ -195,37 +159,21 @@ class TreeWatcher:
         for rel in [d for d in self.by_dir if d not in wanted]:
             wd = self.by_dir.pop(rel)
             self.by_wd.pop(wd, None)
-            self._lib.rm_watch(self.fd, wd)  # EINVAL when the kernel dropped it: fine
+            self._inotify.rm_watch(wd)
         self.broken = False
         return all(self.add(rel) for rel in wanted)
-
-    def _read(self) -> bytes:
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def changes(self) -> tuple[set[str], set[str]] | None:
         """``(paths, new_dirs)`` that may have changed since the last call (relative paths;
         ``new_dirs``: directories created or moved in, whose contents are new too), or None
         when only a full scan can tell. Every queued event is consumed either way."""
-        data = self._read()
+        events = list(self._inotify.events())
         if self.broken or self.closed:
             return None
         paths: set[str] = set()
         new_dirs: set[str] = set()
         full = False
-        pos = 0
-        while pos + _HEADER.size <= len(data):
-            wd, mask, _cookie, length = _HEADER.unpack_from(data, pos)
-            name = os.fsdecode(data[pos + _HEADER.size : pos + _HEADER.size + length].rstrip(b"\0"))
-            pos += _HEADER.size + length
+        for wd, mask, name in events:
             if mask & (IN_Q_OVERFLOW | IN_UNMOUNT):
                 full = True
                 continue
