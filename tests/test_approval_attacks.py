@@ -274,6 +274,27 @@ CASES: list[Case] = [
         "ls",
         fires=True,
     ),
+    # the epilogue's own variables: an integer attribute makes an assignment evaluate text
+    # (the hashed command names, `$-`), and bash runs any $(…) found in a variable named so.
+    # Both fired before the snapshot refused such variables; now it refuses before it
+    # assigns, so there is nothing left to fire even without the live check.
+    Case(
+        "integer_attribute_on_the_epilogue_hash_list",
+        ("declare -ai __tmax_hk; ls='a[$(" + ARMED + ")]'",),
+        "ls",
+    ),
+    Case(
+        "integer_attribute_on_the_epilogue_flags",
+        ("declare -i __tmax_fl; eval \"$-='a[\\$(" + ARMED + ")]'\"",),
+        "ls",
+    ),
+    # those assigned inside the snapshot are unset first (a nameref itself, not its target)
+    Case("control_nameref_on_a_snapshot_variable", ("declare -n __tmax_ok=x",), "ls", "run"),
+    Case(
+        "nameref_to_an_integer_from_a_top_level_epilogue_variable",
+        ("declare -i x; declare -n __tmax_pcv=x",),
+        "ls",
+    ),
     # the snapshot files live where the shell can write: a forger must not be believed
     Case(
         "baseline_rewritten_to_match",

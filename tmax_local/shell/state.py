@@ -84,6 +84,17 @@ SENSITIVE_EXACT = (
 SENSITIVE_PREFIXES = ("GIT_", "LD_", "DYLD_", "PYTHON", "LESS", "MAN", "npm_config_", "PIP_")
 """Every variable whose name starts with one of these is sensitive too."""
 
+FRESH_VARIABLES = tuple(
+    f"__tmax_{v}" for v in ("k", "wp", "ps", "pv", "ok", "fl", "hk", "hv", "s", "f")
+)
+"""Variables ``__tmax_snap`` and ``__tmax_done`` assign afresh: unset (``unset -n``: a
+nameref itself, not its target) before the snapshot is taken, attributes and all."""
+OWN_VARIABLES = (
+    *FRESH_VARIABLES,
+    *(f"__tmax_{v}" for v in ("pcs", "pcv", "o0", "b0", "st", "n", "up", "snapfail")),
+)
+"""Every variable the epilogue, ``__tmax_done``, ``__tmax_pre`` and ``__tmax_snap`` assign."""
+
 # Shell options that make bash run or look up code differently.  Others (errexit,
 # nullglob, pipefail…) change behaviour the static analysis already assumes nothing about.
 RISKY_OPTIONS = {
@@ -123,16 +134,19 @@ def snapshot_function() -> str:
     names = " ".join(SENSITIVE_EXACT)
     prefixed = " ".join(f'"${{!{p}@}}"' for p in SENSITIVE_PREFIXES)
     reserved = " ".join(RESERVED_FUNCTIONS)
-    own = (
-        "__tmax_k __tmax_wp __tmax_pcs __tmax_pcv __tmax_ps __tmax_pv __tmax_ok __tmax_fl "
-        "__tmax_o0 __tmax_b0 __tmax_st __tmax_hk __tmax_hv PATH POSIXLY_CORRECT"
-    )
-    guard = "".join(f"${{{v}+${{{v}@a}}}}" for v in own.split())
+    # Variables the epilogue assigns: those assigned in here are unset first; any attribute
+    # left (read-only, or on one assigned at the top level) is refused: an integer attribute
+    # makes an assignment evaluate its text, and bash runs a $(…) found there.  PATH and
+    # POSIXLY_CORRECT may only be exported.
+    own = "".join(f"${{{v}+${{{v}@a}}}}" for v in OWN_VARIABLES)  # arrays: `a`, nothing else
+    shared = "".join(f"${{{v}+${{{v}@a}}}}" for v in ("PATH", "POSIXLY_CORRECT"))
     return f"""
 __tmax_snap() {{
     >|"$1" || return 1
-    case {guard} in *r*) >|"$1"; return 1 ;; esac
     case :$SHELLOPTS: in *:posix:*) ;; *) >|"$1"; return 1 ;; esac
+    unset -n {" ".join(FRESH_VARIABLES)} 2>/dev/null
+    case {own} in *[!a]*) >|"$1"; return 1 ;; esac
+    case {shared} in *[!x]*) >|"$1"; return 1 ;; esac
     __tmax_wp= __tmax_fl=$- __tmax_ps=${{PATH+1}} __tmax_pv=${{PATH-}}
     case :$__tmax_o0: in *:posix:*) __tmax_wp=1 ;; esac
     # the hash table, kept for the record: setting PATH below flushes it
