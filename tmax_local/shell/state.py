@@ -19,8 +19,12 @@ only (no process is started) into a private file:
 - it points ``PATH`` at nothing while it works, so a disabled builtin never becomes a
   program found on ``PATH``; restoring ``PATH`` also flushes bash's hash table, so a
   ``hash -p`` entry never outlives the command that made it;
-- it ends the file with the token the agent typed on the command line (the command that
-  ran before it never sees that token).  A file without the expected token is stale.
+- it unsets the variables it assigns (`FRESH_VARIABLES`) and refuses when any of its own
+  variables keeps an attribute (an integer one would make an assignment run code);
+- it ends the file with the token the agent typed on the command line.  A file without
+  the expected token is stale.  A token is no proof of origin (anything the shell runs can
+  read it), so on Linux the files are also watched (`tmax_local.shell.guard`): one opened or
+  written by anything but the epilogue is not believed.
 
 The file is NUL-separated (bash strings cannot hold NUL): a header, then tagged records.
 `parse_snapshot` reads it; `ShellState` answers questions about it. Nothing here runs
