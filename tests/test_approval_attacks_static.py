@@ -154,6 +154,16 @@ def assert_no_marker(world: World) -> None:
     assert not made, f"payload ran without the user being asked: {made}; asked={world.asked}"
 
 
+def attempt(world: World, rules: str | tuple[str, ...], steps: list[str]) -> None:
+    """Play an attack under ``rules`` (a tuple of allow rules, or "auto"): no marker."""
+    if rules == "auto":
+        play(world, steps, mode="auto")
+    else:
+        assert isinstance(rules, tuple)
+        play(world, steps, allow=rules)
+    assert_no_marker(world)
+
+
 # --------------------------------------------------------------------------- attacks
 
 ATTACKS: dict[str, tuple[str | tuple[str, ...], list[str]]] = {
@@ -370,12 +380,7 @@ if HAVE_GIT:
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attack_needs_the_user(world: World, name: str) -> None:
     rules, steps = ATTACKS[name]
-    if rules == "auto":
-        play(world, steps, mode="auto")
-    else:
-        assert isinstance(rules, tuple)
-        play(world, steps, allow=rules)
-    assert_no_marker(world)
+    attempt(world, rules, steps)
     if name.startswith(("git-C-outside", "cd-out-then-git-init")):
         assert not (world.root / "MARKREPO").exists()
     assert world.asked, "the attack ran without any question"
@@ -442,13 +447,7 @@ NETWORK_ATTACKS: dict[str, tuple[tuple[str, ...] | str, list[str]]] = {
 @pytest.mark.parametrize("name", sorted(NETWORK_ATTACKS))
 def test_bash_network_redirection_needs_the_user(world: World, listener: int, name: str) -> None:
     rules, steps = NETWORK_ATTACKS[name]
-    steps = [s.replace("{PORT}", str(listener)) for s in steps]
-    if rules == "auto":
-        play(world, steps, mode="auto")
-    else:
-        assert isinstance(rules, tuple)
-        play(world, steps, allow=rules)
-    assert_no_marker(world)
+    attempt(world, rules, [s.replace("{PORT}", str(listener)) for s in steps])
     assert world.asked, "the connection was made without any question"
 
 

@@ -84,19 +84,16 @@ def _appended(path: str) -> None:
 
 
 @pytest.mark.parametrize("tamper", [_in_place, _replaced, _through_a_hard_link, _chmod, _appended])
-def test_a_write_after_the_epilogue_is_seen(files, tamper) -> None:
+@pytest.mark.parametrize("before", [False, True], ids=["after", "before"])
+def test_a_write_by_anything_else_is_seen(files, tamper, before: bool) -> None:
+    """After the epilogue: a background job. Before it: a DEBUG trap, which runs before
+    each command of the epilogue."""
     g, path = files
+    if before:
+        tamper(path)
     epilogue_writes(path)
-    tamper(path)
-    with pytest.raises(guard.Tampered):
-        g.read(path)
-
-
-def test_a_write_before_the_epilogue_is_seen_too(files) -> None:
-    """A DEBUG trap runs before each command of the epilogue: its write is one too many."""
-    g, path = files
-    _in_place(path)
-    epilogue_writes(path)
+    if not before:
+        tamper(path)
     with pytest.raises(guard.Tampered):
         g.read(path)
 
