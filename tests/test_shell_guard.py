@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tmax_local.shell import PtyShell, guard
-from tmax_local.shell.state import parse_snapshot
+from tmax_local.shell import PtyShell, ShellRestarted, guard
+from tmax_local.shell.state import SnapshotError, parse_snapshot
 
 pytestmark = pytest.mark.skipif(not guard.available(), reason="no inotify/O_TMPFILE here")
 
@@ -160,3 +160,42 @@ def test_an_ordinary_shell_is_still_read(tmp_path: Path) -> None:
         for _ in range(3):
             assert shell.run("echo hi > out.txt; cat out.txt", 5).output == "hi\n"
             assert shell.live_state().changes() == []
+
+
+def test_a_removed_private_directory_restarts_the_shell(tmp_path: Path) -> None:
+    """bash writes its snapshot to paths fixed when it started. With its private directory
+    removed it would write none, and a watch on the new directory would count only what
+    others wrote there (a forger writing exactly as often as the epilogue would pass):
+    the shell is started again, with the new paths, and watched there."""
+    with PtyShell(tmp_path, timeout=10) as shell:
+        events: list[object] = []
+        shell.subscribe(events.append)
+        old = shell._state_file()
+        shell.run('rm -rf "$(dirname "$BASH_SOURCE")"', 5)
+        shell.run("export GIT_PAGER='touch MARK; cat'", 5)
+        assert any(isinstance(e, ShellRestarted) for e in events)
+        state = shell._state_file()
+        assert state != old and os.path.getsize(state) > 0  # the new bash writes it
+        _forge_in_place(state, b"touch MARK; cat", b"cat")
+        assert any("$GIT_PAGER" in why for why in shell.live_state().changes())
+
+
+def test_watching_that_stops_working_is_not_replaced_by_trust(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process can use up inotify's limits: once the files were watched, a shell
+    whose files can no longer be watched has its snapshot refused (the gate asks)."""
+    with PtyShell(tmp_path, timeout=10) as shell:
+        shell.run("true", 5)
+        assert shell.live_state().changes() == []
+
+        def refuse(self: guard.SnapshotFiles) -> None:
+            raise OSError(24, "Too many open files")
+
+        monkeypatch.setattr(guard.SnapshotFiles, "arm", refuse)
+        shell.run("true", 5)
+        with pytest.raises(SnapshotError, match="can no longer be watched"):
+            shell.live_state()
+        monkeypatch.undo()
+        shell.run("true", 5)
+        assert shell.live_state().changes() == []

@@ -247,6 +247,8 @@ class PtyShell:
         # The snapshot files, watched for writes other than the epilogue's (guard.py);
         # None where inotify is missing.  The start-up snapshot is read once, at start.
         self._guard: guard.SnapshotFiles | None = None
+        self._watched = False  # a guard has armed once in this shell
+        self._unwatched: str | None = None  # why watching stopped working since
         self._baseline: ShellState | None = None
         # Live state (see tmax_local/shell/state.py): the token typed with the last
         # command, and how much user input there had been when it was typed.
@@ -424,6 +426,11 @@ class PtyShell:
                 self._spawn(self.cwd)
             elif not self._alive(self._bash):
                 self._restart("the shell had exited")
+            elif self._workdir is not None and not os.path.isdir(self._workdir):
+                # bash writes its snapshot to paths fixed when it started: a bash whose
+                # private directory is gone writes none, and the watch on a new directory
+                # would count only what others write there
+                self._restart("the shell's private directory was removed")
             bash = self._bash
             assert bash is not None
             nonce = secrets.token_hex(8)
@@ -536,6 +543,8 @@ class PtyShell:
             finally:
                 self._quiet = False
         if not self._state_fresh():
+            if self._unwatched is not None:
+                raise SnapshotError(f"the shell's state is not believed: {self._unwatched}")
             raise SnapshotError("the shell's state could not be read")
         if self._baseline is None:
             raise SnapshotError("the shell's state at start could not be read")
@@ -561,21 +570,30 @@ class PtyShell:
         return data.endswith(f"END\0{self._state_token}\0".encode())
 
     def _arm_state_files(self) -> None:
-        """Before a command: fresh, empty snapshot files (watched where inotify is there)."""
+        """Before a command: fresh, empty snapshot files, watched where inotify is there.
+
+        Once watching has worked in this shell, a failure to watch (its private directory
+        removed and made anew, inotify's limits used up by another process) is no reason to
+        trust the files less guarded: until watching works again, the snapshot is refused."""
         state = self._state_file()
-        if self._guard is None and guard.available():
-            with contextlib.suppress(OSError):  # no O_TMPFILE here, say: trust the token
-                self._guard = guard.SnapshotFiles(
-                    {state: SNAPSHOT_OPENS, f"{state}-traps": TRAPS_OPENS}
-                )
-        if self._guard is not None:
-            try:
+        paths = {state: SNAPSHOT_OPENS, f"{state}-traps": TRAPS_OPENS}
+        if self._guard is not None and not self._guard.watches(state):
+            self._guard.close()  # the private directory was made anew: new paths
+            self._guard = None
+        try:
+            if self._guard is None and guard.available():
+                self._guard = guard.SnapshotFiles(paths)
+            if self._guard is not None:
                 self._guard.arm()
+                self._watched, self._unwatched = True, None
                 return
-            except OSError:
+        except OSError as err:
+            if self._guard is not None:
                 self._guard.close()
                 self._guard = None
-        for path in (state, f"{state}-traps"):
+            if self._watched:  # else never watched here (no O_TMPFILE, say): the token
+                self._unwatched = f"its files can no longer be watched ({err})"
+        for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -583,6 +601,9 @@ class PtyShell:
         try:
             if self._guard is not None and self._guard.watches(path):
                 return self._guard.read(path)
+            state = self._state_file()
+            if self._unwatched is not None and path in (state, f"{state}-traps"):
+                raise SnapshotError(f"the shell's state is not believed: {self._unwatched}")
             return Path(path).read_bytes()
         except guard.Tampered as err:
             raise SnapshotError(f"the shell's state files were changed: {err}") from None
@@ -955,6 +976,9 @@ class PtyShell:
         if not os.path.isdir(cwd):
             cwd = os.path.expanduser("~")
         self._alt_active = False
+        if self.sandbox is not None and not os.path.isdir(self.sandbox.tmpdir):
+            self.sandbox = self._sandbox_policy()  # the private directory was made anew
+            self.env["TMPDIR"] = self.sandbox.tmpdir
         self._spawn(cwd)
         self._state_token = None  # a new bash: take a new snapshot before trusting one
         self._publish(ShellRestarted(reason))
