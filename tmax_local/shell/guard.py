@@ -63,8 +63,9 @@ class _File:
     closes_after_write: int = 0
     attrib: int = 0
     ours_opened: int = 0
-    """Opens we made ourselves (reads, and the one that created the file)."""
+    """Opens we made ourselves after the watch was set (our reads)."""
     ours_written: int = 0
+    """Closes after writing that are ours (closing the file we created)."""
     gone: bool = False
 
 
@@ -87,10 +88,9 @@ class SnapshotFiles:
 
     def arm(self) -> None:
         """Create every file afresh (empty, watched) before the epilogue writes it."""
-        self._drain()
         for f in self._files.values():
             self._inotify.rm_watch(f.wd)
-        self._drain()  # the IN_IGNORED of the old watches
+        self._drain()  # the old files' last events and their watches' IN_IGNORED: dropped
         self._files.clear()
         self._by_wd.clear()
         self._overflow = False
